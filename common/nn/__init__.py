@@ -1,0 +1,12 @@
+"""Shared MindSpore building blocks (parameter names follow the original PyTorch state dicts)."""
+from .attention import Attention, get_attention_backend, scaled_dot_product_attention, set_attention_backend
+from .embeddings import TimestepEmbedding, sinusoidal_position_table, timestep_embedding
+from .layers import GEGLU, GELU, FeedForward, GELUProj, TemporalConv, conv2d, linear
+from .norm import GroupNorm, LayerNorm
+
+__all__ = [
+    "Attention", "scaled_dot_product_attention", "set_attention_backend", "get_attention_backend",
+    "timestep_embedding", "TimestepEmbedding", "sinusoidal_position_table",
+    "linear", "conv2d", "TemporalConv", "GELU", "GEGLU", "GELUProj", "FeedForward",
+    "GroupNorm", "LayerNorm",
+]

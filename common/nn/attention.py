@@ -1,0 +1,166 @@
+"""The one attention of this repository.
+
+``scaled_dot_product_attention`` is a plain function used by every model; ``Attention`` is the
+LDM / diffusers attention module (``to_q``, ``to_k``, ``to_v``, ``to_out.0``) built on it.
+
+Backends (one switch, :func:`set_attention_backend`):
+
+* ``"math"`` (default, every device): ``BatchMatMul(transpose_b)`` -> softmax in float32 ->
+  ``BatchMatMul``. With ``chunk_size`` the queries are processed ``chunk_size`` at a time, so the
+  score matrix never exceeds ``(B, H, chunk_size, Lk)``: this bounds memory for long sequences
+  (a 576x1024 frame has 9216 latent tokens). Chunks are static slices, so the path works in
+  graph mode too.
+* ``"flash"`` (Ascend only): ``ops.flash_attention_score``. Not used unless selected.
+"""
+from __future__ import annotations
+
+import math
+
+import mindspore as ms
+from mindspore import nn, ops
+
+from .layers import linear
+
+_BACKEND = {"name": "math", "chunk_size": None}
+
+
+def set_attention_backend(name: str = "math", chunk_size: int | None = None) -> None:
+    """Select the attention implementation for every model.
+
+    Args:
+        name: ``"math"`` (portable, default) or ``"flash"`` (Ascend fused kernel).
+        chunk_size: default query chunk for the math path (None = no chunking). A call's own
+            ``chunk_size`` argument wins over this.
+    """
+    if name not in ("math", "flash"):
+        raise ValueError(f"unknown attention backend {name!r}: expected 'math' or 'flash'")
+    if chunk_size is not None and chunk_size <= 0:
+        raise ValueError(f"attention chunk_size must be positive, got {chunk_size}")
+    _BACKEND["name"] = name
+    _BACKEND["chunk_size"] = chunk_size
+
+
+def get_attention_backend() -> dict:
+    """The current backend settings (a copy)."""
+    return dict(_BACKEND)
+
+
+_bmm_t = ops.BatchMatMul(transpose_b=True)
+_bmm = ops.BatchMatMul()
+
+
+def _math_attention(q, k, v, mask, scale):
+    # q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv)
+    s = _bmm_t(q, k).astype(ms.float32) * scale  # (..., Lq, Lk)
+    if mask is not None:
+        if mask.dtype == ms.bool_:
+            s = ops.masked_fill(s, ops.logical_not(mask), float("-inf"))
+        else:
+            s = s + mask.astype(ms.float32)
+    p = ops.softmax(s, axis=-1).astype(v.dtype)
+    return _bmm(p, v)  # (..., Lq, Dv)
+
+
+def scaled_dot_product_attention(q, k, v, mask=None, scale: float | None = None, chunk_size: int | None = None):
+    """softmax(q k^T * scale + mask) v, with the softmax in float32.
+
+    Args:
+        q: (..., Lq, D) queries (any number of leading batch/head axes, e.g. (B, H, Lq, D)).
+        k: (..., Lk, D) keys.
+        v: (..., Lk, Dv) values.
+        mask: None, a bool tensor (True = attend) or an additive float tensor, broadcastable to
+            (..., Lq, Lk).
+        scale: score scale, default ``D ** -0.5``.
+        chunk_size: process the queries this many at a time (memory bound for long sequences);
+            default from :func:`set_attention_backend`.
+    Returns:
+        (..., Lq, Dv) in the dtype of ``v``.
+    """
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    if _BACKEND["name"] == "flash":
+        return _flash_attention(q, k, v, mask, scale)
+    chunk = chunk_size if chunk_size is not None else _BACKEND["chunk_size"]
+    lq = q.shape[-2]
+    if chunk is None or chunk >= lq:
+        return _math_attention(q, k, v, mask, scale)
+    outs = []
+    for start in range(0, lq, chunk):
+        stop = min(start + chunk, lq)
+        m = mask
+        if mask is not None and mask.shape[-2] != 1:
+            m = mask[..., start:stop, :]
+        outs.append(_math_attention(q[..., start:stop, :], k, v, m, scale))
+    return ops.concat(outs, axis=-2)
+
+
+def _flash_attention(q, k, v, mask, scale):  # pragma: no cover - Ascend only
+    if q.ndim != 4:
+        raise ValueError("flash attention expects (B, H, L, D) tensors")
+    heads = q.shape[1]
+    attn_mask = None
+    if mask is not None:
+        if mask.dtype != ms.bool_:
+            raise ValueError("flash attention takes only boolean masks")
+        attn_mask = ops.logical_not(mask).astype(ms.uint8)
+    out = ops.flash_attention_score(q.astype(ms.float16), k.astype(ms.float16), v.astype(ms.float16), heads,
+                                    attn_mask=attn_mask, scalar_value=scale, input_layout="BNSD")
+    return out.astype(v.dtype)
+
+
+def split_heads(x, heads: int):
+    """(B, L, H*D) -> (B, H, L, D)."""
+    b, l, c = x.shape
+    return x.reshape(b, l, heads, c // heads).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x):
+    """(B, H, L, D) -> (B, L, H*D)."""
+    b, h, l, d = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(b, l, h * d)
+
+
+class Attention(nn.Cell):
+    """Multi-head self/cross attention with LDM/diffusers parameter names.
+
+    ``to_q`` (query_dim -> heads*dim_head), ``to_k`` / ``to_v`` (context_dim -> heads*dim_head),
+    ``to_out.0`` (heads*dim_head -> out_dim, with bias), ``to_out.1`` dropout.
+
+    Args:
+        query_dim: width of the queries' input.
+        context_dim: width of the context (None = self-attention).
+        heads: number of heads.
+        dim_head: width of each head.
+        dropout: output dropout (training only).
+        qkv_bias: bias on the q/k/v projections (LDM: False).
+        out_dim: output width (default ``query_dim``).
+        chunk_size: query chunk for the memory-bounded path (None = backend default).
+    """
+
+    def __init__(self, query_dim: int, context_dim: int | None = None, heads: int = 8, dim_head: int = 64,
+                 dropout: float = 0.0, qkv_bias: bool = False, out_dim: int | None = None,
+                 chunk_size: int | None = None):
+        super().__init__()
+        inner = heads * dim_head
+        context_dim = context_dim if context_dim is not None else query_dim
+        self.heads = heads
+        self.dim_head = dim_head
+        self.scale = dim_head ** -0.5
+        self.chunk_size = chunk_size
+        self.to_q = linear(query_dim, inner, bias=qkv_bias)
+        self.to_k = linear(context_dim, inner, bias=qkv_bias)
+        self.to_v = linear(context_dim, inner, bias=qkv_bias)
+        self.to_out = nn.SequentialCell([linear(inner, out_dim or query_dim), nn.Dropout(p=dropout)])
+
+    def attend(self, q, k, v, mask=None):
+        """q (B, Lq, H*D), k/v (B, Lk, H*D) -> (B, Lq, H*D) (before ``to_out``)."""
+        out = scaled_dot_product_attention(split_heads(q, self.heads), split_heads(k, self.heads),
+                                           split_heads(v, self.heads), mask=mask, scale=self.scale,
+                                           chunk_size=self.chunk_size)
+        return merge_heads(out)
+
+    def construct(self, x, context=None, mask=None):
+        # x (B, Lq, query_dim), context (B, Lk, context_dim) or None
+        ctx = x if context is None else context
+        out = self.attend(self.to_q(x), self.to_k(ctx), self.to_v(ctx), mask)
+        return self.to_out(out)

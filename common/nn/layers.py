@@ -1,0 +1,128 @@
+"""Small building blocks with PyTorch parameter names: linear, convolutions, feed-forwards.
+
+Conventions: every layer stores ``weight`` (and ``bias``) with the PyTorch shape, so a state
+dict converted from PyTorch loads with identity key names.
+"""
+from __future__ import annotations
+
+import math
+
+import mindspore as ms
+from mindspore import Parameter, nn, ops
+from mindspore.common.initializer import HeUniform, Uniform, initializer
+
+
+def linear(in_features: int, out_features: int, bias: bool = True) -> nn.Dense:
+    """``torch.nn.Linear``: weight (out, in), bias (out,); PyTorch's default init."""
+    bound = 1.0 / math.sqrt(in_features)
+    return nn.Dense(in_features, out_features, has_bias=bias,
+                    weight_init=HeUniform(math.sqrt(5)), bias_init=Uniform(bound) if bias else "zeros")
+
+
+def conv2d(in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True) -> nn.Conv2d:
+    """``torch.nn.Conv2d`` with symmetric zero padding ``padding`` (int or (ph, pw))."""
+    if isinstance(padding, (tuple, list)):
+        padding = (padding[0], padding[0], padding[1], padding[1])
+    fan_in = in_channels * (kernel_size * kernel_size if isinstance(kernel_size, int)
+                            else kernel_size[0] * kernel_size[1])
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, pad_mode="pad", padding=padding,
+                     has_bias=bias, weight_init=HeUniform(math.sqrt(5)),
+                     bias_init=Uniform(1.0 / math.sqrt(fan_in)) if bias else "zeros")
+
+
+class TemporalConv(nn.Cell):
+    """``torch.nn.Conv3d`` with kernel ``(k, 1, 1)`` and padding ``(k // 2, 0, 0)`` on (B, C, T, H, W).
+
+    The weight keeps the PyTorch Conv3d shape ``(out, in, k, 1, 1)``; the convolution runs as a
+    Conv2d with kernel ``(k, 1)`` over ``(B, C, T, H*W)``, which gives the same numbers and is
+    about twice as fast as ``nn.Conv3d`` on CPU (see ``docs/performance.md``).
+
+    Args:
+        in_channels / out_channels: channel counts.
+        kernel_size: temporal kernel k (odd).
+        bias: learnable bias.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, bias: bool = True):
+        super().__init__()
+        if isinstance(kernel_size, (tuple, list)):
+            if tuple(kernel_size[1:]) != (1, 1):
+                raise ValueError(f"TemporalConv: kernel {kernel_size} is not of the form (k, 1, 1)")
+            kernel_size = kernel_size[0]
+        self.out_channels = out_channels
+        self.k = kernel_size
+        fan_in = in_channels * kernel_size
+        self.weight = Parameter(initializer(HeUniform(math.sqrt(5)), (out_channels, in_channels, kernel_size, 1, 1),
+                                            ms.float32), name="weight")
+        self.has_bias = bias
+        if bias:
+            self.bias = Parameter(initializer(Uniform(1.0 / math.sqrt(fan_in)), (out_channels,), ms.float32),
+                                  name="bias")
+        p = kernel_size // 2
+        self.conv = ops.Conv2D(out_channels, (kernel_size, 1), pad_mode="pad", pad=(p, p, 0, 0))
+
+    def construct(self, x):
+        b, c, t, h, w = x.shape
+        y = self.conv(x.reshape(b, c, t, h * w), self.weight.reshape(self.out_channels, c, self.k, 1))
+        if self.has_bias:
+            y = y + self.bias.reshape(1, -1, 1, 1)
+        return y.reshape(b, self.out_channels, t, h, w)
+
+
+class GELU(nn.Cell):
+    """``torch.nn.GELU``: exact (erf) by default, ``approximate='tanh'`` for the tanh form."""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        self.approximate = approximate
+
+    def construct(self, x):
+        return ops.gelu(x, approximate=self.approximate)
+
+
+class GEGLU(nn.Cell):
+    """GEGLU (Shazeer 2020): ``proj`` to 2*dim_out, split into (x, gate), ``x * gelu(gate)`` (exact gelu)."""
+
+    def __init__(self, dim_in: int, dim_out: int):
+        super().__init__()
+        self.proj = linear(dim_in, dim_out * 2)
+
+    def construct(self, x):
+        h, gate = ops.chunk(self.proj(x), 2, axis=-1)
+        return h * ops.gelu(gate, approximate="none")
+
+
+class GELUProj(nn.Cell):
+    """``Linear`` then GELU, keyed ``proj`` (diffusers' ``GELU`` activation module)."""
+
+    def __init__(self, dim_in: int, dim_out: int, approximate: str = "none"):
+        super().__init__()
+        self.proj = linear(dim_in, dim_out)
+        self.approximate = approximate
+
+    def construct(self, x):
+        return ops.gelu(self.proj(x), approximate=self.approximate)
+
+
+class FeedForward(nn.Cell):
+    """Transformer feed-forward keyed as LDM/diffusers: ``net.0`` (GEGLU or GELU projection), ``net.2``.
+
+    Args:
+        dim: input width.
+        dim_out: output width (default ``dim``).
+        mult: hidden width = ``mult * dim``.
+        glu: GEGLU (True) or Linear + GELU (False).
+        approximate: GELU form for the non-GLU projection ("none" or "tanh").
+        dropout: dropout probability (only active in training).
+    """
+
+    def __init__(self, dim: int, dim_out: int | None = None, mult: int = 4, glu: bool = False,
+                 approximate: str = "none", dropout: float = 0.0, inner_dim: int | None = None):
+        super().__init__()
+        inner = inner_dim if inner_dim is not None else int(dim * mult)
+        dim_out = dim_out or dim
+        first = GEGLU(dim, inner) if glu else GELUProj(dim, inner, approximate)
+        self.net = nn.SequentialCell([first, nn.Dropout(p=dropout), linear(inner, dim_out)])
+
+    def construct(self, x):
+        return self.net(x)

@@ -1,0 +1,78 @@
+"""Normalisation layers whose parameters are named as in PyTorch (``weight`` / ``bias``).
+
+MindSpore's ``nn.GroupNorm`` / ``nn.LayerNorm`` call their parameters ``gamma`` / ``beta``;
+naming ours like the original state dicts keeps every checkpoint rename table short.
+Both layers compute in float32 whatever the input dtype and cast back.
+"""
+from __future__ import annotations
+
+import mindspore as ms
+from mindspore import Parameter, nn, ops
+from mindspore.common.initializer import initializer
+
+
+class GroupNorm(nn.Cell):
+    """``torch.nn.GroupNorm`` for inputs of any rank ``(N, C, *)``.
+
+    Args:
+        num_groups: number of channel groups (C must be divisible by it).
+        num_channels: C.
+        eps: added to the variance (LDM UNets use 1e-5, VAEs and transformers 1e-6).
+        affine: learnable per-channel ``weight`` (ones) and ``bias`` (zeros).
+    """
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True):
+        super().__init__()
+        if num_channels % num_groups:
+            raise ValueError(f"GroupNorm: {num_channels} channels are not divisible into {num_groups} groups")
+        self.num_groups = num_groups
+        self.num_channels = num_channels
+        self.eps = eps
+        self.affine = affine
+        if affine:
+            self.weight = Parameter(initializer("ones", (num_channels,), ms.float32), name="weight")
+            self.bias = Parameter(initializer("zeros", (num_channels,), ms.float32), name="bias")
+
+    def construct(self, x):
+        shape = x.shape
+        dtype = x.dtype
+        h = x.astype(ms.float32).reshape(shape[0], self.num_groups, -1)  # (N, G, C/G * prod(*))
+        mean = h.mean(axis=-1, keep_dims=True)
+        var = ops.square(h - mean).mean(axis=-1, keep_dims=True)
+        h = (h - mean) * ops.rsqrt(var + self.eps)
+        h = h.reshape(shape)
+        if self.affine:
+            bshape = (1, self.num_channels) + (1,) * (len(shape) - 2)
+            h = h * self.weight.reshape(bshape) + self.bias.reshape(bshape)
+        return h.astype(dtype)
+
+
+class LayerNorm(nn.Cell):
+    """``torch.nn.LayerNorm`` over the last dimension, computed in float32.
+
+    Args:
+        normalized_shape: size of the last dimension.
+        eps: added to the variance.
+        elementwise_affine: learnable ``weight`` / ``bias``; when False they are fixed ones / zeros.
+    """
+
+    def __init__(self, normalized_shape: int, eps: float = 1e-5, elementwise_affine: bool = True):
+        super().__init__()
+        if isinstance(normalized_shape, (tuple, list)):
+            if len(normalized_shape) != 1:
+                raise ValueError("LayerNorm: only normalisation over the last dimension is supported")
+            normalized_shape = normalized_shape[0]
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        self.layer_norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
+        if elementwise_affine:
+            self.weight = Parameter(initializer("ones", (normalized_shape,), ms.float32), name="weight")
+            self.bias = Parameter(initializer("zeros", (normalized_shape,), ms.float32), name="bias")
+        else:
+            self.weight = ms.Tensor(ops.ones((normalized_shape,), ms.float32))
+            self.bias = ms.Tensor(ops.zeros((normalized_shape,), ms.float32))
+
+    def construct(self, x):
+        dtype = x.dtype
+        y, _, _ = self.layer_norm(x.astype(ms.float32), self.weight, self.bias)
+        return y.astype(dtype)

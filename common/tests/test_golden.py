@@ -1,0 +1,28 @@
+"""One test per (model, case, check) found under the golden root: ``golden[model/case/check]``.
+
+``GOLDEN_DIR=/other/root python -m pytest -m golden -k dynamicrafter`` runs another set of cases
+of the same format. Models without a port carry the ``unported`` marker too: they are collected
+and fail (``-m unported`` shows them); the default test command deselects them.
+"""
+import pytest
+
+from common import golden
+
+_CASES = golden.discover()
+_PARAMS = []
+for _case in _CASES:
+    _marks = [pytest.mark.golden]
+    if _case.model not in golden.ADAPTERS:
+        _marks.append(pytest.mark.unported)
+    for _name in _case.check_names:
+        _PARAMS.append(pytest.param(_case, _name, id=f"{_case.model}/{_case.name}/{_name}", marks=_marks))
+
+
+def test_golden_root_has_cases():
+    """The golden root must exist and hold cases: an empty root would otherwise pass silently."""
+    assert _CASES, f"no golden cases under {golden.golden_root()} (set GOLDEN_DIR or put ../shared beside the repo)"
+
+
+@pytest.mark.parametrize("case,check", _PARAMS)
+def golden(case, check):
+    golden.run_check(case, check)
