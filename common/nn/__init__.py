@@ -10,3 +10,13 @@ __all__ = [
     "linear", "conv2d", "TemporalConv", "GELU", "GEGLU", "GELUProj", "FeedForward",
     "GroupNorm", "LayerNorm",
 ]
+from .unet_blocks import (  # noqa: E402
+    BasicTransformerBlock,
+    Downsample,
+    ResBlock,
+    SpatialTransformer,
+    Upsample,
+    upsample_nearest2x,
+)
+
+__all__ += ["ResBlock", "Downsample", "Upsample", "BasicTransformerBlock", "SpatialTransformer", "upsample_nearest2x"]

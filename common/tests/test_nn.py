@@ -1,0 +1,197 @@
+"""Unit tests of common.nn against PyTorch references (float32, CPU)."""
+import math
+
+import mindspore as ms
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common.nn import (
+    Attention,
+    FeedForward,
+    GroupNorm,
+    LayerNorm,
+    ResBlock,
+    SpatialTransformer,
+    TemporalConv,
+    Upsample,
+    scaled_dot_product_attention,
+    set_attention_backend,
+    timestep_embedding,
+)
+
+rng = np.random.default_rng(0)
+
+
+def randn(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def T(x):
+    return ms.Tensor(x)
+
+
+def set_params(cell, values: dict):
+    """Fill a cell's parameters with given arrays (name -> array) or random ones; return the dict used."""
+    out = {}
+    for name, p in cell.parameters_and_names():
+        v = values.get(name, randn(*p.shape) * 0.3)
+        p.set_data(T(v))
+        out[name] = v
+    return out
+
+
+@pytest.mark.parametrize("shape", [(2, 32, 6), (2, 32, 4, 5), (1, 64, 3, 4, 5)])
+def test_group_norm_matches_torch(shape):
+    x = randn(*shape) * 3 + 1
+    g = GroupNorm(8, shape[1], eps=1e-6)
+    p = set_params(g, {})
+    ref = F.group_norm(torch.tensor(x), 8, torch.tensor(p["weight"]), torch.tensor(p["bias"]), 1e-6).numpy()
+    np.testing.assert_allclose(g(T(x)).asnumpy(), ref, atol=2e-5)
+    assert [n for n, _ in g.parameters_and_names()] == ["weight", "bias"]
+
+
+def test_group_norm_rejects_bad_groups():
+    with pytest.raises(ValueError, match="not divisible"):
+        GroupNorm(32, 48)
+
+
+def test_layer_norm_matches_torch():
+    x = randn(3, 7, 16)
+    ln = LayerNorm(16, eps=1e-5)
+    p = set_params(ln, {})
+    ref = F.layer_norm(torch.tensor(x), (16,), torch.tensor(p["weight"]), torch.tensor(p["bias"]), 1e-5).numpy()
+    np.testing.assert_allclose(ln(T(x)).asnumpy(), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 4, 64])
+@pytest.mark.parametrize("masking", ["none", "bool", "additive"])
+def test_attention_matches_torch(chunk, masking):
+    q, k, v = randn(2, 3, 9, 8), randn(2, 3, 5, 8), randn(2, 3, 5, 6)
+    mask = tmask = None
+    if masking == "bool":
+        m = rng.random((2, 1, 9, 5)) > 0.3
+        m[..., 0] = True
+        mask, tmask = T(m), torch.tensor(m)
+    elif masking == "additive":
+        m = randn(1, 3, 9, 5)
+        mask, tmask = T(m), torch.tensor(m)
+    ref = F.scaled_dot_product_attention(torch.tensor(q), torch.tensor(k), torch.tensor(v), attn_mask=tmask).numpy()
+    out = scaled_dot_product_attention(T(q), T(k), T(v), mask=mask, chunk_size=chunk).asnumpy()
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+def test_attention_backend_switch_validates():
+    with pytest.raises(ValueError, match="unknown attention backend"):
+        set_attention_backend("cuda-magic")
+    set_attention_backend("math", chunk_size=2)
+    try:
+        q = randn(1, 2, 5, 4)
+        a = scaled_dot_product_attention(T(q), T(q), T(q)).asnumpy()
+    finally:
+        set_attention_backend("math", None)
+    b = scaled_dot_product_attention(T(q), T(q), T(q)).asnumpy()
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_attention_module_cross_attention_matches_manual():
+    attn = Attention(16, context_dim=12, heads=2, dim_head=8)
+    p = set_params(attn, {})
+    x, c = randn(2, 5, 16), randn(2, 7, 12)
+    tq = torch.tensor(x) @ torch.tensor(p["to_q.weight"]).T
+    tk = torch.tensor(c) @ torch.tensor(p["to_k.weight"]).T
+    tv = torch.tensor(c) @ torch.tensor(p["to_v.weight"]).T
+
+    def heads(t):
+        return t.reshape(2, -1, 2, 8).transpose(1, 2)
+
+    o = F.scaled_dot_product_attention(heads(tq), heads(tk), heads(tv)).transpose(1, 2).reshape(2, 5, 16)
+    ref = (o @ torch.tensor(p["to_out.0.weight"]).T + torch.tensor(p["to_out.0.bias"])).numpy()
+    np.testing.assert_allclose(attn(T(x), T(c)).asnumpy(), ref, atol=1e-5)
+
+
+def test_attention_graph_mode_equals_pynative():
+    attn = Attention(16, heads=2, dim_head=8, chunk_size=3)
+    set_params(attn, {})
+    x = T(randn(2, 7, 16))
+    eager = attn(x).asnumpy()
+    graph = ms.jit(attn.construct)(x).asnumpy()
+    np.testing.assert_allclose(graph, eager, atol=1e-6)
+
+
+def test_temporal_conv_matches_conv3d():
+    x = randn(2, 8, 5, 3, 4)
+    conv = TemporalConv(8, 6, 3)
+    p = set_params(conv, {})
+    ref = F.conv3d(torch.tensor(x), torch.tensor(p["weight"]), torch.tensor(p["bias"]), padding=(1, 0, 0)).numpy()
+    np.testing.assert_allclose(conv(T(x)).asnumpy(), ref, atol=1e-5)
+    with pytest.raises(ValueError, match="not of the form"):
+        TemporalConv(8, 8, (3, 3, 3))
+
+
+def test_geglu_feed_forward_matches_torch():
+    ff = FeedForward(16, mult=4, glu=True)
+    p = set_params(ff, {})
+    x = torch.tensor(randn(2, 3, 16))
+    h = x @ torch.tensor(p["net.0.proj.weight"]).T + torch.tensor(p["net.0.proj.bias"])
+    a, g = h.chunk(2, dim=-1)
+    ref = ((a * F.gelu(g)) @ torch.tensor(p["net.2.weight"]).T + torch.tensor(p["net.2.bias"])).numpy()
+    np.testing.assert_allclose(ff(T(x.numpy())).asnumpy(), ref, atol=1e-5)
+
+
+def test_timestep_embedding_formula():
+    t = np.array([0, 1, 500, 999])
+    emb = timestep_embedding(T(t), 10).asnumpy()
+    f = np.exp(-math.log(10000) * np.arange(5) / 5)
+    ref = np.concatenate([np.cos(t[:, None] * f), np.sin(t[:, None] * f)], axis=1)
+    np.testing.assert_allclose(emb, ref, atol=1e-4)
+    odd = timestep_embedding(T(t), 7).asnumpy()
+    assert odd.shape == (4, 7) and np.all(odd[:, -1] == 0)
+
+
+def test_resblock_matches_torch_reference():
+    rb = ResBlock(32, 24, 64, dims=2)
+    p = {k: torch.tensor(v) for k, v in set_params(rb, {}).items()}
+    x, e = randn(2, 32, 6, 5), randn(2, 24)
+    tx = torch.tensor(x)
+    h = F.conv2d(F.silu(F.group_norm(tx, 32, p["in_layers.0.weight"], p["in_layers.0.bias"], 1e-5)),
+                 p["in_layers.2.weight"], p["in_layers.2.bias"], padding=1)
+    h = h + (F.silu(torch.tensor(e)) @ p["emb_layers.1.weight"].T + p["emb_layers.1.bias"])[:, :, None, None]
+    h = F.conv2d(F.silu(F.group_norm(h, 32, p["out_layers.0.weight"], p["out_layers.0.bias"], 1e-5)),
+                 p["out_layers.3.weight"], p["out_layers.3.bias"], padding=1)
+    ref = (F.conv2d(tx, p["skip_connection.weight"], p["skip_connection.bias"]) + h).numpy()
+    np.testing.assert_allclose(rb(T(x), T(e)).asnumpy(), ref, atol=1e-4)
+
+
+def test_temporal_resblock_matches_torch_conv3d_reference():
+    """dims=3 (SVD time_stack): (3,1,1) convs, GroupNorm over (C/G, T, H, W), one embedding per frame."""
+    rb = ResBlock(32, 16, 32, dims=3, kernel_size=[3, 1, 1])
+    p = {k: torch.tensor(v) for k, v in set_params(rb, {}).items()}
+    x, e = randn(1, 32, 4, 3, 3), randn(1, 4, 16)
+    tx = torch.tensor(x)
+    h = F.conv3d(F.silu(F.group_norm(tx, 32, p["in_layers.0.weight"], p["in_layers.0.bias"], 1e-5)),
+                 p["in_layers.2.weight"], p["in_layers.2.bias"], padding=(1, 0, 0))
+    emb = F.silu(torch.tensor(e)) @ p["emb_layers.1.weight"].T + p["emb_layers.1.bias"]  # (b, t, c)
+    h = h + emb.permute(0, 2, 1)[..., None, None]
+    h = F.conv3d(F.silu(F.group_norm(h, 32, p["out_layers.0.weight"], p["out_layers.0.bias"], 1e-5)),
+                 p["out_layers.3.weight"], p["out_layers.3.bias"], padding=(1, 0, 0))
+    np.testing.assert_allclose(rb(T(x), T(e)).asnumpy(), (tx + h).numpy(), atol=1e-4)
+
+
+def test_upsample_is_torch_nearest():
+    up = Upsample(32, use_conv=False)
+    x = randn(1, 32, 3, 5)
+    ref = F.interpolate(torch.tensor(x), scale_factor=2, mode="nearest").numpy()
+    np.testing.assert_array_equal(up(T(x)).asnumpy(), ref)
+
+
+@pytest.mark.parametrize("use_linear", [True, False])
+def test_spatial_transformer_shapes_and_keys(use_linear):
+    st = SpatialTransformer(32, heads=2, dim_head=16, depth=2, context_dim=24, use_linear=use_linear)
+    names = [n for n, _ in st.parameters_and_names()]
+    assert "transformer_blocks.1.attn2.to_k.weight" in names and "proj_in.weight" in names
+    assert dict(st.parameters_and_names())["transformer_blocks.0.attn2.to_k.weight"].shape == (32, 24)
+    set_params(st, {})
+    y = st(T(randn(2, 32, 3, 4)), T(randn(2, 5, 24)))
+    assert y.shape == (2, 32, 3, 4)
