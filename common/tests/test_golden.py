@@ -1,7 +1,7 @@
 """One test per (model, case, check) found under the golden root: ``golden[model/case/check]``.
 
 ``GOLDEN_DIR=/other/root python -m pytest -m golden -k dynamicrafter`` runs another set of cases
-of the same format. Models without a port carry the ``unported`` marker too: they are collected
+of the same format. Models without an adapter module carry the ``unported`` marker too: they are collected
 and fail (``-m unported`` shows them); the default test command deselects them.
 """
 import pytest
@@ -12,7 +12,7 @@ _CASES = golden.discover()
 _PARAMS = []
 for _case in _CASES:
     _marks = [pytest.mark.golden]
-    if _case.model not in golden.ADAPTERS:
+    if not golden.has_adapter(_case.model):
         _marks.append(pytest.mark.unported)
     for _name in _case.check_names:
         _PARAMS.append(pytest.param(_case, _name, id=f"{_case.model}/{_case.name}/{_name}", marks=_marks))
