@@ -6,13 +6,13 @@ and fail (``-m unported`` shows them); the default test command deselects them.
 """
 import pytest
 
-from common import golden
+from common import golden as harness
 
-_CASES = golden.discover()
+_CASES = harness.discover()
 _PARAMS = []
 for _case in _CASES:
     _marks = [pytest.mark.golden]
-    if not golden.has_adapter(_case.model):
+    if not harness.has_adapter(_case.model):
         _marks.append(pytest.mark.unported)
     for _name in _case.check_names:
         _PARAMS.append(pytest.param(_case, _name, id=f"{_case.model}/{_case.name}/{_name}", marks=_marks))
@@ -20,9 +20,9 @@ for _case in _CASES:
 
 def test_golden_root_has_cases():
     """The golden root must exist and hold cases: an empty root would otherwise pass silently."""
-    assert _CASES, f"no golden cases under {golden.golden_root()} (set GOLDEN_DIR or put ../shared beside the repo)"
+    assert _CASES, f"no golden cases under {harness.golden_root()} (set GOLDEN_DIR or put ../shared beside the repo)"
 
 
 @pytest.mark.parametrize("case,check", _PARAMS)
 def golden(case, check):
-    golden.run_check(case, check)
+    harness.run_check(case, check)
