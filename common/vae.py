@@ -26,7 +26,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from common.nn import GroupNorm, conv2d, scaled_dot_product_attention
+from common.nn import GroupNorm, Upsample, conv2d, scaled_dot_product_attention, upsample_nearest2x  # noqa: F401
 
 #: LDM's ``scale_factor`` of the SD VAE latents (DynamiCrafter, SVD, AnimateDiff, VideoComposer).
 SD_SCALE_FACTOR = 0.18215
@@ -213,29 +213,6 @@ class Downsample(nn.Cell):
         if self.with_conv:
             return self.conv(ops.pad(x, (0, 1, 0, 1)))
         return self.pool(x)
-
-
-def upsample_nearest2x(x):
-    """Nearest-neighbour x2 of (N, C, H, W), exactly ``F.interpolate(scale_factor=2, mode='nearest')``."""
-    n, c, h, w = x.shape
-    x = ops.broadcast_to(x.reshape(n, c, h, 1, w, 1), (n, c, h, 2, w, 2))
-    return x.reshape(n, c, 2 * h, 2 * w)
-
-
-class Upsample(nn.Cell):
-    """Double H and W: nearest x2, then conv 3x3 pad 1 (key ``conv``) when ``with_conv``."""
-
-    def __init__(self, channels: int, with_conv: bool = True):
-        super().__init__()
-        self.with_conv = with_conv
-        if with_conv:
-            self.conv = conv2d(channels, channels, 3, padding=1)
-
-    def construct(self, x):
-        x = upsample_nearest2x(x)  # (N, C, 2H, 2W)
-        if self.with_conv:
-            x = self.conv(x)
-        return x
 
 
 class _Mid(nn.Cell):
