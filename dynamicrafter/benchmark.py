@@ -1,0 +1,246 @@
+"""Time one denoiser call of the FULL-size 256 UNet (random float32 weights, CPU) at the CFG batch.
+
+    python benchmark.py                     # PyNative and graph mode, 2 timed calls each
+    REF_SRC=/path/to/DynamiCrafter python benchmark.py   # + the original PyTorch UNet, same config
+
+Input ``x`` (2, 8, 16, 32, 32) = cond + uncond of one DDIM step at 256x256, 16 frames; context
+(2, 77 + 16*16, 1024); timesteps (999, 500); fs 3. Each measurement runs in its own process so
+the peak memory (max RSS) is per mode. Printed per mode: median seconds per call, peak RSS, the
+GFLOP/s of the counted matmul/conv/attention work, that as a fraction of this machine's float32
+matmul rate (a 4096^2 MindSpore matmul measured in the same run), and with ``REF_SRC`` the
+original's time and our/its ratio. ``--json out.json`` writes the figures.
+
+The original needs ``einops`` (``pip install --no-deps einops``); its ``utils/utils.py`` imports
+``cv2`` for functions the UNet never calls, so the reference worker gets an empty ``cv2`` stub
+(a temp folder on its PYTHONPATH, with REF_SRC).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("GLOG_v", "3")
+HERE = Path(__file__).resolve().parent
+CONFIG = HERE / "configs" / "inference_256_v1.0.yaml"
+SHAPE = (2, 8, 16, 32, 32)
+TIMESTEPS = (999, 500)
+FS = 3
+
+
+def _inputs(context_dim: int, seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    b, _, t, _, _ = SHAPE
+    return (rng.standard_normal(SHAPE).astype(np.float32), np.array(TIMESTEPS[:b], np.int64),
+            rng.standard_normal((b, 77 + 16 * t, context_dim)).astype(np.float32), np.full((b,), FS, np.int64))
+
+
+def _peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # KiB -> GiB
+
+
+def _count_flops(unet, args) -> int:
+    """Matmul/conv/attention FLOPs of one call, from forward hooks on every compute cell (PyNative)."""
+    import math
+
+    from dynamicrafter_ms.attention import Conv1x1
+    from dynamicrafter_ms.resampler import PerceiverAttention
+    from dynamicrafter_ms.unet import InputConv
+    from mindspore import nn
+
+    from common.nn import Attention, TemporalConv
+
+    total = [0]
+
+    def dense(cell, inp, out):
+        total[0] += 2 * math.prod(out.shape) * cell.weight.shape[1]
+
+    def conv(cell, inp, out):  # 2 * out elements * (cin * kernel area)
+        w = cell.weight.shape
+        total[0] += 2 * math.prod(out.shape) * math.prod(w[1:])
+
+    def attn(cell, inp, out):  # q k^T and p v: 2 * 2 * B * Lq * Lk * inner (text + image branches)
+        x = inp[0]
+        ctx = inp[1] if len(inp) > 1 and inp[1] is not None else x
+        inner = cell.heads * cell.dim_head
+        lk = ctx.shape[1]
+        total[0] += 4 * x.shape[0] * x.shape[1] * lk * inner
+
+    handles = []
+    for _, cell in unet.cells_and_names():
+        if isinstance(cell, nn.Dense):
+            handles.append(cell.register_forward_hook(dense))
+        elif isinstance(cell, (nn.Conv2d, TemporalConv, InputConv, Conv1x1)):
+            handles.append(cell.register_forward_hook(conv if not isinstance(cell, Conv1x1) else dense))
+        elif isinstance(cell, (Attention, PerceiverAttention)):
+            handles.append(cell.register_forward_hook(attn))
+    unet(*args).asnumpy()
+    for h in handles:
+        h.remove()
+    return total[0]
+
+
+def _matmul_peak(n: int = 4096, reps: int = 4) -> float:
+    """Best GFLOP/s of an n x n float32 MindSpore matmul."""
+    import mindspore as ms
+    import numpy as np
+    from mindspore import ops
+
+    a = ms.Tensor(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32))
+    ops.matmul(a, a).asnumpy()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        ops.matmul(a, a).asnumpy()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+def worker_ms(mode: str, runs: int, count: bool) -> dict:
+    """Our UNet in ``mode``; returns the figures."""
+    import mindspore as ms
+    from dynamicrafter_ms.config import DynamiCrafterConfig
+    from dynamicrafter_ms.unet import UNetModel
+
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    ms.runtime.launch_blocking()  # as inference.py on CPU
+    t0 = time.perf_counter()
+    cfg = DynamiCrafterConfig.from_yaml(CONFIG)
+    unet = UNetModel(cfg.unet)
+    unet.set_train(False)
+    build = time.perf_counter() - t0
+    args = [ms.Tensor(a) for a in _inputs(cfg.unet.context_dim)]
+    out = {"mode": mode, "build_s": build, "params": sum(p.size for p in unet.get_parameters())}
+    t0 = time.perf_counter()
+    if count:
+        out["flops_per_call"] = _count_flops(unet, args)
+    else:
+        unet(*args).asnumpy()
+    out["warmup_s"] = time.perf_counter() - t0  # graph: includes compilation
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        unet(*args).asnumpy()
+        times.append(time.perf_counter() - t0)
+    out.update(runs_s=times, median_s=statistics.median(times), peak_rss_gb=_peak_gb())
+    return out
+
+
+def worker_ref(runs: int) -> dict:
+    """The original PyTorch UNet (REF_SRC) at the same config and inputs."""
+    import torch
+    import yaml
+
+    src = os.environ["REF_SRC"]
+    try:  # REF_SRC and a cv2 stub are on PYTHONPATH (set by _spawn)
+        from lvdm.modules.networks.openaimodel3d import UNetModel as RefUNet
+    except ImportError as e:
+        raise SystemExit(f"error: cannot import the original UNet from REF_SRC={src}: {e} "
+                         f"(it needs einops: pip install --no-deps einops)") from None
+    params = yaml.safe_load(CONFIG.read_text())["model"]["params"]["unet_config"]["params"]
+    params["use_checkpoint"] = False
+    t0 = time.perf_counter()
+    unet = RefUNet(**params).eval()
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.normal_(0, 0.02)
+    build = time.perf_counter() - t0
+    x, t, ctx, fs = (torch.from_numpy(a) for a in _inputs(params["context_dim"]))
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        unet(x, t, context=ctx, fs=fs)
+        warm = time.perf_counter() - t0
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            unet(x, t, context=ctx, fs=fs)
+            times.append(time.perf_counter() - t0)
+    a = torch.randn(4096, 4096)
+    a @ a
+    mm = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        a @ a
+        mm.append(time.perf_counter() - t0)
+    return {"mode": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(), "build_s": build,
+            "warmup_s": warm, "runs_s": times, "median_s": statistics.median(times), "peak_rss_gb": _peak_gb(),
+            "torch_matmul_gflops": 2 * 4096 ** 3 / min(mm) / 1e9, "params": sum(p.numel() for p in unet.parameters())}
+
+
+def _spawn(kind: str, runs: int, extra=()) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--runs", str(runs),
+           "--config", str(CONFIG), "--shape", ",".join(map(str, SHAPE)), *extra]
+    env = dict(os.environ)
+    if kind == "torch":  # the original's utils/utils.py imports cv2 for functions the UNet never calls
+        import tempfile
+
+        stub = tempfile.mkdtemp(prefix="dc_ref_stub_")
+        Path(stub, "cv2.py").write_text("# stub: imported by the original utils/utils.py, unused by the UNet\n")
+        env["PYTHONPATH"] = os.pathsep.join([os.environ["REF_SRC"], stub] + [q for q in [env.get("PYTHONPATH")] if q])
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise SystemExit(f"error: {kind} worker failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    global CONFIG, SHAPE
+    p = argparse.ArgumentParser(description="DynamiCrafter 256 UNet CPU benchmark (see module docstring).")
+    p.add_argument("--runs", type=int, default=2, help="timed calls per mode after one warm-up (default 2)")
+    p.add_argument("--modes", default="pynative,graph", help="comma list of pynative, graph (default both)")
+    p.add_argument("--json", default=None, help="also write the figures to this file")
+    p.add_argument("--config", default=str(CONFIG), help="UNet config (default the 256 release; a tiny one for a smoke test)")
+    p.add_argument("--shape", default=",".join(map(str, SHAPE)), help="x shape B,C,T,h,w (default 2,8,16,32,32)")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--count", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    CONFIG, SHAPE = Path(args.config), tuple(int(v) for v in args.shape.split(","))
+    if args.worker == "peak":
+        print(json.dumps({"matmul_gflops": _matmul_peak()}))
+        return 0
+    if args.worker == "torch":
+        print(json.dumps(worker_ref(args.runs)))
+        return 0
+    if args.worker:
+        print(json.dumps(worker_ms(args.worker, args.runs, args.count)))
+        return 0
+
+    import platform
+
+    peak = _spawn("peak", 1)["matmul_gflops"]
+    results = []
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for i, mode in enumerate(modes):
+        results.append(_spawn(mode, args.runs, ["--count"] if i == 0 else []))
+        print(f"done: {mode} median {results[-1]['median_s']:.1f} s", file=sys.stderr)
+    flops = results[0]["flops_per_call"]
+    ref = _spawn("torch", args.runs) if os.environ.get("REF_SRC") else None
+    print(f"DynamiCrafter UNet of {CONFIG.name}, x {SHAPE}, float32, CPU {platform.processor() or platform.machine()} "
+          f"x{os.cpu_count()}, {results[0]['params'] / 1e9:.3f} B params, {flops / 1e12:.2f} TFLOP per call "
+          f"(matmul/conv/attention), MindSpore matmul peak {peak:.0f} GFLOP/s")
+    print(f"{'mode':10s} {'median s/call':>14s} {'warm-up s':>10s} {'peak RSS GB':>12s} {'GFLOP/s':>8s} "
+          f"{'% of peak':>9s} {'ours/torch':>10s}")
+    for r in results + ([ref] if ref else []):
+        gf = flops / r["median_s"] / 1e9
+        ratio = f"{r['median_s'] / ref['median_s']:.2f}" if ref else "-"
+        print(f"{r['mode']:10s} {r['median_s']:14.1f} {r['warmup_s']:10.1f} {r['peak_rss_gb']:12.2f} {gf:8.1f} "
+              f"{100 * gf / peak:8.0f}% {ratio:>10s}")
+    if ref:
+        print(f"(torch {ref['torch']}, {ref['threads']} threads, its 4096^2 matmul: "
+              f"{ref['torch_matmul_gflops']:.0f} GFLOP/s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"matmul_gflops": peak, "flops_per_call": flops,
+                                               "results": results, "reference": ref}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

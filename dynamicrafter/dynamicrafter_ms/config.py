@@ -1,0 +1,214 @@
+"""Typed view of the original DynamiCrafter inference YAML (``configs/inference_*_v1.0.yaml``).
+
+The YAML keeps the original schema (``model.target`` / ``model.params`` with ``unet_config``,
+``first_stage_config``, ``cond_stage_config``, ``img_cond_stage_config``,
+``image_proj_stage_config``); this module reads the sizes from it into dataclasses. Nothing is
+hard-coded: every width, depth, level and frame count comes from the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be read or misses a key (the message names the file and key)."""
+
+
+def _take(cls, params: dict, where: str):
+    """Build dataclass ``cls`` from the keys of ``params`` it knows (others are ignored)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in (params or {}).items() if k in names}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+@dataclass
+class UNetConfig:
+    """``unet_config.params`` of ``lvdm.modules.networks.openaimodel3d.UNetModel``.
+
+    in_channels: input channels (noisy latent + image latent, 8). out_channels: 4.
+    model_channels: base width (320 released). num_res_blocks: ResBlocks per level.
+    attention_resolutions: downsample rates (1, 2, 4 ...) whose blocks get transformers.
+    channel_mult: width multiplier per level. num_head_channels: width per head (or -1 with num_heads).
+    num_heads: heads (used only when num_head_channels is -1). transformer_depth: blocks per transformer.
+    context_dim: cross-attention width. use_linear: Linear (True) or 1x1-conv projections.
+    temporal_conv: TemporalConvBlock after each ResBlock. temporal_attention: temporal transformers.
+    use_relative_position / use_causal_attention: options of the temporal attention (off in every release).
+    temporal_length: frames at training (informative; the UNet runs any frame count).
+    addition_attention: the ``init_attn`` temporal transformer after the first conv.
+    image_cross_attention: separate ``to_k_ip``/``to_v_ip`` attention over the image tokens.
+    image_cross_attention_scale_learnable: learnable gate ``alpha`` (scale tanh(alpha)+1; 256 release).
+    default_fs: fs used when none is given. fs_condition: add the fs/fps embedding to the time embedding.
+    """
+
+    in_channels: int = 8
+    out_channels: int = 4
+    model_channels: int = 320
+    num_res_blocks: int = 2
+    attention_resolutions: list = field(default_factory=lambda: [4, 2, 1])
+    channel_mult: list = field(default_factory=lambda: [1, 2, 4, 4])
+    dropout: float = 0.0
+    num_head_channels: int = 64
+    num_heads: int = -1
+    transformer_depth: int = 1
+    context_dim: int = 1024
+    use_linear: bool = True
+    use_checkpoint: bool = False
+    conv_resample: bool = True
+    dims: int = 2
+    use_scale_shift_norm: bool = False
+    resblock_updown: bool = False
+    temporal_conv: bool = True
+    tempspatial_aware: bool = False
+    temporal_attention: bool = True
+    temporal_selfatt_only: bool = True
+    use_relative_position: bool = False
+    use_causal_attention: bool = False
+    temporal_length: int | None = 16
+    use_fp16: bool = False
+    addition_attention: bool = True
+    image_cross_attention: bool = True
+    image_cross_attention_scale_learnable: bool = False
+    default_fs: int = 4
+    fs_condition: bool = True
+
+    def __post_init__(self):
+        for name in ("use_scale_shift_norm", "resblock_updown", "tempspatial_aware",
+                     "use_relative_position", "use_causal_attention"):
+            if getattr(self, name):
+                raise ConfigError(f"unet_config.params.{name}: true is not supported "
+                                  f"(no released DynamiCrafter model uses it)")
+        if self.dims != 2:
+            raise ConfigError(f"unet_config.params.dims: {self.dims} is not supported (the released UNets use 2)")
+        if self.num_head_channels == -1 and self.num_heads == -1:
+            raise ConfigError("unet_config.params: either num_heads or num_head_channels has to be set")
+        if self.addition_attention and self.num_head_channels == -1:
+            raise ConfigError("unet_config.params: addition_attention needs num_head_channels (init_attn uses "
+                              "8 heads x num_head_channels)")
+
+    def heads_for(self, ch: int) -> tuple[int, int]:
+        """(heads, dim_head) of a transformer at width ``ch``, as the original derives them."""
+        if self.num_head_channels == -1:
+            return self.num_heads, ch // self.num_heads
+        return ch // self.num_head_channels, self.num_head_channels
+
+
+@dataclass
+class ResamplerConfig:
+    """``image_proj_stage_config.params`` of ``lvdm.modules.encoders.resampler.Resampler``.
+
+    dim: query width. depth: layers. dim_head / heads: attention shape. num_queries: queries per frame.
+    embedding_dim: width of the CLIP image tokens. output_dim: width of the output tokens (UNet context_dim).
+    ff_mult: feed-forward multiplier. video_length: frames (queries = num_queries * video_length; None = 1 set).
+    """
+
+    dim: int = 1024
+    depth: int = 4
+    dim_head: int = 64
+    heads: int = 12
+    num_queries: int = 16
+    embedding_dim: int = 1280
+    output_dim: int = 1024
+    ff_mult: int = 4
+    video_length: int | None = 16
+
+
+@dataclass
+class AutoencoderConfig:
+    """``first_stage_config.params`` (``lvdm.models.autoencoder.AutoencoderKL``): embed_dim and ``ddconfig``."""
+
+    embed_dim: int = 4
+    ddconfig: dict = field(default_factory=dict)
+
+
+@dataclass
+class DiffusionConfig:
+    """The ``model.params`` of ``LatentVisualDiffusion`` that inference uses.
+
+    timesteps / linear_start / linear_end / beta_schedule: the DDPM beta schedule.
+    rescale_betas_zero_snr: zero terminal SNR (512/1024). parameterization: "eps" (256) or "v".
+    scale_factor: latent scale (0.18215). use_dynamic_rescale / base_scale / turning_step: the
+    x0 rescale of the 512/1024 models. fps_condition_type: "fs" (frame stride) or "fps".
+    perframe_ae: encode/decode one frame at a time. uncond_type: "empty_seq" ("" prompt) or "zero_embed".
+    image_size: latent [h, w] at training. channels: latent channels. conditioning_key: "hybrid".
+    """
+
+    timesteps: int = 1000
+    linear_start: float = 0.00085
+    linear_end: float = 0.012
+    beta_schedule: str = "linear"
+    rescale_betas_zero_snr: bool = False
+    parameterization: str = "eps"
+    scale_factor: float = 0.18215
+    use_dynamic_rescale: bool = False
+    base_scale: float = 0.7
+    turning_step: int = 400
+    fps_condition_type: str = "fs"
+    perframe_ae: bool = False
+    uncond_type: str = "empty_seq"
+    image_size: Any = None
+    channels: int = 4
+    conditioning_key: str = "hybrid"
+
+    def __post_init__(self):
+        if self.parameterization not in ("eps", "v"):
+            raise ConfigError(f"model.params.parameterization: {self.parameterization!r} is not 'eps' or 'v'")
+        if self.uncond_type not in ("empty_seq", "zero_embed"):
+            raise ConfigError(f"model.params.uncond_type: {self.uncond_type!r} is not 'empty_seq' or 'zero_embed'")
+        if self.conditioning_key != "hybrid":
+            raise ConfigError(f"model.params.conditioning_key: {self.conditioning_key!r} is not supported "
+                              "(DynamiCrafter uses 'hybrid')")
+
+
+@dataclass
+class DynamiCrafterConfig:
+    """Everything read from one inference YAML."""
+
+    diffusion: DiffusionConfig
+    unet: UNetConfig
+    resampler: ResamplerConfig
+    autoencoder: AutoencoderConfig
+    text_encoder: dict
+    image_encoder: dict
+    path: str | None = None
+
+    @classmethod
+    def from_dict(cls, cfg: dict, where: str = "<config>") -> DynamiCrafterConfig:
+        """Build from the parsed YAML (the whole file, with a top-level ``model`` key)."""
+        if not isinstance(cfg, dict) or "model" not in cfg:
+            raise ConfigError(f"{where}: no top-level 'model' key (expected the original inference yaml schema)")
+        params = cfg["model"].get("params") or {}
+        for key in ("unet_config", "first_stage_config", "cond_stage_config", "img_cond_stage_config",
+                    "image_proj_stage_config"):
+            if key not in params:
+                raise ConfigError(f"{where}: model.params.{key} is missing")
+        return cls(
+            diffusion=_take(DiffusionConfig, params, f"{where}: model.params"),
+            unet=_take(UNetConfig, params["unet_config"].get("params"), f"{where}: unet_config"),
+            resampler=_take(ResamplerConfig, params["image_proj_stage_config"].get("params"),
+                            f"{where}: image_proj_stage_config"),
+            autoencoder=_take(AutoencoderConfig, params["first_stage_config"].get("params"),
+                              f"{where}: first_stage_config"),
+            text_encoder=dict(params["cond_stage_config"].get("params") or {}),
+            image_encoder=dict(params["img_cond_stage_config"].get("params") or {}),
+            path=where,
+        )
+
+    @classmethod
+    def from_yaml(cls, path) -> DynamiCrafterConfig:
+        """Read an inference YAML (original schema)."""
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            cfg = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({e})") from None
+        return cls.from_dict(cfg, str(p))

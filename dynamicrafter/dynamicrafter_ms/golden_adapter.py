@@ -1,0 +1,128 @@
+"""Golden-parity adapter (``common.golden``): runs each recorded check of a DynamiCrafter case.
+
+The model is built from the case's ``config.yaml`` (open_clip archs from its
+``open_clip_archs.json``), its ``model.ckpt`` is loaded through the converter's rename table
+(so the 256 case exercises ``framestride_embed`` -> ``fps_embedding``), and each check calls
+the same functions the inference script uses.
+"""
+from __future__ import annotations
+
+import mindspore as ms
+import numpy as np
+
+from common.clip.tokenizer import SimpleTokenizer
+from common.golden import GoldenCase, GoldenCheck, GoldenError
+
+from .config import DynamiCrafterConfig
+from .data import load_frame
+from .model import DynamiCrafter
+from .pipeline import image_guided_synthesis
+from .sampler import ddim_sample, guided_denoiser, make_schedule
+from .weights import load_weights
+
+
+def _t(x, dtype=None):
+    x = np.asarray(x)
+    if dtype is None:
+        dtype = ms.int64 if x.dtype.kind in "iu" else ms.float32
+    return ms.Tensor(x, dtype)
+
+
+class DynamiCrafterAdapter:
+    """One case: the model with its weights, and a ``run`` per check."""
+
+    def __init__(self, case: GoldenCase):
+        self.case = case
+        cfg = DynamiCrafterConfig.from_yaml(case.config_path)
+        bpe = case.path("bpe_simple_vocab_16e6.txt.gz")
+        tokenizer = SimpleTokenizer(bpe) if bpe.is_file() else None
+        self.model = DynamiCrafter(cfg, clip_search_dirs=(str(case.root),), tokenizer=tokenizer)
+        self.model.set_train(False)
+        load_weights(self.model, case.path(case.manifest.get("checkpoint", "model.ckpt")), case.config_path)
+        self.default_perframe = self.model.perframe_ae
+
+    def run(self, check: GoldenCheck) -> dict:
+        fn = getattr(self, "check_" + check.name, None)
+        if fn is None:
+            raise GoldenError(f"dynamicrafter adapter: unknown check {check.name!r}")
+        m = self.model
+        m.perframe_ae = bool(check.params.get("perframe_ae", self.default_perframe))
+        try:
+            return fn(check.inputs, check.params)
+        finally:
+            m.perframe_ae = self.default_perframe
+
+    # ---- conditioning ---------------------------------------------------------------------
+    def check_tokenize(self, inputs, params):
+        return {"tokens": self.model.cond_stage_model.tokenize(params["prompts"])}
+
+    def check_text_encoder(self, inputs, params):
+        return {"context": self.model.cond_stage_model.encode_tokens(_t(inputs["tokens"], ms.int32)).asnumpy()}
+
+    def check_image_encoder(self, inputs, params):
+        return {"tokens": self.model.embedder(_t(inputs["image"])).asnumpy()}
+
+    check_image_encoder_downscale = check_image_encoder
+
+    def check_image_proj(self, inputs, params):
+        return {"out": self.model.image_proj_model(_t(inputs["image_tokens"])).asnumpy()}
+
+    # ---- denoiser / autoencoder -----------------------------------------------------------
+    def check_unet(self, inputs, params):
+        out = self.model.unet(_t(inputs["x"]), _t(inputs["timesteps"]), _t(inputs["context"]), _t(inputs["fs"]))
+        return {"out": out.asnumpy()}
+
+    def check_vae_encode(self, inputs, params):
+        return {"z": self.model.encode_first_stage(_t(inputs["video"]), noise=_t(inputs["noise"])).asnumpy()}
+
+    def check_vae_decode(self, inputs, params):
+        return {"video": self.model.decode_first_stage(_t(inputs["z"])).asnumpy()}
+
+    # ---- sampler --------------------------------------------------------------------------
+    def check_ddim_schedule(self, inputs, params):
+        sched = make_schedule(self.model, int(params["steps"]), params["timestep_spacing"], float(params["eta"]))
+        return sched.index_order()
+
+    def _sample(self, inputs, params):
+        b = inputs["x_T"].shape[0]
+        fs = _t(inputs["fs"])
+        c_concat = _t(inputs["c_concat"])
+        cond = {"context": _t(inputs["context"]), "c_concat": c_concat, "fs": fs}
+        uncond = {"context": _t(inputs["uc_context"]), "c_concat": c_concat, "fs": fs}
+        fn = guided_denoiser(self.model, cond, uncond, float(params["guidance_scale"]),
+                             float(params.get("guidance_rescale", 0.0)))
+        sched = make_schedule(self.model, int(params["steps"]), params["timestep_spacing"], float(params["eta"]))
+        noise = inputs.get("noise")
+        out = ddim_sample(self.model, inputs["x_T"], sched, fn, noise=noise, progress=False)
+        assert out.shape[0] == b
+        return {"samples": out.asnumpy()}
+
+    check_ddim_sample = _sample
+    check_ddim_sample_eta1 = _sample
+
+    # ---- data and the whole pipeline ------------------------------------------------------
+    def check_preprocess(self, inputs, params):
+        return {"image": load_frame(self.case.path(params["image_file"]), params["video_size"])}
+
+    def check_pipeline(self, inputs, params):
+        image = inputs["image"]  # (B, 3, H, W)
+        t = int(params["video_length"])
+        videos = np.repeat(image[:, :, None], t, axis=2)  # (B, 3, T, H, W)
+        video = image_guided_synthesis(
+            self.model, [params["prompt"]] * image.shape[0], videos,
+            n_samples=int(params.get("n_samples", 1)), ddim_steps=int(params["ddim_steps"]),
+            ddim_eta=float(params["ddim_eta"]),
+            unconditional_guidance_scale=float(params["unconditional_guidance_scale"]),
+            fs=int(params["frame_stride"]), text_input=bool(params.get("text_input", True)),
+            multiple_cond_cfg=bool(params.get("multiple_cond_cfg", False)),
+            timestep_spacing=params["timestep_spacing"], guidance_rescale=float(params["guidance_rescale"]),
+            loop=bool(params.get("loop", False)), interp=bool(params.get("interp", False)),
+            x_T=inputs["x_T"], encode_noise=inputs["encode_noise"], progress=False)
+        return {"video": video}
+
+
+def make_adapter(case: GoldenCase) -> DynamiCrafterAdapter:
+    """Entry point of :mod:`common.golden`."""
+    if ms.get_context("device_target") == "CPU":
+        ms.runtime.launch_blocking()  # synchronous launch: several times faster PyNative on few cores; same numbers
+    return DynamiCrafterAdapter(case)

@@ -1,0 +1,222 @@
+"""Command line of ``inference.py`` (flags of the original ``scripts/evaluation/inference.py``).
+
+Reads a prompts folder (pictures + one prompt file), animates every picture with its prompt and
+writes ``<savedir>/samples_separate/<picture>_sample<i>.mp4`` (and ``.gif`` with ``--save_gif``).
+Bad input ends with one ``error: ...`` line naming the fault (exit status 2).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The flags (names and defaults of the original; ours are marked [ms])."""
+    p = argparse.ArgumentParser(description="DynamiCrafter image-to-video inference (MindSpore).")
+    p.add_argument("--savedir", type=str, default="results", help="results folder (default results)")
+    p.add_argument("--ckpt_path", "--ckpt", dest="ckpt_path", type=str, default=None,
+                   help="released model.ckpt (PyTorch) or a converted MindSpore .ckpt")
+    p.add_argument("--random_init", action="store_true",
+                   help="[ms] no checkpoint: random weights (demo / smoke test; the video is noise)")
+    p.add_argument("--config", type=str, required=True, help="inference yaml (original schema)")
+    p.add_argument("--prompt_dir", type=str, required=True, help="folder with pictures and one prompt .txt file")
+    p.add_argument("--n_samples", type=int, default=1, help="videos per prompt (default 1)")
+    p.add_argument("--ddim_steps", type=int, default=50, help="DDIM steps (default 50)")
+    p.add_argument("--ddim_eta", type=float, default=1.0, help="DDIM eta, 0 = deterministic (default 1.0)")
+    p.add_argument("--bs", type=int, default=1, help="pictures per batch (default 1)")
+    p.add_argument("--height", type=int, default=512, help="video height in pixels, multiple of 8 (default 512)")
+    p.add_argument("--width", type=int, default=512, help="video width in pixels, multiple of 8 (default 512)")
+    p.add_argument("--frame_stride", type=int, default=3,
+                   help="frame stride (256 model, larger = more motion) or FPS (512/1024, smaller = more motion)")
+    p.add_argument("--unconditional_guidance_scale", type=float, default=1.0, help="CFG scale (default 1.0 = off)")
+    p.add_argument("--seed", type=int, default=123, help="random seed (default 123; < 0 = random)")
+    p.add_argument("--video_length", type=int, default=16, help="frames (default 16)")
+    p.add_argument("--negative_prompt", nargs="?", const="", default=None,
+                   help="[ms] text of the unconditional branch (default \"\"; the original's bare flag is accepted)")
+    p.add_argument("--text_input", action="store_true", help="condition on the prompts (else empty prompts)")
+    p.add_argument("--multiple_cond_cfg", action="store_true", help="multi-condition CFG (text and image scales)")
+    p.add_argument("--cfg_img", type=float, default=None, help="image guidance scale (enables multi-condition CFG)")
+    p.add_argument("--timestep_spacing", type=str, default="uniform", choices=["uniform", "uniform_trailing"],
+                   help="DDIM timestep spacing (default uniform; 512/1024 use uniform_trailing)")
+    p.add_argument("--guidance_rescale", type=float, default=0.0, help="guidance rescale (default 0; 512/1024: 0.7)")
+    p.add_argument("--perframe_ae", action="store_true", help="VAE encode/decode one frame at a time (less memory)")
+    p.add_argument("--loop", action="store_true", help="looping video (condition on first and last frame)")
+    p.add_argument("--interp", action="store_true", help="frame interpolation between picture pairs")
+    p.add_argument("--mode", type=str, default="pynative", choices=["pynative", "graph"],
+                   help="[ms] MindSpore execution mode (default pynative; graph compiles the networks first)")
+    p.add_argument("--dtype", type=str, default="float32", choices=DTYPES, help="[ms] UNet compute dtype")
+    p.add_argument("--fps", type=int, default=8, help="[ms] frame rate of the saved video (default 8)")
+    p.add_argument("--save_gif", action="store_true", help="[ms] also write a .gif beside each .mp4")
+    p.add_argument("--any_size", action="store_true",
+                   help="[ms] allow a height/width other than the size the checkpoint was trained at")
+    p.add_argument("--attention_chunk", type=int, default=0,
+                   help="[ms] attention queries per chunk (memory bound; 0 = auto: none up to 32x32 latents, "
+                        "512 above, 128 above 2560 latent pixels)")
+    p.add_argument("--no_progress", action="store_true", help="[ms] hide the progress bar")
+    return p
+
+
+class UsageError(ValueError):
+    """A flag value that cannot work (the message names the flag)."""
+
+
+def check_args(args, cfg) -> None:
+    """Validate sizes and counts against the config; raise UsageError naming the flag."""
+    for name in ("height", "width"):
+        v = getattr(args, name)
+        if v <= 0 or v % 8:
+            raise UsageError(f"--{name} {v} is not a positive multiple of 8")
+    levels = len(cfg.unet.channel_mult) - 1
+    need = 8 * 2 ** levels
+    for name in ("height", "width"):
+        v = getattr(args, name)
+        if v % need:
+            raise UsageError(f"--{name} {v}: the UNet ({levels + 1} levels) needs a multiple of {need}")
+    size = cfg.diffusion.image_size
+    if size is not None and not args.any_size:
+        th, tw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        if (args.height, args.width) != (8 * th, 8 * tw):
+            raise UsageError(f"--height {args.height} --width {args.width} do not match the checkpoint's size "
+                             f"{8 * th}x{8 * tw} (model.params.image_size {[th, tw]} of {args.config}); "
+                             f"pass --any_size to run anyway")
+    for name in ("video_length", "ddim_steps", "bs", "n_samples", "fps"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if not 0.0 <= args.ddim_eta:
+        raise UsageError(f"--ddim_eta must be >= 0, got {args.ddim_eta}")
+    if args.interp and args.video_length % 2:
+        raise UsageError(f"--interp needs an even --video_length, got {args.video_length}")
+    import mindspore as ms
+
+    if args.dtype == "bfloat16" and ms.get_context("device_target") == "CPU":
+        raise UsageError("--dtype bfloat16: MindSpore 2.7 has no bfloat16 MatMul kernel on CPU; use float16 or float32")
+    if args.ckpt_path is None and not args.random_init:
+        raise UsageError("no checkpoint: pass --ckpt_path model.ckpt (see README: Weights) or --random_init")
+
+
+def build_model(args):
+    """Config -> model -> weights (or random init); returns (model, cfg)."""
+    import mindspore as ms
+
+    from .config import DynamiCrafterConfig
+    from .model import DynamiCrafter
+    from .weights import load_weights
+
+    cfg = DynamiCrafterConfig.from_yaml(args.config)
+    check_args(args, cfg)
+    if args.ckpt_path is not None and not Path(args.ckpt_path).is_file():
+        raise UsageError(f"--ckpt_path {args.ckpt_path}: checkpoint not found")
+    model = DynamiCrafter(cfg)
+    model.set_train(False)
+    if args.ckpt_path is not None:
+        n = load_weights(model, args.ckpt_path, args.config)
+        print(f">>> model checkpoint loaded: {n} tensors from {args.ckpt_path}")
+    else:
+        print("WARNING: random weights (--random_init): the video is noise. Real weights: see README "
+              "(Doubiiu/DynamiCrafter, DynamiCrafter_512, DynamiCrafter_1024 model.ckpt on the Hugging Face hub).")
+    model.perframe_ae = bool(args.perframe_ae or cfg.diffusion.perframe_ae)
+    if args.dtype != "float32":
+        model.model.set_dtype(getattr(ms, args.dtype))
+    return model, cfg
+
+
+def save_results_separate(samples: np.ndarray, filename: str, savedir: Path, fps: int, loop: bool,
+                          save_gif: bool) -> list[Path]:
+    """(n_samples, 3, T, H, W) in [-1, 1] -> ``<savedir>/<stem>_sample<i>.mp4`` (clamped, uint8)."""
+    from common.video_io import write_video
+
+    paths = []
+    stem = filename.split(".")[0]
+    for i, video in enumerate(samples):
+        if loop:
+            video = video[:, :-1]
+        frames = np.clip(video, -1.0, 1.0).transpose(1, 2, 3, 0)  # (T, H, W, 3)
+        for suffix in (".mp4", ".gif") if save_gif else (".mp4",):
+            paths.append(write_video(frames, savedir / f"{stem}_sample{i}{suffix}", fps=fps, value_range=(-1, 1)))
+    return paths
+
+
+def set_attention_chunk(args) -> int | None:
+    """Bound the attention score matrices: ``--attention_chunk`` or a size-based default."""
+    from common.nn import set_attention_backend
+
+    tokens = (args.height // 8) * (args.width // 8)
+    chunk = args.attention_chunk or (None if tokens <= 1024 else 512 if tokens <= 2560 else 128)
+    if args.attention_chunk < 0:
+        raise UsageError(f"--attention_chunk must be >= 0, got {args.attention_chunk}")
+    set_attention_backend("math", chunk_size=chunk)
+    return chunk
+
+
+def run(args) -> list[Path]:
+    """Run the whole inference; returns the written files."""
+    import mindspore as ms
+
+    from .data import load_data_prompts
+    from .pipeline import image_guided_synthesis
+
+    ms.set_context(mode=ms.GRAPH_MODE if args.mode == "graph" else ms.PYNATIVE_MODE)
+    if ms.get_context("device_target") == "CPU":
+        # synchronous op launch: on a few CPU cores the asynchronous dispatch pipeline costs more
+        # than it hides (the tiny UNet runs ~5x faster in PyNative); numbers are unchanged
+        ms.runtime.launch_blocking()
+    seed = args.seed if args.seed >= 0 else int(np.random.SeedSequence().entropy % 2 ** 31)
+    ms.set_seed(seed)
+    rng = np.random.default_rng(seed)
+    set_attention_chunk(args)
+    model, cfg = build_model(args)
+    filenames, videos, prompts = load_data_prompts(args.prompt_dir, (args.height, args.width), args.video_length,
+                                                   interp=args.interp)
+    print(f"Inference with {args.video_length} frames; {len(prompts)} prompts from {args.prompt_dir}")
+    out_dir = Path(args.savedir) / "samples_separate"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    start = time.time()
+    for s in range(0, len(prompts), args.bs):
+        batch = np.stack(videos[s:s + args.bs])  # (B, 3, T, H, W)
+        samples = image_guided_synthesis(
+            model, prompts[s:s + args.bs], batch, n_samples=args.n_samples, ddim_steps=args.ddim_steps,
+            ddim_eta=args.ddim_eta, unconditional_guidance_scale=args.unconditional_guidance_scale,
+            cfg_img=args.cfg_img, multiple_cond_cfg=args.multiple_cond_cfg, fs=args.frame_stride,
+            text_input=args.text_input, negative_prompt=args.negative_prompt or None,
+            timestep_spacing=args.timestep_spacing, guidance_rescale=args.guidance_rescale, loop=args.loop,
+            interp=args.interp, generator=rng, progress=not args.no_progress)
+        for j, name in enumerate(filenames[s:s + args.bs]):
+            written += save_results_separate(samples[j], name, out_dir, args.fps, args.loop, args.save_gif)
+    print(f"Saved in {out_dir}: {', '.join(p.name for p in written)}. Time used: {time.time() - start:.2f} seconds")
+    if args.ckpt_path is None:
+        print("NOTE: these videos come from RANDOM weights. For real results download model.ckpt from the Hugging "
+              "Face hub (Doubiiu/DynamiCrafter for 256) and run: sh scripts/run/run_infer.sh 256 /path/to/model.ckpt")
+    return written
+
+
+def main(argv=None) -> int:
+    """Entry point; returns the exit status."""
+    args = get_parser().parse_args(argv)
+    from common.checkpoint import CheckpointError
+    from common.config import ConfigError as CommonConfigError
+
+    from .config import ConfigError
+    from .data import PromptDirError
+
+    try:
+        run(args)
+    except (UsageError, ConfigError, CommonConfigError, PromptDirError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("GLOG_v", "3")
+    raise SystemExit(main())

@@ -1,0 +1,141 @@
+"""The inference command line end to end (tiny random model) and its one-line errors."""
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from dynamicrafter_ms.inference import main
+from PIL import Image
+
+from common.video_io import read_video_frames
+
+
+@pytest.fixture(scope="module")
+def cli_cfg(tmp_path_factory, dc):
+    d = tmp_path_factory.mktemp("cli")
+    return dc.write_config(d, dc.tiny_config("256"), "tiny.yaml"), dc.write_config(d, dc.tiny_config("512"), "t512.yaml")
+
+
+@pytest.fixture
+def one_picture(tmp_path):
+    d = tmp_path / "one"
+    d.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(d / "pic.png")
+    (d / "prompts.txt").write_text("a boat on a lake\n")
+    return d
+
+
+def _args(cfg, prompts, savedir, *extra):
+    return ["--config", str(cfg), "--prompt_dir", str(prompts), "--savedir", str(savedir), "--height", "64",
+            "--width", "64", "--video_length", "2", "--ddim_steps", "2", "--unconditional_guidance_scale", "7.5",
+            "--text_input", "--no_progress", *extra]
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_cli_writes_a_playable_video(cli_cfg, one_picture, tmp_path):
+    assert main(_args(cli_cfg[0], one_picture, tmp_path / "out", "--random_init", "--save_gif")) == 0
+    mp4 = tmp_path / "out" / "samples_separate" / "pic_sample0.mp4"
+    frames = read_video_frames(mp4)
+    assert frames.shape == (2, 64, 64, 3) and frames.dtype == np.uint8
+    assert (tmp_path / "out" / "samples_separate" / "pic_sample0.gif").stat().st_size > 0
+
+
+def _torch_ckpt(path, model, rename_256=True):
+    sd = {(n.replace("fps_embedding", "framestride_embed") if rename_256 else n): torch.from_numpy(p.asnumpy().copy())
+          for n, p in model.parameters_and_names()}
+    torch.save({"state_dict": sd}, path)
+    return path
+
+
+def test_cli_with_a_checkpoint_is_deterministic(cli_cfg, one_picture, tmp_path, tiny_model):
+    ckpt = _torch_ckpt(tmp_path / "model.ckpt", tiny_model)
+    outs = []
+    for run in ("a", "b"):
+        assert main(_args(cli_cfg[0], one_picture, tmp_path / run, "--ckpt_path", str(ckpt), "--seed", "7",
+                          "--ddim_steps", "1", "--unconditional_guidance_scale", "1.0")) == 0
+        outs.append(read_video_frames(tmp_path / run / "samples_separate" / "pic_sample0.mp4"))
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--height", "60"], "--height 60 is not a positive multiple of 8"),
+    (["--width", "72"], "--width 72: the UNet (2 levels) needs a multiple of 16"),
+    (["--height", "128"], "do not match the checkpoint's size 64x64"),
+    (["--video_length", "0"], "--video_length must be >= 1"),
+    ([], "no checkpoint: pass --ckpt_path"),
+    (["--random_init", "--dtype", "bfloat16"], "no bfloat16 MatMul kernel on CPU"),
+    (["--ckpt_path", "/nonexistent/model.ckpt"], "checkpoint not found"),
+])
+def test_bad_flags(capsys, cli_cfg, one_picture, tmp_path, flags, message):
+    assert message in _error(capsys, _args(cli_cfg[0], one_picture, tmp_path, *flags))
+
+
+def test_bad_prompt_folders(capsys, cli_cfg, tmp_path):
+    d = tmp_path / "p"
+    d.mkdir()
+    (d / "prompts.txt").write_text("a prompt\n")
+    assert "holds 0 pictures" in _error(capsys, _args(cli_cfg[0], d, tmp_path, "--random_init"))
+    (d / "pic.png").write_bytes(b"\x89PNG broken")
+    assert "cannot read image" in _error(capsys, _args(cli_cfg[0], d, tmp_path, "--random_init"))
+    (d / "prompts.txt").write_text("\n")
+    assert "is empty" in _error(capsys, _args(cli_cfg[0], d, tmp_path, "--random_init"))
+    assert "config file not found" in _error(capsys, _args(tmp_path / "no.yaml", d, tmp_path, "--random_init"))
+
+
+def test_bad_checkpoints(capsys, cli_cfg, one_picture, tmp_path, dc):
+    from dynamicrafter_ms.config import DynamiCrafterConfig
+    from dynamicrafter_ms.model import DynamiCrafter
+
+    other = _torch_ckpt(tmp_path / "m512.ckpt", DynamiCrafter(DynamiCrafterConfig.from_yaml(cli_cfg[1])), False)
+    msg = _error(capsys, _args(cli_cfg[0], one_picture, tmp_path, "--ckpt_path", str(other)))
+    assert "does not fit the model" in msg and ("alpha" in msg or "scale_arr" in msg)
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(other.read_bytes()[:5000])
+    assert "cut.ckpt" in _error(capsys, _args(cli_cfg[0], one_picture, tmp_path, "--ckpt_path", str(cut)))
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path}/EVIL",))
+
+    evil = tmp_path / "evil.ckpt"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"state_dict": Evil()}, protocol=2))
+    msg = _error(capsys, _args(cli_cfg[0], one_picture, tmp_path, "--ckpt_path", str(evil)))
+    assert "system" in msg and not (tmp_path / "EVIL").exists()
+
+
+def _sh(*args, env=None, timeout=600):
+    run = os.path.join(os.path.dirname(__file__), "..", "scripts", "run", "run_infer.sh")
+    return subprocess.run(["sh", run, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_run_infer_rejects_unknown_resolution():
+    r = _sh("384")
+    assert r.returncode == 2 and "unknown resolution '384'" in r.stderr and "256, 512 or 1024" in r.stderr
+
+
+def test_run_infer_needs_a_checkpoint_for_512():
+    r = _sh("512")
+    assert r.returncode == 2 and "no checkpoint given for 512" in r.stderr
+
+
+@pytest.mark.slow
+def test_run_infer_random_demo_writes_mp4(tmp_path):
+    """The README demo (``sh scripts/run/run_infer.sh 256``), shortened by extra flags."""
+    r = _sh("256", "", "--video_length", "2", "--ddim_steps", "1", env={"SAVEDIR": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "RANDOMLY INITIALISED" in r.stdout and "Hugging Face" in r.stdout
+    frames = read_video_frames(tmp_path / "samples_separate" / "astronaut_sample0.mp4")
+    assert frames.shape == (2, 256, 256, 3)
