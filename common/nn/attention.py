@@ -51,13 +51,18 @@ _bmm = ops.BatchMatMul()
 
 def _math_attention(q, k, v, mask, scale):
     # q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv)
-    s = _bmm_t(q, k).astype(ms.float32) * scale  # (..., Lq, Lk)
+    # scale q (Lq x D) rather than the scores (Lq x Lk): one score-sized temporary fewer
+    s = _bmm_t(q * scale, k)  # (..., Lq, Lk)
+    if s.dtype != ms.float32:
+        s = s.astype(ms.float32)
     if mask is not None:
         if mask.dtype == ms.bool_:
             s = ops.masked_fill(s, ops.logical_not(mask), float("-inf"))
         else:
             s = s + mask.astype(ms.float32)
-    p = ops.softmax(s, axis=-1).astype(v.dtype)
+    p = ops.softmax(s, axis=-1)
+    if p.dtype != v.dtype:
+        p = p.astype(v.dtype)
     return _bmm(p, v)  # (..., Lq, Dv)
 
 

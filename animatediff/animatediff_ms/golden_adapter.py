@@ -1,0 +1,173 @@
+"""Golden-parity adapter (``common/golden.py``): runs every AnimateDiff check of a case folder.
+
+Roles of the files listed in ``params.weights`` come from the case's ``prompt.yaml`` (motion module,
+DreamBooth file, LoRA, domain adapter, MotionLoRAs); the diffusers folder is the one holding
+``model_index.json``. Sizes and options come from the case's ``config.yaml`` and ``config.json`` files.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mindspore as ms
+import numpy as np
+
+from common.clip.hf_tokenizer import CLIPTokenizer
+from common.schedulers.ddim import ddim_schedule_from_diffusers
+
+from . import loading as L
+from .build import build_text_encoder, build_unet, build_vae
+from .config import InferenceConfig
+from .pipeline import AnimationPipeline
+from .prompt_config import load_prompt_config
+
+
+class AnimateDiffAdapter:
+    """Builds each model once per distinct weight list and runs the checks (see the case README)."""
+
+    def __init__(self, case):
+        self.case = case
+        self.root = Path(case.root)
+        self.inference = InferenceConfig.load(case.config_path)
+        found = sorted(self.root.glob("**/model_index.json"))
+        if not found:
+            raise FileNotFoundError(f"{self.root}: no diffusers folder (model_index.json)")
+        self.sd_folder = found[0].parent
+        prompt = self.root / "prompt.yaml"
+        self.entry = load_prompt_config(prompt, str(case.config_path))[0] if prompt.is_file() else None
+        self.roles = {}
+        if self.entry is not None:
+            e = self.entry
+            for role, p in (("motion_module", e.motion_module), ("dreambooth", e.dreambooth_path),
+                            ("lora", e.lora_model_path), ("adapter", e.adapter_lora_path)):
+                if p:
+                    self.roles[Path(p).resolve()] = role
+            for c in e.motion_module_lora_configs:
+                self.roles[Path(c["path"]).resolve()] = "motion_lora"
+        self._cache = {}
+
+    # -------------------------------------------------------------------------------- file roles
+    def role(self, rel: str) -> str:
+        p = (self.root / rel).resolve()
+        if p in self.roles:
+            return self.roles[p]
+        if p == self.sd_folder.resolve():
+            return "sd_folder"
+        if p.parent == self.sd_folder.resolve():
+            return p.name  # unet / vae / text_encoder / tokenizer
+        name = p.name.lower()
+        if "adapter" in name:
+            return "adapter"
+        if p.suffix == ".ckpt" and "lora" in name:
+            return "motion_lora"
+        if p.suffix == ".ckpt":
+            return "motion_module"
+        if "lora" in name:
+            return "lora"
+        return "dreambooth"
+
+    def _weights(self, check) -> list[tuple[str, Path]]:
+        return [(self.role(w), self.root / w) for w in check.params.get("weights", [])]
+
+    # -------------------------------------------------------------------------------- models
+    def unet(self, check):
+        key = ("unet", tuple(check.params.get("weights", [])), check.params.get("lora_alpha"),
+               check.params.get("adapter_lora_scale"), check.params.get("alpha"))
+        if key in self._cache:
+            return self._cache[key]
+        w = self._weights(check)
+        roles = [r for r, _ in w]
+        net = build_unet(self.sd_folder, self.inference.unet_additional_kwargs, load="dreambooth" not in roles)
+        for role, p in w:  # load_weights order: motion module, DreamBooth, LoRA, adapter, MotionLoRA
+            if role == "motion_module":
+                L.load_motion_module(net, p)
+        for role, p in w:
+            if role == "dreambooth":
+                L.load_dreambooth(net, None, None, p)
+        for role, p in w:
+            if role == "lora":
+                L.load_lora(net, None, p, float(check.params["lora_alpha"]))
+        for role, p in w:
+            if role == "adapter":
+                L.load_domain_adapter(net, p, float(check.params["adapter_lora_scale"]))
+        for role, p in w:
+            if role == "motion_lora":
+                L.load_motion_lora(net, p, float(check.params["alpha"]))
+        self._cache[key] = net
+        return net
+
+    def text_encoder(self, check):
+        w = self._weights(check)
+        roles = [r for r, _ in w]
+        te = build_text_encoder(self.sd_folder, load="dreambooth" not in roles)
+        for role, p in w:
+            if role == "dreambooth":
+                L.load_dreambooth(None, None, te, p)
+        for role, p in w:
+            if role == "lora":
+                L.load_lora(None, te, p, float(check.params["lora_alpha"]))
+        return te
+
+    def vae(self, check):
+        w = self._weights(check)
+        roles = [r for r, _ in w]
+        vae = build_vae(self.sd_folder, load="dreambooth" not in roles)
+        for role, p in w:
+            if role == "dreambooth":
+                L.load_dreambooth(None, vae, None, p)
+        return vae
+
+    def pipeline(self, check) -> AnimationPipeline:
+        """The ``scripts/animate.py`` flow for ``prompt.yaml`` (same code as ``text_to_video.py``)."""
+        from .runner import build_entry_pipeline
+
+        entry = load_prompt_config(self.root / check.params["prompt_config"], str(self.case.config_path))[0]
+        return build_entry_pipeline(entry, self.sd_folder, progress=False, log=None)
+
+    # -------------------------------------------------------------------------------- checks
+    def run(self, check) -> dict:
+        name = check.name
+        x = check.inputs
+        if name == "tokenizer":
+            tok = CLIPTokenizer.from_pretrained(self.root / check.params["tokenizer"])
+            kw = dict(max_length=tok.model_max_length, padding="max_length", truncation=True)
+            return {"input_ids": tok([check.params["prompt"]], **kw),
+                    "uncond_input_ids": tok([check.params["negative_prompt"]], **kw)}
+        if name.startswith("text_encoder"):
+            te = self.text_encoder(check)
+            return {"last_hidden_state": te(ms.Tensor(x["input_ids"])).asnumpy()}
+        if name.startswith("unet"):
+            net = self.unet(check)
+            out = net(ms.Tensor(x["sample"]), ms.Tensor(x["timestep"]), ms.Tensor(x["encoder_hidden_states"]))
+            return {"out": out.asnumpy()}
+        if name.startswith("vae_decode"):
+            vae = self.vae(check)
+            pipe = AnimationPipeline(None, vae, None, None, self.inference.scheduler)
+            return {"video": pipe.decode_latents(x["latents"])}
+        if name == "ddim_sample":
+            net = self.unet(check)
+            pipe = AnimationPipeline(net, None, None, None, self.inference.scheduler)
+            steps = int(check.params["num_inference_steps"])
+            traj = []
+            out = pipe.denoise(x["latents"], ms.Tensor(x["text_embeddings"]), steps,
+                               float(check.params["guidance_scale"]), float(check.params.get("eta", 0.0)),
+                               sampler="ddim", progress=False, callback=lambda d: traj.append(d["x"].asnumpy()))
+            sched = ddim_schedule_from_diffusers(pipe._scheduler_kwargs(), steps)
+            return {"out": out.asnumpy(), "trajectory": np.stack(traj), "timesteps": sched.timesteps}
+        if name == "pipeline":
+            pipe = self.pipeline(check)
+            p = check.params
+            res = pipe(p["prompt"], video_length=int(p["video_length"]), height=int(p["height"]),
+                       width=int(p["width"]), num_inference_steps=int(p["num_inference_steps"]),
+                       guidance_scale=float(p["guidance_scale"]), negative_prompt=p["negative_prompt"],
+                       eta=float(p.get("eta", 0.0)), latents=x["latents"], sampler="ddim", progress=False)
+            for k, ids in (("input_ids", pipe.tokenize(p["prompt"])),
+                           ("uncond_input_ids", pipe.tokenize(p["negative_prompt"]))):
+                if not np.array_equal(ids, x[k]):
+                    raise AssertionError(f"pipeline: our tokenization of the {k} differs from the recorded ids")
+            return {"videos": res.videos, "text_embeddings": res.text_embeddings, "final_latents": res.latents}
+        raise KeyError(f"unknown AnimateDiff check {name!r}")
+
+
+def make_adapter(case) -> AnimateDiffAdapter:
+    """Entry point of ``common/golden.py``."""
+    return AnimateDiffAdapter(case)

@@ -1,0 +1,272 @@
+"""Weight loading in the original order (``animatediff/utils/util.py::load_weights``).
+
+1. motion module ``.ckpt``: keys containing ``motion_modules.``, without ``pos_encoder.pe`` (a
+   ``{"state_dict": ...}`` wrapper and an ``animatediff_config`` entry are accepted);
+2. ``dreambooth_path`` (LDM single file, ``.safetensors`` or ``.ckpt``): replaces the UNet's 2-D weights,
+   the VAE and the text encoder (fp16 files are cast to float32);
+3. ``lora_model_path`` (kohya): merged into UNet and text encoder at ``lora_alpha``;
+4. ``adapter_lora_path`` (v3 domain adapter) at ``adapter_lora_scale``;
+5. every MotionLoRA of ``motion_module_lora_configs`` at its ``alpha``.
+
+Every key of every file is accounted for: a key that fits no parameter, a parameter no file provides, or
+a shape that differs raises :class:`WeightsError` with one line naming the file and the key.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from common.checkpoint import CheckpointError, load_state_dict_into, read_state_dict
+
+from .config import ConfigError
+from .convert.ldm import (
+    diffusers_vae_to_ldm,
+    fold_position_ids,
+    ldm_unet_to_ours,
+    split_ldm_checkpoint,
+)
+from .convert.lora import merge_diffusers_lora, merge_kohya_lora
+
+#: pickle globals of non-tensor entries that released / community files may carry; read as inert stubs.
+STUB_GLOBALS = (
+    "omegaconf.dictconfig.DictConfig", "omegaconf.listconfig.ListConfig", "omegaconf.base.ContainerMetadata",
+    "omegaconf.base.Metadata", "omegaconf.nodes.AnyNode", "omegaconf.nodes.StringNode", "typing.Any",
+    "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",
+)
+
+
+class WeightsError(ConfigError):
+    """A weight file that is missing, unreadable or does not fit the model (message names file and key)."""
+
+
+def read_weights(path, what: str, upcast: bool = True) -> dict[str, np.ndarray]:
+    """Read any checkpoint format (``common.checkpoint.read_state_dict``) with native byte order.
+
+    Args:
+        path: file or folder. what: the config key it came from (for the error message).
+    Raises:
+        WeightsError: missing or unreadable file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise WeightsError(f"{what}: file not found: {p}")
+    try:
+        sd = read_state_dict(p, upcast=upcast, stub_globals=STUB_GLOBALS)
+    except CheckpointError as e:
+        raise WeightsError(f"{what}: {e}") from e
+    out = {}
+    for k, v in sd.items():
+        v = np.asarray(v)
+        if v.dtype.byteorder not in ("=", "|"):
+            v = v.astype(v.dtype.newbyteorder("="))
+        out[k] = v
+    return out
+
+
+def check_state_dict(net, sd: dict, source: str, allow_missing=None) -> None:
+    """Raise WeightsError unless ``sd`` fits ``net`` exactly (names and shapes; reads shapes only).
+
+    Args:
+        net: a Cell (its ``parameters_and_names``) or a ``{name: shape}`` dict.
+        sd: ``{our parameter name: array (or anything with .shape)}``. source: file name for the message.
+        allow_missing: predicate on parameter names that ``sd`` need not provide (None: all required).
+    """
+    shapes = net if isinstance(net, dict) else {k: tuple(p.shape) for k, p in net.parameters_and_names()}
+    unexpected = [k for k in sd if k not in shapes]
+    if unexpected:
+        raise WeightsError(f"{source}: {len(unexpected)} keys fit no parameter of the model, e.g. '{unexpected[0]}'")
+    missing = [k for k in shapes if k not in sd and not (allow_missing and allow_missing(k))]
+    if missing:
+        raise WeightsError(f"{source}: {len(missing)} parameters are missing from the file, e.g. '{missing[0]}'")
+    bad = [(k, tuple(v.shape), tuple(shapes[k])) for k, v in sd.items() if tuple(v.shape) != tuple(shapes[k])]
+    if bad:
+        k, theirs, ours = bad[0]
+        raise WeightsError(f"{source}: '{k}' has shape {list(theirs)} but the model expects {list(ours)} "
+                           f"({len(bad)} mis-shaped keys; is the file for another model or config?)")
+
+
+def assign(net, sd: dict, source: str, allow_missing=None) -> int:
+    """Load ``sd`` into ``net`` by identical names, every key accounted for (see :func:`check_state_dict`;
+    nothing is loaded when it raises). Returns the number of loaded tensors."""
+    check_state_dict(net, sd, source, allow_missing)
+    return load_state_dict_into(net, {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in sd.items()},
+                                allow_partial=True).loaded
+
+
+def is_motion_param(name: str) -> bool:
+    """Parameters of the motion modules (everything else is the 2-D image model)."""
+    return "motion_modules." in name
+
+
+# ----------------------------------------------------------------------------------------- motion module
+def motion_module_state_dict(path, what: str = "motion_module") -> tuple[dict, int | None]:
+    """Motion-module tensors of a released ``.ckpt`` and the length of its stored ``pos_encoder.pe``
+    tables (24 for v1 files, 32 for v2/v3; None when absent)."""
+    sd = read_weights(path, what)
+    pe_len = None
+    out = {}
+    for k, v in sd.items():
+        if "motion_modules." not in k:
+            continue
+        if "pos_encoder.pe" in k:
+            pe_len = int(v.shape[1]) if v.ndim == 3 else pe_len
+            continue
+        out[k] = v
+    if not out:
+        raise WeightsError(f"{what}: {path} holds no 'motion_modules.' keys -- not an AnimateDiff motion module")
+    return out, pe_len
+
+
+def check_motion_module(unet, sd: dict, pe_len: int | None, name: str, what: str = "motion_module") -> None:
+    """Raise WeightsError unless the motion-module tensors ``sd`` (shapes only are read) are of the version
+    and layout the UNet's inference config describes."""
+    cfg = unet.cfg
+    file_mid = any(k.startswith("mid_block.motion_modules.") for k in sd)
+    if file_mid and not cfg.mid_has_motion:
+        raise WeightsError(f"{what}: {name} has a mid-block motion module (a v2 module, use inference-v2.yaml) "
+                           f"but the inference config sets motion_module_mid_block: false")
+    if cfg.mid_has_motion and not file_mid:
+        raise WeightsError(f"{what}: {name} has no mid-block motion module (a v1/v3 module) but the inference "
+                           f"config sets motion_module_mid_block: true (inference-v2.yaml); use inference-v1.yaml "
+                           f"(mm_sd_v14/v15) or inference-v3.yaml (v3_sd15_mm)")
+    if pe_len == 24 and cfg.use_inflated_groupnorm:
+        raise WeightsError(f"{what}: {name} is a v1 motion module (24-frame position tables) but the inference "
+                           f"config sets use_inflated_groupnorm: true; use inference-v1.yaml")
+    if pe_len == 32 and not cfg.use_inflated_groupnorm:
+        raise WeightsError(f"{what}: {name} is a v2/v3 motion module (32-frame position tables) but the inference "
+                           f"config sets use_inflated_groupnorm: false (inference-v1.yaml); use inference-v2.yaml "
+                           f"or inference-v3.yaml")
+    ours = {k for k, _ in unet.parameters_and_names() if is_motion_param(k)}
+    extra = sorted(set(sd) - ours)
+    if extra:
+        raise WeightsError(f"{what}: {name} has {len(extra)} motion-module keys the inference config does not "
+                           f"place (motion_module_resolutions / num_transformer_block), e.g. '{extra[0]}'")
+    check_state_dict(unet, sd, f"{what}: {name}", allow_missing=lambda k: not is_motion_param(k))
+
+
+def load_motion_module(unet, path, what: str = "motion_module") -> int:
+    """Step 1 of ``load_weights``, after :func:`check_motion_module`."""
+    sd, pe_len = motion_module_state_dict(path, what)
+    name = Path(path).name
+    check_motion_module(unet, sd, pe_len, name, what)
+    return assign(unet, sd, f"{what}: {name}", allow_missing=lambda k: not is_motion_param(k))
+
+
+# ----------------------------------------------------------------------------------------- base model
+def unet_2d_state_dict(folder, what: str = "pretrained_model_path") -> dict:
+    """The diffusers ``unet/`` weights (``diffusion_pytorch_model.safetensors`` or ``.bin``)."""
+    return read_weights(folder, what)
+
+
+def load_unet_2d(unet, sd: dict, source: str) -> int:
+    """Load the image layers (every non-motion parameter) from a state dict with our names."""
+    motion = [k for k in sd if is_motion_param(k)]
+    if motion:
+        raise WeightsError(f"{source}: an image-model file with motion-module keys, e.g. '{motion[0]}'")
+    return assign(unet, sd, source, allow_missing=is_motion_param)
+
+
+def load_vae_diffusers(vae, folder, what: str = "pretrained_model_path") -> int:
+    """Load a diffusers ``vae/`` folder into :class:`common.vae.AutoencoderKL` (LDM names)."""
+    sd = read_weights(folder, what)
+    n = len(vae.encoder.config.ch_mult)
+    return assign(vae, diffusers_vae_to_ldm(sd, n, f"{what}: {folder}"), f"{what}: {folder}")
+
+
+def load_text_encoder(text_encoder, sd: dict, source: str) -> int:
+    """Load Hugging Face ``CLIPTextModel`` keys (``position_ids`` folded into the position table)."""
+    sd, reordered = fold_position_ids(sd, source)
+    if reordered:
+        print(f"[animatediff] {source}: position_ids are not 0..n-1; using them as the original does")
+    return assign(text_encoder, sd, source)
+
+
+def load_dreambooth(unet, vae, text_encoder, path, what: str = "dreambooth_path") -> dict:
+    """Step 2: an LDM single file replaces the UNet's 2-D weights, the VAE and the text encoder.
+
+    Any of ``unet`` / ``vae`` / ``text_encoder`` may be None to skip that part. Returns counts per part.
+    """
+    name = Path(path).name
+    if not (str(path).endswith(".safetensors") or str(path).endswith(".ckpt") or os.path.isdir(path)) \
+            and Path(path).exists():
+        raise WeightsError(f"{what}: {path} is neither .safetensors nor .ckpt")
+    parts = split_ldm_checkpoint(read_weights(path, what), f"{what}: {name}")
+    counts = {}
+    if vae is not None:
+        counts["vae"] = assign(vae, parts["vae"], f"{what}: {name} (first_stage_model)")
+    if unet is not None:
+        counts["unet"] = load_unet_2d(unet, ldm_unet_to_ours(parts["unet"], unet.cfg, f"{what}: {name}"),
+                                      f"{what}: {name} (model.diffusion_model)")
+    if text_encoder is not None:
+        counts["text_encoder"] = load_text_encoder(text_encoder, parts["text_encoder"],
+                                                   f"{what}: {name} (cond_stage_model.transformer)")
+    counts["ignored"] = len(parts["ignored"])
+    return counts
+
+
+# ----------------------------------------------------------------------------------------- LoRAs
+def load_lora(unet, text_encoder, path, alpha: float, what: str = "lora_model_path") -> int:
+    """Step 3: kohya LoRA (``.safetensors``, or its MindSpore conversion) merged at ``alpha`` (its ``.alpha``
+    tensors ignored)."""
+    sd = read_weights(path, what)
+    return merge_kohya_lora({"unet": unet, "text_encoder": text_encoder}, sd, alpha, f"{what}: {Path(path).name}")
+
+
+def _diffusers_lora_dict(path, what: str) -> dict:
+    sd = read_weights(path, what)
+    sd.pop("animatediff_config", None)
+    return sd
+
+
+def load_domain_adapter(unet, path, scale: float, what: str = "adapter_lora_path") -> int:
+    """Step 4: the v3 domain adapter (LoRA on the spatial attention) at ``adapter_lora_scale``."""
+    sd = _diffusers_lora_dict(path, what)
+    return merge_diffusers_lora(unet, sd, scale, f"{what}: {Path(path).name}")
+
+
+def load_motion_lora(unet, path, alpha: float, what: str = "motion_module_lora_configs") -> int:
+    """Step 5: one MotionLoRA (LoRA on the motion-module attention) at ``alpha``."""
+    sd = _diffusers_lora_dict(path, what)
+    return merge_diffusers_lora(unet, sd, alpha, f"{what}: {Path(path).name}", expect="motion_modules.")
+
+
+def load_weights(unet, vae=None, text_encoder=None, *, motion_module_path: str = "",
+                 motion_module_lora_configs=(), adapter_lora_path: str = "", adapter_lora_scale: float = 1.0,
+                 dreambooth_model_path: str = "", lora_model_path: str = "", lora_alpha: float = 0.8,
+                 log=print) -> dict:
+    """The original ``load_weights`` (same arguments, same defaults, same order); empty paths are skipped.
+
+    Args:
+        unet / vae / text_encoder: the models (their base weights already loaded).
+        motion_module_path: ``motion_module`` of the prompt config.
+        motion_module_lora_configs: list of ``{"path": ..., "alpha": ...}``.
+        adapter_lora_path / adapter_lora_scale: v3 domain adapter and its scale (1.0).
+        dreambooth_model_path: LDM single-file base model.
+        lora_model_path / lora_alpha: kohya LoRA and its merge ratio (0.8).
+        log: progress printer (None = silent).
+    Returns:
+        what was loaded, per step.
+    """
+    say = log or (lambda *_: None)
+    done = {}
+    if motion_module_path:
+        say(f"load motion module from {motion_module_path}")
+        done["motion_module"] = load_motion_module(unet, motion_module_path)
+    if dreambooth_model_path:
+        say(f"load dreambooth model from {dreambooth_model_path}")
+        done["dreambooth"] = load_dreambooth(unet, vae, text_encoder, dreambooth_model_path)
+    if lora_model_path:
+        say(f"load lora model from {lora_model_path}")
+        done["lora"] = load_lora(unet, text_encoder, lora_model_path, lora_alpha)
+    if adapter_lora_path:
+        say(f"load domain lora from {adapter_lora_path}")
+        done["adapter"] = load_domain_adapter(unet, adapter_lora_path, adapter_lora_scale)
+    for i, c in enumerate(motion_module_lora_configs or ()):
+        if not isinstance(c, dict) or "path" not in c or "alpha" not in c:
+            raise WeightsError(f"motion_module_lora_configs[{i}]: needs 'path' and 'alpha', got {c!r}")
+        say(f"load motion LoRA from {c['path']}")
+        done.setdefault("motion_loras", []).append(load_motion_lora(unet, c["path"], float(c["alpha"]),
+                                                                    f"motion_module_lora_configs[{i}]"))
+    return done

@@ -1,0 +1,100 @@
+"""The inflated UNet of AnimateDiff (original ``animatediff/models/unet.py::UNet3DConditionModel``).
+
+Parameter names are the diffusers-0.11 ``UNet2DConditionModel`` names plus ``motion_modules`` (e.g.
+``down_blocks.0.resnets.0.norm1.weight``, ``down_blocks.0.motion_modules.0.temporal_transformer.proj_in.weight``),
+so an SD-1.5 diffusers folder and a released motion module load by identity.
+
+Levels: down blocks 0-2 with cross-attention, 3 without; up block 0 without, 1-3 with (the reference forces
+these block types whatever ``unet/config.json`` says); see :class:`~animatediff_ms.config.UNet3DConfig` for
+where motion modules go.
+"""
+from __future__ import annotations
+
+from mindspore import nn, ops
+
+from common.nn import TimestepEmbedding, conv2d, timestep_embedding
+
+from ..config import UNet3DConfig
+from .resnet import VideoGroupNorm
+from .unet_blocks import DownBlock3D, MidBlock3D, UpBlock3D, _BlockOptions
+
+
+class UNet3DConditionModel(nn.Cell):
+    """eps-prediction UNet over videos ``(b, c, f, h, w)`` conditioned on one text embedding per video.
+
+    Args:
+        cfg: :class:`~animatediff_ms.config.UNet3DConfig` (``UNet3DConfig.from_files(unet/config.json,
+            unet_additional_kwargs)``).
+
+    ``construct(sample (b, 4, f, h, w), timestep (b,) or scalar, encoder_hidden_states (b, L, D))``
+    returns the predicted noise ``(b, 4, f, h, w)``.
+    """
+
+    def __init__(self, cfg: UNet3DConfig):
+        super().__init__()
+        self.cfg = cfg
+        ch = list(cfg.block_out_channels)
+        heads = cfg.heads
+        n = len(ch)
+        c0 = ch[0]
+        temb = 4 * c0
+        opts = _BlockOptions(temb, cfg.norm_num_groups, cfg.norm_eps, cfg.use_inflated_groupnorm,
+                             cfg.cross_attention_dim, cfg.use_linear_projection, cfg.motion_module_kwargs)
+        self.conv_in = conv2d(cfg.in_channels, c0, 3, padding=1)
+        self.time_embedding = TimestepEmbedding(c0, temb)
+
+        down = []
+        out_c = c0
+        for i in range(n):
+            in_c, out_c = out_c, ch[i]
+            down.append(DownBlock3D(opts, in_c, out_c, cfg.layers_per_block, heads[i] if i < n - 1 else None,
+                                    add_downsample=i < n - 1, has_motion=cfg.down_has_motion(i),
+                                    downsample_padding=cfg.downsample_padding))
+        self.down_blocks = nn.CellList(down)
+        self.mid_block = MidBlock3D(opts, ch[-1], heads[-1], cfg.mid_has_motion, cfg.mid_block_scale_factor)
+
+        up = []
+        rch, rheads = ch[::-1], heads[::-1]
+        out_c = rch[0]
+        for i in range(n):
+            prev, out_c = out_c, rch[i]
+            in_c = rch[min(i + 1, n - 1)]
+            up.append(UpBlock3D(opts, in_c, out_c, prev, cfg.layers_per_block + 1, rheads[i] if i > 0 else None,
+                                add_upsample=i < n - 1, has_motion=cfg.up_has_motion(i)))
+        self.up_blocks = nn.CellList(up)
+        self.conv_norm_out = VideoGroupNorm(cfg.norm_num_groups, c0, cfg.norm_eps, cfg.use_inflated_groupnorm)
+        self.conv_act = nn.SiLU()
+        self.conv_out = conv2d(c0, cfg.out_channels, 3, padding=1)
+        self.num_levels = n
+        self.layers_per_up_block = cfg.layers_per_block + 1  # skips consumed per up block
+
+    def construct(self, sample, timestep, encoder_hidden_states):
+        # sample (b, c, f, h, w); timestep (b,) / (1,) / (); encoder_hidden_states (b, L, D)
+        b, c, f, h, w = sample.shape
+        if self.cfg.center_input_sample:
+            sample = 2 * sample - 1.0
+        x = sample.transpose(0, 2, 1, 3, 4).reshape(b * f, c, h, w)  # (b*f, c, h, w)
+        t = ops.broadcast_to(timestep.reshape(-1), (b,))
+        emb = self.time_embedding(timestep_embedding(t, self.cfg.block_out_channels[0],
+                                                     flip_sin_to_cos=self.cfg.flip_sin_to_cos,
+                                                     downscale_freq_shift=self.cfg.freq_shift))  # (b, E)
+        temb = ops.broadcast_to(emb.reshape(b, 1, -1), (b, f, emb.shape[-1])).reshape(b * f, -1)  # (b*f, E)
+        context = encoder_hidden_states
+
+        x = self.conv_in(x)
+        skips = (x,)
+        for i in range(self.num_levels):
+            x, s = self.down_blocks[i](x, temb, context, f)
+            skips = skips + s
+        x = self.mid_block(x, temb, context, f)
+        for i in range(self.num_levels):
+            k = self.layers_per_up_block
+            level = skips[len(skips) - k:]
+            skips = skips[:len(skips) - k]
+            size = None
+            if i < self.num_levels - 1:
+                nxt = skips[len(skips) - 1]
+                size = (nxt.shape[2], nxt.shape[3])
+            x = self.up_blocks[i](x, level, temb, context, f, size)
+        x = self.conv_out(self.conv_act(self.conv_norm_out(x, f)))
+        return x.reshape(b, f, -1, h, w).transpose(0, 2, 1, 3, 4)  # (b, c_out, f, h, w)

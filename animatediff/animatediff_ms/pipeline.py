@@ -1,0 +1,182 @@
+"""``AnimationPipeline``: text -> video with the inflated UNet (original ``pipelines/pipeline_animation.py``).
+
+One call: encode the prompt and the negative prompt with the CLIP text encoder (``[uncond, cond]``), draw
+or take the initial latents ``(b, 4, L, H/s, W/s)`` (used unscaled: DDIM's init sigma is 1), denoise with
+classifier-free guidance (DDIM as configured by ``noise_scheduler_kwargs``, or DPM-Solver++ 2M), decode
+each frame with the VAE (``latents / 0.18215``) and return the video in [0, 1] as ``(b, 3, L, H, W)``.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import mindspore as ms
+import numpy as np
+from mindspore import ops
+
+from common.schedulers.ddim import ddim_schedule_from_diffusers, sample_ddim
+from common.vae import SD_SCALE_FACTOR
+
+from .config import ConfigError, SchedulerConfig
+from .random import torch_randn
+
+
+@dataclass
+class AnimationPipelineOutput:
+    """``videos`` (b, 3, L, H, W) float32 in [0, 1]; ``latents`` the final latents (b, 4, L, h, w);
+    ``text_embeddings`` what the UNet saw ([uncond, cond] with guidance); ``seed`` used for the noise."""
+
+    videos: np.ndarray
+    latents: np.ndarray
+    text_embeddings: np.ndarray
+    seed: int | None = None
+
+
+class AnimationPipeline:
+    """Tokenizer + CLIP text encoder + inflated UNet + VAE + sampler.
+
+    Args:
+        unet: :class:`~animatediff_ms.models.UNet3DConditionModel`.
+        vae: :class:`common.vae.AutoencoderKL`.
+        text_encoder: :class:`common.clip.hf_clip.CLIPTextModel`.
+        tokenizer: :class:`common.clip.hf_tokenizer.CLIPTokenizer`.
+        scheduler: :class:`~animatediff_ms.config.SchedulerConfig` (``noise_scheduler_kwargs`` + sampler).
+        jit: run the UNet as a compiled graph (``ms.jit``, MindSpore graph mode) instead of PyNative.
+    """
+
+    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler: SchedulerConfig, jit: bool = False):
+        self.unet = unet
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.tokenizer = tokenizer
+        self.scheduler = scheduler
+        self.jit = jit
+        self._unet_fn = ms.jit(unet.construct) if jit else unet
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent (2 ** (VAE levels - 1); 8 for SD)."""
+        return self.vae.downscale
+
+    # ------------------------------------------------------------------------------------------ pieces
+    def check_inputs(self, prompt, height: int, width: int, video_length: int, num_inference_steps: int):
+        """Raise ValueError (one line) for inputs the original refuses or cannot run."""
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
+        if height % 8 or width % 8:
+            raise ValueError(f"H and W must be multiples of 8, got H={height}, W={width}")
+        if height <= 0 or width <= 0:
+            raise ValueError(f"H and W must be positive, got H={height}, W={width}")
+        mm = self.unet.cfg.motion_module_kwargs
+        if video_length < 1:
+            raise ValueError(f"L (video length) must be at least 1, got {video_length}")
+        if self.unet.cfg.use_motion_module and mm.temporal_position_encoding \
+                and video_length > mm.temporal_position_encoding_max_len:
+            raise ValueError(f"L={video_length} frames exceed the motion module's "
+                             f"temporal_position_encoding_max_len={mm.temporal_position_encoding_max_len}")
+        if not 1 <= num_inference_steps <= self.scheduler.num_train_timesteps:
+            raise ValueError(f"steps must be in [1, {self.scheduler.num_train_timesteps}], got {num_inference_steps}")
+
+    def tokenize(self, text: str) -> np.ndarray:
+        """(1, 77) int64 ids: padding to max_length, truncation to 75 tokens + bos/eos (as the original)."""
+        return self.tokenizer([text], max_length=self.tokenizer.model_max_length, padding="max_length",
+                              truncation=True)
+
+    def encode_prompt(self, prompt: str, negative_prompt: str | None, do_cfg: bool) -> ms.Tensor:
+        """Text embeddings ``(2, 77, D)`` = [uncond, cond] with guidance, else ``(1, 77, D)`` = [cond].
+        The unconditional text is the negative prompt, "" when None."""
+        cond = self.text_encoder(ms.Tensor(self.tokenize(prompt)))
+        if not do_cfg:
+            return cond
+        uncond = self.text_encoder(ms.Tensor(self.tokenize(negative_prompt if negative_prompt is not None else "")))
+        return ops.concat([uncond, cond], axis=0)
+
+    def latent_shape(self, video_length: int, height: int, width: int, batch: int = 1) -> tuple:
+        s = self.vae_scale_factor
+        return (batch, self.unet.cfg.in_channels, video_length, height // s, width // s)
+
+    def prepare_latents(self, shape, seed: int | None, latents=None) -> tuple[np.ndarray, int | None]:
+        """Initial noise: ``latents`` as given (shape checked), else torch-compatible ``randn`` of ``seed``
+        (-1 / None = a fresh random seed, returned)."""
+        if latents is not None:
+            latents = np.asarray(latents.asnumpy() if hasattr(latents, "asnumpy") else latents, np.float32)
+            if tuple(latents.shape) != tuple(shape):
+                raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {tuple(shape)}")
+            return latents, seed
+        if seed is None or int(seed) == -1:
+            seed = secrets.randbits(63)
+        return torch_randn(int(seed), shape), int(seed)
+
+    def denoise(self, latents, text_embeddings, num_inference_steps: int, guidance_scale: float, eta: float = 0.0,
+                sampler: str | None = None, progress: bool = True, callback=None):
+        """The sampling loop; ``latents`` (b, 4, L, h, w) -> final latents. ``callback({"i", "t", "x", ...})``
+        after every step."""
+        sampler = sampler or self.scheduler.sampler
+        do_cfg = guidance_scale > 1.0
+        x = ms.Tensor(np.asarray(latents, np.float32))
+        emb = text_embeddings
+        b = x.shape[0]
+        if do_cfg and emb.shape[0] == 2 and b > 1:  # one [uncond, cond] pair for every video
+            emb = ops.concat([ops.tile(emb[:1], (b, 1, 1)), ops.tile(emb[1:], (b, 1, 1))], axis=0)
+        elif not do_cfg and emb.shape[0] == 1 and b > 1:
+            emb = ops.tile(emb, (b, 1, 1))
+
+        def model_fn(x, t):
+            if do_cfg:
+                out = self._unet_fn(ops.concat([x, x], axis=0), t[:1], emb)
+                return out[:b], out[b:]
+            return self._unet_fn(x, t[:1], emb)
+
+        g = guidance_scale if do_cfg else None
+        if sampler == "ddim":
+            sched = ddim_schedule_from_diffusers(self._scheduler_kwargs(), num_inference_steps, eta=eta)
+            return sample_ddim(model_fn, x, sched, guidance_scale=g, callback=callback, disable=not progress)
+        if sampler == "dpmpp_2m":
+            from common.schedulers.dpm_solver import dpmpp_2m_schedule_from_diffusers, sample_dpmpp_2m
+
+            sched = dpmpp_2m_schedule_from_diffusers(self._scheduler_kwargs(), num_inference_steps)
+            return sample_dpmpp_2m(model_fn, x, sched, guidance_scale=g, callback=callback, disable=not progress)
+        raise ConfigError(f"sampler: {sampler!r} is not one of {list(SchedulerConfig.SAMPLERS)}")
+
+    def _scheduler_kwargs(self) -> dict:
+        s = self.scheduler
+        return dict(num_train_timesteps=s.num_train_timesteps, beta_start=s.beta_start, beta_end=s.beta_end,
+                    beta_schedule=s.beta_schedule, steps_offset=s.steps_offset, clip_sample=s.clip_sample,
+                    set_alpha_to_one=s.set_alpha_to_one, prediction_type=s.prediction_type)
+
+    def decode_latents(self, latents, progress: bool = False) -> np.ndarray:
+        """``(b, 4, L, h, w)`` -> video ``(b, 3, L, H, W)`` in [0, 1]: every frame decoded on its own
+        (``latents / 0.18215``), then ``clamp(x / 2 + 0.5, 0, 1)``."""
+        z = latents if isinstance(latents, ms.Tensor) else ms.Tensor(np.asarray(latents, np.float32))
+        video = self.vae.decode_video(z, SD_SCALE_FACTOR, chunk_size=1).asnumpy()
+        return np.clip(video / 2 + 0.5, 0, 1).astype(np.float32)
+
+    # ------------------------------------------------------------------------------------------ call
+    def __call__(self, prompt: str, video_length: int = 16, height: int = 512, width: int = 512,
+                 num_inference_steps: int = 25, guidance_scale: float = 7.5, negative_prompt: str | None = None,
+                 eta: float = 0.0, seed: int | None = None, latents=None, sampler: str | None = None,
+                 progress: bool = True, callback=None) -> AnimationPipelineOutput:
+        """Generate one video.
+
+        Args:
+            prompt: the text.
+            video_length: frames L (16).
+            height / width: pixels H, W (multiples of 8; 512).
+            num_inference_steps: sampler steps (25, as the released prompt configs).
+            guidance_scale: classifier-free guidance weight; <= 1 disables guidance (7.5).
+            negative_prompt: the unconditional text ("" when None).
+            eta: DDIM eta (0 = deterministic, as the original).
+            seed: noise seed; the same seed as the original's ``torch.manual_seed`` gives the same noise
+                (None / -1 = random).
+            latents: explicit initial noise (b, 4, L, H/8, W/8) instead of the seed.
+            sampler: ``"ddim"`` / ``"dpmpp_2m"`` (default: the configured one).
+            progress: show a progress bar. callback: called after each step with a dict.
+        """
+        self.check_inputs(prompt, height, width, video_length, num_inference_steps)
+        do_cfg = guidance_scale > 1.0
+        emb = self.encode_prompt(prompt, negative_prompt, do_cfg)
+        b = 1 if latents is None else int(np.shape(latents)[0])
+        x, seed = self.prepare_latents(self.latent_shape(video_length, height, width, b), seed, latents)
+        out = self.denoise(x, emb, num_inference_steps, guidance_scale, eta, sampler, progress, callback)
+        video = self.decode_latents(out)
+        return AnimationPipelineOutput(videos=video, latents=out.asnumpy(), text_embeddings=emb.asnumpy(), seed=seed)

@@ -1,0 +1,147 @@
+"""Prompt configs in the original schema (``configs/prompts/*.yaml``): a list of entries, each with
+
+``inference_config``, ``motion_module``, ``motion_module_lora_configs`` (``[{path, alpha}]``),
+``adapter_lora_path`` / ``adapter_lora_scale``, ``dreambooth_path``, ``lora_model_path`` / ``lora_alpha``,
+``seed`` (int or list; -1 = random), ``steps``, ``guidance_scale``, ``prompt`` (list), ``n_prompt``
+(list: one entry for all prompts, or one per prompt), optional ``H`` / ``W`` / ``L``, and this port's
+optional ``sampler`` (``ddim`` / ``dpmpp_2m``) and ``save_mp4`` (also write .mp4). Relative paths are
+resolved against the current folder first (as the original, run from the project root), then against the
+config's folder and each folder above it (so ``configs/...`` and ``models/...`` paths also work from elsewhere).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import ConfigError, SchedulerConfig, read_yaml
+
+KNOWN_KEYS = {"inference_config", "motion_module", "motion_module_lora_configs", "adapter_lora_path",
+              "adapter_lora_scale", "dreambooth_path", "lora_model_path", "lora_alpha", "seed", "steps",
+              "guidance_scale", "prompt", "n_prompt", "H", "W", "L", "sampler", "save_mp4", "random_seed",
+              # keys of the original's SparseCtrl configs (not supported here, refused below)
+              "controlnet_path", "controlnet_config", "controlnet_images", "controlnet_image_indexs",
+              "normalize_condition_images"}
+WEIGHT_KEYS = ("motion_module", "adapter_lora_path", "dreambooth_path", "lora_model_path")
+
+
+@dataclass
+class PromptEntry:
+    """One entry of a prompt config, validated, with paths resolved (empty string = not used)."""
+
+    index: int
+    inference_config: str
+    motion_module: str = ""
+    motion_module_lora_configs: list = field(default_factory=list)
+    adapter_lora_path: str = ""
+    adapter_lora_scale: float = 1.0
+    dreambooth_path: str = ""
+    lora_model_path: str = ""
+    lora_alpha: float = 0.8
+    seeds: list = field(default_factory=list)
+    steps: int = 25
+    guidance_scale: float = 7.5
+    prompts: list = field(default_factory=list)
+    n_prompts: list = field(default_factory=list)
+    H: int | None = None
+    W: int | None = None
+    L: int | None = None
+    sampler: str | None = None
+    save_mp4: bool = False
+
+    @property
+    def names_weights(self) -> bool:
+        """Whether the entry names any weight file."""
+        return bool(self.motion_module or self.dreambooth_path or self.lora_model_path or self.adapter_lora_path
+                    or self.motion_module_lora_configs)
+
+
+def _resolve(p: str, base: Path, where: str, must_exist: bool = True) -> str:
+    if not p:
+        return ""
+    cand = [Path(p)] if Path(p).is_absolute() else [Path(p), base / p] + [d / p for d in base.parents]
+    for c in cand:
+        if c.exists():
+            return str(c)
+    if must_exist:
+        raise ConfigError(f"{where}: file not found: {p}")
+    return str(cand[0])
+
+
+def load_prompt_config(path, default_inference_config: str | None = None, check_files: bool = True) -> list[PromptEntry]:
+    """Read and validate a prompt config.
+
+    Args:
+        path: the yaml file.
+        default_inference_config: ``--inference_config`` for entries without ``inference_config``.
+        check_files: raise ConfigError (one line naming the key) when a named weight file does not exist.
+    """
+    path = Path(path)
+    data = read_yaml(path)
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list) or not data:
+        raise ConfigError(f"{path}: a prompt config is a non-empty list of entries")
+    base = path.parent
+    out = []
+    for i, e in enumerate(data):
+        where = f"{path}[{i}]"
+        if not isinstance(e, dict):
+            raise ConfigError(f"{where}: an entry must be a mapping")
+        unknown = sorted(set(e) - KNOWN_KEYS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown keys {unknown}")
+        if e.get("controlnet_path"):
+            raise ConfigError(f"{where}.controlnet_path: SparseCtrl is not supported by this port")
+        inf = e.get("inference_config") or default_inference_config
+        if not inf:
+            raise ConfigError(f"{where}: no inference_config (and no --inference_config given)")
+        entry = PromptEntry(index=i, inference_config=_resolve(str(inf), base, f"{where}.inference_config"))
+        for k in WEIGHT_KEYS:
+            v = e.get(k) or ""
+            if not isinstance(v, str):
+                raise ConfigError(f"{where}.{k}: expected a path string, got {v!r}")
+            setattr(entry, k, _resolve(v, base, f"{where}.{k}", check_files))
+        mls = e.get("motion_module_lora_configs") or []
+        if not isinstance(mls, list):
+            raise ConfigError(f"{where}.motion_module_lora_configs: expected a list of {{path, alpha}}")
+        for j, c in enumerate(mls):
+            if not isinstance(c, dict) or "path" not in c or "alpha" not in c:
+                raise ConfigError(f"{where}.motion_module_lora_configs[{j}]: needs 'path' and 'alpha'")
+            entry.motion_module_lora_configs.append(
+                {"path": _resolve(str(c["path"]), base, f"{where}.motion_module_lora_configs[{j}].path",
+                                  check_files), "alpha": float(c["alpha"])})
+        entry.adapter_lora_scale = float(e.get("adapter_lora_scale", 1.0))
+        entry.lora_alpha = float(e.get("lora_alpha", 0.8))
+        prompts = e.get("prompt")
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ConfigError(f"{where}.prompt: expected a non-empty list of strings")
+        n = e.get("n_prompt", [""]) or [""]
+        if isinstance(n, str):
+            n = [n]
+        if len(n) == 1:
+            n = list(n) * len(prompts)
+        if len(n) != len(prompts):
+            raise ConfigError(f"{where}.n_prompt: {len(n)} negative prompts for {len(prompts)} prompts "
+                              f"(give one, or one per prompt)")
+        seeds = e.get("seed", [-1])
+        seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+        if len(seeds) == 1:
+            seeds = seeds * len(prompts)
+        if len(seeds) != len(prompts) or not all(isinstance(s, int) for s in seeds):
+            raise ConfigError(f"{where}.seed: {len(seeds)} integer seeds for {len(prompts)} prompts")
+        entry.prompts, entry.n_prompts, entry.seeds = list(prompts), [str(x) for x in n], seeds
+        if "steps" not in e or "guidance_scale" not in e:
+            raise ConfigError(f"{where}: 'steps' and 'guidance_scale' are required")
+        entry.steps, entry.guidance_scale = int(e["steps"]), float(e["guidance_scale"])
+        for k in ("H", "W", "L"):
+            if e.get(k) is not None:
+                setattr(entry, k, int(e[k]))
+        if e.get("sampler") is not None:
+            if e["sampler"] not in SchedulerConfig.SAMPLERS:
+                raise ConfigError(f"{where}.sampler: {e['sampler']!r} is not one of {list(SchedulerConfig.SAMPLERS)}")
+            entry.sampler = e["sampler"]
+        entry.save_mp4 = bool(e.get("save_mp4", False))
+        out.append(entry)
+    return out

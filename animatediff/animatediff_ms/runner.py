@@ -1,0 +1,105 @@
+"""The ``scripts/animate.py`` flow: every entry of a prompt config, every prompt with its seed.
+
+Output (as the original): ``<savedir>/sample/<i>-<first 10 words>.gif`` per video (and ``.mp4`` on
+request), ``<savedir>/sample.gif`` (grid of all videos, 4 per row) and ``<savedir>/config.yaml`` (the
+prompt config with the seeds actually used), in ``samples/<config name>-<YYYY-mm-ddTHH-MM-SS>``.
+"""
+from __future__ import annotations
+
+import datetime
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from common.video_io import save_videos_grid
+
+from .build import build_pipeline
+from .config import InferenceConfig
+from .loading import load_weights
+from .prompt_config import PromptEntry
+
+
+def build_entry_pipeline(entry: PromptEntry, pretrained_model_path, jit: bool = False, progress: bool = True,
+                         log=print, inference_config: str | None = None):
+    """Models for one prompt-config entry: the diffusers folder, then ``load_weights`` in the original order."""
+    inf = InferenceConfig.load(inference_config or entry.inference_config)
+    pipe = build_pipeline(pretrained_model_path, inf, jit=jit)
+    load_weights(pipe.unet, pipe.vae, pipe.text_encoder, motion_module_path=entry.motion_module,
+                 motion_module_lora_configs=entry.motion_module_lora_configs,
+                 adapter_lora_path=entry.adapter_lora_path, adapter_lora_scale=entry.adapter_lora_scale,
+                 dreambooth_model_path=entry.dreambooth_path, lora_model_path=entry.lora_model_path,
+                 lora_alpha=entry.lora_alpha, log=log)
+    if entry.sampler:
+        pipe.scheduler.sampler = entry.sampler
+    return pipe
+
+
+def prompt_slug(prompt: str) -> str:
+    """The original's file name part: the first 10 words joined by '-', slashes removed."""
+    return "-".join(prompt.replace("/", "").split(" ")[:10])
+
+
+def make_savedir(config_path, root="samples") -> Path:
+    """``samples/<config stem>-<time stamp>`` (created; a suffix is added if it exists)."""
+    stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    d = Path(root) / f"{Path(config_path).stem}-{stamp}"
+    k = 1
+    while d.exists():
+        d = Path(root) / f"{Path(config_path).stem}-{stamp}-{k}"
+        k += 1
+    d.mkdir(parents=True)
+    return d
+
+
+def run_prompt_config(entries: list[PromptEntry], raw_config, savedir: Path, make_pipeline, *, H: int, W: int,
+                      L: int, mp4: bool = False, fps: int = 8, sampler: str | None = None, steps: int | None = None,
+                      progress: bool = True, log=print, override_size=(None, None, None)) -> list[Path]:
+    """Generate every video of every entry and write them.
+
+    Args:
+        entries: the validated prompt config. raw_config: the yaml data (saved with the seeds used).
+        savedir: output folder. make_pipeline: ``entry -> AnimationPipeline``.
+        H / W / L: size used where an entry gives none. mp4: also write ``.mp4`` files. fps: frame rate (8).
+        override_size: (H, W, L) given explicitly on the command line: they win over the entries' values.
+        sampler / steps: overrides of the entries' sampler and steps (None = from the config).
+    Returns:
+        the written files.
+    """
+    say = log or (lambda *_: None)
+    written, videos = [], []
+    sample_idx = 0
+    for entry in entries:
+        pipe = make_pipeline(entry)
+        oh, ow, ol = override_size
+        h, w, n = oh or entry.H or H, ow or entry.W or W, ol or entry.L or L
+        used = []
+        for prompt, n_prompt, seed in zip(entry.prompts, entry.n_prompts, entry.seeds):
+            say(f"sampling {prompt} ...")
+            t0 = time.time()
+            out = pipe(prompt, video_length=n, height=h, width=w, num_inference_steps=steps or entry.steps,
+                       guidance_scale=entry.guidance_scale, negative_prompt=n_prompt, seed=seed,
+                       sampler=sampler or entry.sampler, progress=progress)
+            say(f"current seed: {out.seed}  ({time.time() - t0:.1f} s)")
+            used.append(out.seed)
+            videos.append(out.videos)
+            stem = savedir / "sample" / f"{sample_idx}-{prompt_slug(prompt)}"
+            for suffix in (".gif", ".mp4") if mp4 else (".gif",):
+                written.append(save_videos_grid(out.videos, stem.with_suffix(suffix), nrow=6, fps=fps,
+                                                value_range=(0, 1)))
+            say(f"save to {stem}.gif")
+            sample_idx += 1
+        if isinstance(raw_config, list) and entry.index < len(raw_config) and isinstance(raw_config[entry.index], dict):
+            raw_config[entry.index]["random_seed"] = used
+        del pipe
+    if videos:
+        shapes = {v.shape[2:] for v in videos}
+        if len(shapes) == 1:
+            grid = np.concatenate(videos, axis=0)
+            for suffix in (".gif", ".mp4") if mp4 else (".gif",):
+                written.append(save_videos_grid(grid, savedir / f"sample{suffix}", nrow=4, fps=fps, value_range=(0, 1)))
+        else:
+            say("videos of different sizes: no grid written")
+    (savedir / "config.yaml").write_text(yaml.safe_dump(raw_config, sort_keys=False, allow_unicode=True))
+    return written

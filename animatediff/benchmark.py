@@ -1,0 +1,188 @@
+"""Benchmark one denoiser call of the full-size AnimateDiff UNet (SD-1.5 + v2 motion modules, random weights).
+
+    python benchmark.py                      # 16 frames at 256x256 (32x32 latents), CFG batch 2
+    python benchmark.py --sizes 256 512      # also 512x512 (64x64 latents; attention chunked)
+
+Cases, each in its own subprocess (so the peak resident memory, ``ru_maxrss``, is the case's own):
+``ours-pynative`` and ``ours-graph`` (this port, MindSpore PyNative / ``ms.jit`` graph), and ``diffusers``
+(PyTorch ``diffusers.UNetMotionModel`` with the same sizes: SD-1.5 UNet + a v2-like motion adapter with a
+mid-block module; torch threads = the CPU count). Inputs: sample ``(2, 4, 16, s, s)``, timesteps
+``[501, 501]``, text ``(2, 77, 768)`` (diffusers' model takes it repeated per frame, ``(32, 77, 768)``).
+One warm-up call (for graph mode: the compilation), then ``--repeats`` timed calls (median reported).
+Results go to stdout as a table and to ``--out`` (JSON). torch and diffusers are only needed for the
+``diffusers`` case (``pip install --no-deps diffusers==0.42.1`` plus ``huggingface_hub``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+FRAMES = 16
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _inputs(size: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    s = size // 8
+    return (rng.standard_normal((2, 4, FRAMES, s, s)).astype(np.float32), np.array([501, 501], np.int64),
+            rng.standard_normal((2, 77, 768)).astype(np.float32))
+
+
+def _fill_random(net, seed: int = 0) -> None:
+    """Random weights without a second copy of the model: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for matrices and
+    convolutions (PyTorch's default scale), ones / zeros for norm weights / biases."""
+    import mindspore as ms
+
+    rng = np.random.default_rng(seed)
+    for name, p in net.parameters_and_names():
+        shape = tuple(p.shape)
+        if len(shape) >= 2:
+            bound = 1.0 / np.sqrt(np.prod(shape[1:]))
+            v = (rng.random(shape, dtype=np.float32) * 2 - 1) * np.float32(bound)
+        elif name.endswith("weight"):
+            v = np.ones(shape, np.float32)
+        else:
+            v = np.zeros(shape, np.float32)
+        p.set_data(ms.Tensor(v))
+
+
+def case_ours(mode: str, size: int, repeats: int, chunk: int | None) -> dict:
+    import mindspore as ms
+    import yaml
+    from animatediff_ms.config import UNet3DConfig
+    from animatediff_ms.models import UNet3DConditionModel
+    from animatediff_ms.sd15 import SD15_UNET
+    from mindspore.nn.utils import no_init_parameters
+
+    from common.nn import set_attention_backend
+
+    if chunk:
+        set_attention_backend("math", chunk)
+    kwargs = yaml.safe_load((HERE / "configs" / "inference" / "inference-v2.yaml").read_text())["unet_additional_kwargs"]
+    t0 = time.time()
+    with no_init_parameters():  # as when loading a checkpoint: no second copy of the weights
+        net = UNet3DConditionModel(UNet3DConfig.from_files(SD15_UNET, kwargs))
+    _fill_random(net)
+    build = time.time() - t0
+    params = sum(int(np.prod(p.shape)) for _, p in net.parameters_and_names())
+    rss_build = _peak_mib()
+    x, t, c = (ms.Tensor(a) for a in _inputs(size))
+    fn = ms.jit(net.construct) if mode == "graph" else net
+    t0 = time.time()
+    out = fn(x, t, c).asnumpy()
+    warm = time.time() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.time()
+        out = fn(x, t, c).asnumpy()
+        times.append(time.time() - t0)
+    return dict(params=params, build_s=build, rss_after_build_mib=rss_build, warmup_s=warm, times_s=times,
+                out_shape=list(out.shape), out_finite=bool(np.isfinite(out).all()))
+
+
+def case_diffusers(size: int, repeats: int) -> dict:
+    import torch
+    from diffusers import UNetMotionModel
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(0)
+    t0 = time.time()
+    net = UNetMotionModel(cross_attention_dim=768, num_attention_heads=8, motion_max_seq_length=32,
+                          motion_num_attention_heads=8, use_motion_mid_block=True).eval()
+    build = time.time() - t0
+    params = sum(p.numel() for p in net.parameters())
+    rss_build = _peak_mib()
+    x, t, c = (torch.from_numpy(a) for a in _inputs(size))
+    c = c.repeat_interleave(FRAMES, dim=0)
+    with torch.no_grad():
+        t0 = time.time()
+        out = net(x, t, c).sample
+        warm = time.time() - t0
+        times = []
+        for _ in range(repeats):
+            t0 = time.time()
+            out = net(x, t, c).sample
+            times.append(time.time() - t0)
+    return dict(params=params, build_s=build, rss_after_build_mib=rss_build, warmup_s=warm, times_s=times,
+                out_shape=list(out.shape), out_finite=bool(torch.isfinite(out).all()), torch=torch.__version__,
+                threads=torch.get_num_threads())
+
+
+def run_case(name: str, size: int, repeats: int, chunk: int | None, timeout: int) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--_case", name, "--sizes", str(size),
+           "--repeats", str(repeats)] + (["--attention_chunk_size", str(chunk)] if chunk else [])
+    t0 = time.time()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=HERE)
+    except subprocess.TimeoutExpired:
+        return dict(case=name, size=size, error=f"timed out after {timeout} s")
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    if p.returncode or not lines:
+        tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
+        return dict(case=name, size=size, error=f"exit {p.returncode}: {' | '.join(tail)}")
+    r = json.loads(lines[-1])
+    r.update(case=name, size=size, wall_incl_build_s=time.time() - t0)
+    return r
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256], help="frame sizes in pixels (256; 512)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="timed calls after the warm-up (1; 0 = report the first call alone)")
+    ap.add_argument("--cases", nargs="+", default=["ours-pynative", "ours-graph", "diffusers"])
+    ap.add_argument("--attention_chunk_size", type=int, default=None,
+                    help="query chunk of our attention (default: none at 256, 1024 at 512)")
+    ap.add_argument("--timeout", type=int, default=3600, help="seconds per case")
+    ap.add_argument("--out", default=str(HERE / "benchmark_results.json"))
+    ap.add_argument("--_case", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args._case:  # child process: one case, one JSON line
+        size = args.sizes[0]
+        r = case_diffusers(size, args.repeats) if args._case == "diffusers" else \
+            case_ours(args._case.split("-")[1], size, args.repeats, args.attention_chunk_size)
+        r["peak_rss_mib"] = _peak_mib()
+        print(json.dumps(r))
+        return 0
+    results = []
+    for size in args.sizes:
+        chunk = args.attention_chunk_size or (1024 if size >= 512 else None)
+        for name in args.cases:
+            print(f"[benchmark] {name} at {size}x{size} ...", flush=True)
+            r = run_case(name, size, args.repeats, chunk if name.startswith("ours") else None, args.timeout)
+            if "times_s" in r:  # --repeats 0: only the first call (graph mode: including the compilation)
+                r["median_s"] = statistics.median(r["times_s"]) if r["times_s"] else r["warmup_s"]
+                r["first_call_only"] = not r["times_s"]
+            results.append(r)
+            print(json.dumps(r), flush=True)
+    meta = dict(cpu_count=os.cpu_count(), python=sys.version.split()[0], frames=FRAMES, cfg_batch=2)
+    Path(args.out).write_text(json.dumps(dict(meta=meta, results=results), indent=1))
+    print("\n| size | case | warm-up / compile (s) | call (s) | peak RSS (MiB) | ours / diffusers |")
+    print("|---|---|---|---|---|---|")
+    for size in args.sizes:
+        ref = next((r for r in results if r["size"] == size and r["case"] == "diffusers" and r.get("median_s")), None)
+        for r in (r for r in results if r["size"] == size):
+            if "error" in r:
+                print(f"| {size} | {r['case']} | - | {r['error']} | - | - |")
+                continue
+            ratio = f"{r['median_s'] / ref['median_s']:.2f}" if ref and r["case"] != "diffusers" else "-"
+            call = f"{r['median_s']:.1f}" + (" (first call)" if r.get("first_call_only") else "")
+            print(f"| {size} | {r['case']} | {r['warmup_s']:.1f} | {call} | {r['peak_rss_mib']:.0f} | {ratio} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""text_to_video.py end to end: the demo (tiny random model), a tiny real-format weight set, and the
+one-line errors for bad input."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from common.video_io import read_video_frames
+
+PROJECT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("text_to_video", PROJECT / "text_to_video.py")
+t2v = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(t2v)
+
+
+def gif_frames(path):
+    im = Image.open(path)
+    n = 0
+    try:
+        while True:
+            n += 1
+            im.seek(im.tell() + 1)
+    except EOFError:
+        pass
+    return n, im.size
+
+
+def only_dir(root: Path) -> Path:
+    (d,) = list(root.iterdir())
+    return d
+
+
+def test_demo_config_writes_gif_mp4_and_grid(tmp_path, capsys):
+    rc = t2v.main(["--config", str(PROJECT / "configs" / "prompts" / "demo.yaml"), "--output_dir", str(tmp_path),
+                   "--steps", "2", "--L", "4", "--no_progress"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "RANDOMLY INITIALISED" in out
+    d = only_dir(tmp_path)
+    assert d.name.startswith("demo-")
+    gifs = sorted((d / "sample").glob("*.gif"))
+    assert [g.name.split("-")[0] for g in gifs] == ["0", "1"]
+    assert gif_frames(gifs[0]) == (4, (64, 64))
+    frames = read_video_frames(gifs[1].with_suffix(".mp4"))
+    assert frames.shape == (4, 64, 64, 3) and frames.std() > 1  # a real, non-constant video
+    assert gif_frames(d / "sample.gif")[0] == 4 and (d / "sample.mp4").is_file()
+    saved = yaml.safe_load((d / "config.yaml").read_text())
+    assert saved[0]["random_seed"] == [42, 7]
+
+
+def write_prompt_config(path: Path, **entry):
+    base = dict(inference_config="configs/inference/inference-v2.yaml", motion_module="models/Motion_Module/mm_tiny_v2.ckpt",
+                H=32, W=32, L=4, seed=[3], steps=2, guidance_scale=7.5, prompt=["a tiny test"], n_prompt=["blurry"])
+    base.update(entry)
+    path.write_text(yaml.safe_dump([base]))
+    return path
+
+
+def test_real_format_weights_through_the_cli(tiny_weights, tmp_path, capsys, monkeypatch):
+    root = tiny_weights["root"]
+    monkeypatch.chdir(root)  # relative paths as in the original: from the project folder
+    cfg = write_prompt_config(tmp_path / "tiny.yaml", dreambooth_path="models/DreamBooth_LoRA/tinyToon.safetensors",
+                              lora_model_path="models/DreamBooth_LoRA/tinyStyle_lora.safetensors", lora_alpha=0.7,
+                              motion_module_lora_configs=[{"path": "models/MotionLoRA/v2_lora_TinyZoom.ckpt",
+                                                           "alpha": 0.5}], sampler="dpmpp_2m")
+    rc = t2v.main(["--config", str(cfg), "--pretrained_model_path", str(tiny_weights["sd"]),
+                   "--output_dir", str(tmp_path / "out"), "--save_mp4", "--no_progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    out = captured.out
+    for step in ("load motion module", "load dreambooth model", "load lora model", "load motion LoRA"):
+        assert step in out
+    assert out.index("load motion module") < out.index("load dreambooth") < out.index("load lora") < \
+        out.index("load motion LoRA")
+    d = only_dir(tmp_path / "out")
+    assert gif_frames(d / "sample" / "0-a-tiny-test.gif") == (4, (32, 32))
+    assert read_video_frames(d / "sample" / "0-a-tiny-test.mp4").shape == (4, 32, 32, 3)
+
+
+@pytest.mark.parametrize("entry,extra,match", [
+    (dict(motion_module="models/Motion_Module/missing_mm.ckpt"), [], r"motion_module: file not found: .*missing_mm"),
+    (dict(H=100), [], r"\.H: 100 is not a positive multiple of 8"),
+    ({}, ["--W", "130"], r"--W 130: H and W must be positive multiples of 8"),
+    (dict(lora_model_path="models/DreamBooth_LoRA/wrongBase_lora.safetensors"), [],
+     r"lora_model_path: wrongBase_lora.safetensors: .*proj_in.*does not fit"),
+    (dict(motion_module="models/Motion_Module/mm_tiny_v1.ckpt"), [], r"mm_tiny_v1.ckpt has no mid-block motion module"),
+    (dict(inference_config="configs/inference/inference-v1.yaml"), [], r"mm_tiny_v2.ckpt has a mid-block motion module"),
+    (dict(L=40), [], r"L=40 frames exceed the motion module's temporal_position_encoding_max_len=24"),
+])
+def test_bad_input_gives_one_error_line(tiny_weights, tmp_path, capsys, monkeypatch, entry, extra, match):
+    monkeypatch.chdir(tiny_weights["root"])
+    cfg = write_prompt_config(tmp_path / "bad.yaml", **entry)
+    rc = t2v.main(["--config", str(cfg), "--pretrained_model_path", str(tiny_weights["sd"]),
+                   "--output_dir", str(tmp_path / "out"), "--no_progress"] + extra)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert err.startswith("error: ") and "\n" not in err, err
+    import re
+    assert re.search(match, err), err
+
+
+def test_named_weights_without_a_base_model_folder(tiny_weights, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tiny_weights["root"])
+    cfg = write_prompt_config(tmp_path / "x.yaml")
+    rc = t2v.main(["--config", str(cfg), "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "pretrained_model_path: folder not found" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("config", sorted(str(p.relative_to(PROJECT)) for p in (PROJECT / "configs" / "prompts").rglob("*.yaml")))
+def test_shipped_prompt_configs_follow_the_schema(config):
+    from animatediff_ms.config import InferenceConfig
+    from animatediff_ms.prompt_config import load_prompt_config
+
+    entries = load_prompt_config(PROJECT / config, check_files=False)
+    for e in entries:
+        assert Path(e.inference_config).is_file()
+        InferenceConfig.load(e.inference_config)
+        assert len(e.prompts) == len(e.n_prompts) == len(e.seeds) and e.steps > 0
+
+
+def test_sampler_from_the_inference_config(tmp_path):
+    from animatediff_ms.config import ConfigError, InferenceConfig
+
+    src = (PROJECT / "configs" / "inference" / "inference-v3.yaml").read_text()
+    (tmp_path / "a.yaml").write_text(src + "\nsampler: dpmpp_2m\n")
+    assert InferenceConfig.load(tmp_path / "a.yaml").scheduler.sampler == "dpmpp_2m"
+    (tmp_path / "b.yaml").write_text(src + "\nsampler: euler\n")
+    with pytest.raises(ConfigError, match="sampler: 'euler' is not one of"):
+        InferenceConfig.load(tmp_path / "b.yaml")
