@@ -21,8 +21,9 @@ The step arithmetic uses Python-float coefficients, so it runs on MindSpore tens
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
