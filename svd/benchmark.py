@@ -1,0 +1,244 @@
+"""Speed and memory of the full-size SVD UNet: this port (PyNative and graph) vs diffusers' PyTorch
+``UNetSpatioTemporalConditionModel`` at the same config, random weights, float32.
+
+    python benchmark.py                       # 320x512 (latents 40x64), 14 frames, CFG batch 2x14
+    python benchmark.py --sizes 320x512 576x1024 --repeats 2 --out bench.json
+
+Measured, each in its own process (peak RSS = that process: weights + activations + runtime):
+
+* ``ours_pynative`` / ``ours_graph``: one denoiser call (VScalingWithEDMcNoise + VideoUNet) at the
+  CFG batch (2 videos x ``--frames``); graph = ``ms.jit`` (the first call, with the compile, is
+  reported apart).
+* ``diffusers``: one ``UNetSpatioTemporalConditionModel()`` call (its default config is the SVD UNet)
+  on the same shapes, under ``torch.no_grad``.
+* ``train_ours`` / ``train_diffusers``: one temporal-only fine-tuning step (forward, backward over the
+  temporal parameters, AdamW update unless ``--no_optimizer``) on one video of ``--train_frames`` frames.
+
+torch and diffusers are imported only here, as references (``pip install --no-deps diffusers``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+KINDS = ("ours_pynative", "ours_graph", "diffusers", "train_ours", "train_diffusers")
+
+
+def _rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
+def _mem_available_gib() -> float:
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2 ** 20
+    except OSError:
+        pass
+    return float("inf")
+
+
+# ---------------------------------------------------------------------------------------------- children
+def _ours_inputs(b, t, h, w, rng, ms):
+    import numpy as np
+
+    n = b * t
+    return (ms.Tensor(rng.standard_normal((n, 4, h, w), dtype=np.float32)),
+            ms.Tensor(np.full((n,), 1.0, np.float32)),  # sigma = 1: c_noise = 0
+            ms.Tensor(rng.standard_normal((n, 1, 1024), dtype=np.float32)),
+            ms.Tensor(rng.standard_normal((n, 768), dtype=np.float32)),
+            ms.Tensor(rng.standard_normal((n, 4, h, w), dtype=np.float32)),
+            ms.Tensor(np.zeros((b, t), np.float32)))
+
+
+def child_ours(kind: str, h: int, w: int, frames: int, train_frames: int, repeats: int, chunk,
+               optimizer: bool = True) -> dict:
+    import mindspore as ms
+    import numpy as np
+
+    from common.nn import set_attention_backend
+    from common.train import AdamW
+    from svd_ms.config import load_svd_config
+    from svd_ms.denoiser import Denoiser
+    from svd_ms.loss import SVDDiffusionLoss, SVDMeanLoss
+    from svd_ms.video_unet import VideoUNet, temporal_parameter_names
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    if chunk:
+        set_attention_backend("math", chunk)
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    unet = VideoUNet(load_svd_config(HERE / "configs" / "svd.yaml").unet)
+    den = Denoiser(unet)
+    out = {"build_s": time.perf_counter() - t0, "rss_after_build_gib": _rss_gib(),
+           "params": int(sum(int(np.prod(p.shape)) for p in unet.get_parameters()))}
+    if kind in ("ours_pynative", "ours_graph"):
+        args = _ours_inputs(2, frames, h, w, rng, ms)
+        fn = ms.jit(den.construct) if kind == "ours_graph" else den
+        t = time.perf_counter()
+        fn(*args).asnumpy()
+        out["first_call_s"] = time.perf_counter() - t
+        runs = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            y = fn(*args).asnumpy()
+            runs.append(time.perf_counter() - t)
+        out.update(runs_s=runs, output_shape=list(y.shape))
+    else:
+        x, s, ca, v, cc, _ = _ours_inputs(1, train_frames, h, w, rng, ms)
+        names = set(temporal_parameter_names(unet))
+        params = [p for p in unet.get_parameters() if p.name in names]
+        out["trainable_params"] = int(sum(int(np.prod(p.shape)) for p in params))
+        loss = SVDMeanLoss(SVDDiffusionLoss(den, sigma_data=1.0))
+        grad = ms.value_and_grad(loss, None, params)
+        opt = AdamW(params, 1e-5) if optimizer else None
+        noise = ms.Tensor(rng.standard_normal(x.shape, dtype=np.float32))
+        ind = ms.Tensor(np.zeros((1, train_frames), np.float32))
+        runs = []
+        for i in range(repeats + 1):
+            t = time.perf_counter()
+            lv, g = grad(x, ca, v, cc, s, noise, ind)
+            if opt is not None:
+                opt.step(g, 1e-5)
+            float(lv.asnumpy())
+            (runs.append if i else lambda d: out.__setitem__("first_call_s", d))(time.perf_counter() - t)
+        out["runs_s"] = runs
+    out["peak_rss_gib"] = _rss_gib()
+    return out
+
+
+def child_diffusers(kind: str, h: int, w: int, frames: int, train_frames: int, repeats: int, threads: int,
+                    optimizer: bool = True) -> dict:
+    import torch
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    unet = UNetSpatioTemporalConditionModel()  # default config = the SVD UNet
+    out = {"build_s": time.perf_counter() - t0, "rss_after_build_gib": _rss_gib(),
+           "params": int(sum(p.numel() for p in unet.parameters())), "torch": torch.__version__}
+    b, t = (2, frames) if kind == "diffusers" else (1, train_frames)
+    sample = torch.randn(b, t, 8, h, w)
+    ts = torch.tensor(0.0)
+    ehs = torch.randn(b, 1, 1024)
+    ids = torch.tensor([[6.0, 127.0, 0.02]] * b)
+    runs = []
+    if kind == "diffusers":
+        unet.eval()
+        with torch.no_grad():
+            for i in range(repeats + 1):
+                s = time.perf_counter()
+                y = unet(sample, ts, ehs, ids).sample
+                (runs.append if i else lambda d: out.__setitem__("first_call_s", d))(time.perf_counter() - s)
+        out["output_shape"] = list(y.shape)
+    else:
+        keys = ("temporal_transformer_blocks", "time_pos_embed", "temporal_res_block", "time_mixer")
+        params = []
+        for n, p in unet.named_parameters():
+            p.requires_grad_(any(k in n for k in keys))
+            if p.requires_grad:
+                params.append(p)
+        out["trainable_params"] = int(sum(p.numel() for p in params))
+        opt = torch.optim.AdamW(params, 1e-5) if optimizer else None
+        target = torch.randn(b, t, 4, h, w)
+        for i in range(repeats + 1):
+            s = time.perf_counter()
+            loss = ((unet(sample, ts, ehs, ids).sample - target) ** 2).mean()
+            loss.backward()
+            if opt is not None:
+                opt.step()
+            unet.zero_grad(set_to_none=True)
+            (runs.append if i else lambda d: out.__setitem__("first_call_s", d))(time.perf_counter() - s)
+    out["runs_s"] = runs
+    out["peak_rss_gib"] = _rss_gib()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- driver
+def _run_child(kind, size, a) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--sizes", size, "--frames", str(a.frames),
+           "--train_frames", str(a.train_frames), "--repeats", str(a.repeats), "--threads", str(a.threads)]
+    if a.attn_chunk_size:
+        cmd += ["--attn_chunk_size", str(a.attn_chunk_size)]
+    if a.no_optimizer:
+        cmd += ["--no_optimizer"]
+    t = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    res = {"kind": kind, "size": size, "wall_s": time.perf_counter() - t}
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    if r.returncode != 0 or not lines:
+        res["error"] = f"exit {r.returncode}: " + (r.stderr.strip().splitlines() or ["?"])[-1][:300]
+    else:
+        res.update(json.loads(lines[-1]))
+        res["median_s"] = sorted(res["runs_s"])[len(res["runs_s"]) // 2]
+    return res
+
+
+def _table(results) -> str:
+    rows = ["| size | what | ours / ref | s (median) | first call s | peak RSS GiB | ratio ours/ref |",
+            "|---|---|---|---|---|---|---|"]
+    by = {(r["size"], r["kind"]): r for r in results}
+    for r in results:
+        if "error" in r:
+            rows.append(f"| {r['size']} | {r['kind']} | | not run: {r['error']} | | | |")
+            continue
+        ref = by.get((r["size"], "train_diffusers" if r["kind"].startswith("train") else "diffusers"))
+        ratio = (f"{r['median_s'] / ref['median_s']:.2f}" if ref and "median_s" in ref and
+                 not r["kind"].endswith("diffusers") else "")
+        who = "diffusers (torch)" if "diffusers" in r["kind"] else "this port (MindSpore)"
+        rows.append(f"| {r['size']} | {r['kind']} | {who} | {r['median_s']:.1f} | {r['first_call_s']:.1f} | "
+                    f"{r['peak_rss_gib']:.1f} | {ratio} |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", nargs="+", default=["320x512"], help="pixel sizes HxW (latents are /8)")
+    ap.add_argument("--frames", type=int, default=14, help="frames per video of the inference call (CFG batch = 2x)")
+    ap.add_argument("--train_frames", type=int, default=4, help="frames of the training step")
+    ap.add_argument("--repeats", type=int, default=1, help="timed calls after the first one")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
+    ap.add_argument("--what", nargs="+", default=list(KINDS), choices=KINDS, help="measurements to run")
+    ap.add_argument("--attn_chunk_size", type=int, default=None, help="attention query chunk of our port")
+    ap.add_argument("--no_optimizer", action="store_true",
+                    help="training step = forward + backward only (no AdamW states: ~5 GiB less at full size)")
+    ap.add_argument("--min_free_gib", type=float, default=16.0,
+                    help="skip a size above 320x512 when less memory than this is available")
+    ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.child:
+        h, w = (int(v) // 8 for v in a.sizes[0].split("x"))
+        if a.child.startswith("ours") or a.child == "train_ours":
+            res = child_ours(a.child, h, w, a.frames, a.train_frames, a.repeats, a.attn_chunk_size,
+                             not a.no_optimizer)
+        else:
+            res = child_diffusers(a.child, h, w, a.frames, a.train_frames, a.repeats, a.threads,
+                                  not a.no_optimizer)
+        print(json.dumps(res))
+        return 0
+    results = []
+    for size in a.sizes:
+        for kind in a.what:
+            if size != "320x512" and _mem_available_gib() < a.min_free_gib:
+                results.append({"kind": kind, "size": size, "error": f"memory: {_mem_available_gib():.1f} GiB free"})
+                continue
+            print(f"running {kind} at {size} ...", file=sys.stderr, flush=True)
+            results.append(_run_child(kind, size, a))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    print(_table(results))
+    if a.out:
+        Path(a.out).write_text(json.dumps({"args": vars(a), "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""Turn one picture into a short clip with Stable Video Diffusion (SVD / SVD-XT / SVD-XT-1.1).
+
+    python image_to_video.py --SVD.config=configs/svd.yaml --SVD.checkpoint=svd.safetensors \
+        --SVD.num_frames=14 --SVD.fps=7 --SVD.motion_bucket_id=127 --SVD.noise_aug_strength=0.02 \
+        --SVD.decode_chunk_size=7 --image=picture.png [--seed=42 --output_dir=./output --mode=1 --num_steps=25]
+
+Without ``--SVD.checkpoint`` a TINY RANDOM model (configs/svd_tiny.yaml) runs on the bundled image
+(assets/demo.png) and writes a real mp4 of noise-like frames: a smoke test of the installation.
+Run ``python image_to_video.py --help`` for every flag.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+TINY_CONFIG = HERE / "configs" / "svd_tiny.yaml"
+DEMO_IMAGE = HERE / "assets" / "demo.png"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Stable Video Diffusion image-to-video (MindSpore). Flags follow the mindone SVD port.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--SVD.config", dest="config", default=None,
+                   help="original SVD YAML (configs/svd.yaml, svd_xt.yaml, svd_xt_1_1.yaml). Default: configs/svd.yaml "
+                        "with a checkpoint, configs/svd_tiny.yaml without one")
+    p.add_argument("--SVD.checkpoint", dest="checkpoint", default=None,
+                   help="released single-file checkpoint (svd.safetensors, svd_xt.safetensors, svd_xt_1_1.safetensors) or "
+                        "a .ckpt written by svd_tools/convert.py. Omitted: RANDOM weights (tiny demo)")
+    p.add_argument("--SVD.num_frames", dest="num_frames", type=int, default=None,
+                   help="frames to generate (SVD: 14, SVD-XT: 25; default: the config's guider num_frames)")
+    p.add_argument("--SVD.fps", dest="fps", type=float, default=7,
+                   help="frame rate of the output mp4 and the motion speed the model is asked for: the model is "
+                        "conditioned on fps_id = fps - 1 (trained around 5..30)")
+    p.add_argument("--SVD.motion_bucket_id", dest="motion_bucket_id", type=float, default=127,
+                   help="amount of motion, 0..255: higher = more motion (the training clips' optical-flow bucket)")
+    p.add_argument("--SVD.noise_aug_strength", dest="noise_aug_strength", type=float, default=0.02,
+                   help="cond_aug: std of Gaussian noise added to the input image before it is encoded as the "
+                        "concat latent, also a micro-condition; higher = less like the image, more motion")
+    p.add_argument("--SVD.decode_chunk_size", dest="decode_chunk_size", type=int, default=0,
+                   help="frames decoded per VAE call (0 = all at once: best temporal consistency, most memory); "
+                        "the temporal decoder layers only see frames within a chunk")
+    p.add_argument("--SVD.sampling_steps", dest="sampling_steps", type=int, default=0,
+                   help="alias of --num_steps (mindone's name); 0 = not set")
+    p.add_argument("--num_steps", type=int, default=None,
+                   help="Euler EDM sampling steps (default: the config's num_steps: 25 SVD, 30 XT)")
+    p.add_argument("--image", default=None,
+                   help="input picture (RGB; sides are cut down to multiples of 64; trained at 576x1024). Default "
+                        "without a checkpoint: the bundled assets/demo.png")
+    p.add_argument("--seed", type=int, default=42, help="seed of the two Gaussian draws (image noise, start noise)")
+    p.add_argument("--output_dir", default="./output", help="folder for the mp4 (created if missing)")
+    p.add_argument("--mode", type=int, default=1, choices=[0, 1],
+                   help="MindSpore execution: 0 = graph (the denoiser is compiled), 1 = PyNative")
+    p.add_argument("--attn_chunk_size", type=int, default=None,
+                   help="attention query chunk (bounds memory of long sequences, e.g. 4096 at 576x1024); "
+                        "default: no chunking")
+    p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+def prepare_image(path, multiple: int = 64) -> np.ndarray:
+    """(1, 3, H, W) float32 in [-1, 1] (``ToTensor() * 2 - 1``); H, W cut down to multiples of ``multiple``."""
+    from PIL import Image
+
+    from common.video_io import load_image
+
+    img = load_image(path)  # PIL RGB
+    w, h = img.size
+    if h % multiple or w % multiple:
+        nw, nh = w - w % multiple, h - h % multiple
+        if nw == 0 or nh == 0:
+            raise SystemExit(f"error: --image {path} is {w}x{h}; both sides must be at least {multiple} pixels")
+        print(f"WARNING: image {w}x{h} is not a multiple of {multiple}: resizing to {nw}x{nh}", file=sys.stderr)
+        img = img.resize((nw, nh), Image.BICUBIC)
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return (arr.transpose(2, 0, 1)[None] * 2.0 - 1.0).astype(np.float32)
+
+
+def main(argv=None) -> Path:
+    args = build_parser().parse_args(argv)
+    import mindspore as ms
+
+    from common.nn import set_attention_backend
+    from common.video_io import write_video
+    from svd_ms.model import load_svd_model
+    from svd_ms.pipeline import SVDPipeline
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    random_weights = args.checkpoint is None
+    config = Path(args.config) if args.config else (TINY_CONFIG if random_weights else HERE / "configs" / "svd.yaml")
+    if not config.is_file():
+        raise SystemExit(f"error: --SVD.config {config} does not exist")
+    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+        raise SystemExit(f"error: --SVD.checkpoint {args.checkpoint} does not exist")
+    image_path = args.image or (DEMO_IMAGE if random_weights else None)
+    if image_path is None:
+        raise SystemExit("error: --image is required with a checkpoint")
+    if not Path(image_path).is_file():
+        raise SystemExit(f"error: --image {image_path} does not exist")
+    if args.attn_chunk_size:
+        set_attention_backend("math", args.attn_chunk_size)
+    if random_weights:
+        print(f"NOTE: no --SVD.checkpoint given: the weights are RANDOM ({config.name}); the clip shows noise, "
+              "not your picture in motion. Pass a released checkpoint for real videos.", file=sys.stderr)
+    t0 = time.time()
+    model, report = load_svd_model(config, args.checkpoint)
+    if report is not None:
+        print(f"loaded {args.checkpoint}: {report.loaded} tensors, {report.ignored} unused tensors skipped "
+              f"({time.time() - t0:.1f} s)", file=sys.stderr)
+    scfg = model.cfg.sampler
+    num_frames = args.num_frames or scfg.num_frames or 14
+    num_steps = args.num_steps or args.sampling_steps or scfg.num_steps or 25
+    if args.motion_bucket_id > 255:
+        print("WARNING: motion_bucket_id > 255 may give poor results", file=sys.stderr)
+    if not 5 <= args.fps <= 30:
+        print("WARNING: fps outside 5..30 may give poor results", file=sys.stderr)
+    image = prepare_image(image_path, model.downscale * 2 ** (len(model.cfg.unet.channel_mult) - 1))
+    pipe = SVDPipeline(model, mode="graph" if args.mode == 0 else "pynative")
+    t1 = time.time()
+    out = pipe(image, num_frames=num_frames, num_steps=num_steps, fps=args.fps,
+               motion_bucket_id=args.motion_bucket_id, cond_aug=args.noise_aug_strength,
+               decode_chunk_size=args.decode_chunk_size or None, seed=args.seed, progress=not args.no_progress)
+    out_dir = Path(args.output_dir)
+    name = datetime.now().strftime("%Y-%m-%d_%H-%M-%S") + ("_random" if random_weights else "") + ".mp4"
+    path = write_video(out.frames.transpose(0, 2, 3, 1), out_dir / name, fps=args.fps, value_range=(0, 1))
+    print(f"wrote {path} ({num_frames} frames {image.shape[2]}x{image.shape[3]}, {num_steps} steps, "
+          f"fps_id {out.fps_id:g}, {time.time() - t1:.1f} s)" + (" -- RANDOM weights" if random_weights else ""))
+    return path
+
+
+if __name__ == "__main__":
+    main()

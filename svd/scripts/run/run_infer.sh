@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Image-to-video.  bash scripts/run/run_infer.sh [svd|svd_xt|svd_xt_1_1] [CHECKPOINT] [IMAGE] [extra flags]
+# Without a checkpoint: the tiny random model on the bundled image (a smoke test; it says so).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+version="${1:-svd}"; ckpt="${2:-}"; image="${3:-}"
+shift $(( $# < 3 ? $# : 3 ))
+case "$version" in
+  svd) frames=14 ;; svd_xt|svd_xt_1_1) frames=25 ;;
+  *) echo "unknown version $version (svd, svd_xt, svd_xt_1_1)" >&2; exit 1 ;;
+esac
+if [ -z "$ckpt" ]; then
+  exec python image_to_video.py --mode=0 "$@"
+fi
+exec python image_to_video.py --mode=0 --SVD.config="configs/$version.yaml" --SVD.checkpoint="$ckpt" \
+  --SVD.num_frames="$frames" --SVD.fps=7 --SVD.motion_bucket_id=127 --SVD.noise_aug_strength=0.02 \
+  --SVD.decode_chunk_size=7 ${image:+--image="$image"} "$@"

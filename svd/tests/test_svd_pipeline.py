@@ -1,0 +1,58 @@
+"""The image-to-video pipeline on the tiny random model: fps mapping, seeding, guidance ramp, bad input."""
+import mindspore as ms
+import numpy as np
+import pytest
+
+from svd_ms.pipeline import SVDPipeline
+from svd_ms.sampling import LinearPredictionGuidedDenoiser, linear_guidance_scale
+
+IMAGE = np.random.default_rng(3).uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32)
+ARGS = dict(num_frames=3, num_steps=2, progress=False)
+
+
+def test_fps_is_fed_as_fps_id_minus_one_and_seed_fixes_the_draws(tiny_model):
+    pipe = SVDPipeline(tiny_model)
+    a = pipe(IMAGE, fps=7, seed=1, **ARGS)
+    b = pipe(IMAGE, fps_id=6, seed=1, **ARGS)
+    assert a.fps_id == 6.0
+    np.testing.assert_allclose(a.frames, b.frames, atol=1e-4)  # CPU kernels may reorder sums between runs (x starts at 700 x noise)
+    assert a.frames.shape == (3, 3, 64, 64) and a.latents.shape == (3, 4, 8, 8)
+    assert a.frames.min() >= 0.0 and a.frames.max() <= 1.0
+    rng = np.random.default_rng(1)  # the same two draws, injected
+    cn = rng.standard_normal(IMAGE.shape, dtype=np.float32)
+    nz = rng.standard_normal((3, 4, 8, 8), dtype=np.float32)
+    c = pipe(IMAGE, fps=7, seed=None, cond_noise=cn, noise=nz, **ARGS)
+    np.testing.assert_allclose(c.frames, a.frames, atol=1e-4)
+    d = pipe(IMAGE, fps=7, seed=2, **ARGS)
+    assert np.abs(d.latents - a.latents).max() > 1e-3
+
+
+def test_guidance_ramp_is_per_frame():
+    scale = linear_guidance_scale(4, 1.0, 2.5)
+    np.testing.assert_allclose(scale, [1.0, 1.5, 2.0, 2.5])
+
+    def fake(x, sigma, crossattn, vector, concat, ind):  # uncond half -> 0, cond half -> 1
+        n = x.shape[0] // 2
+        return ms.ops.concat([ms.ops.zeros_like(x[:n]), ms.ops.ones_like(x[n:])], axis=0)
+
+    t = 4
+    c = {"crossattn": ms.ops.ones((t, 1, 2)), "vector": ms.ops.ones((t, 3)), "concat": ms.ops.ones((t, 1, 1, 1))}
+    fn = LinearPredictionGuidedDenoiser(fake, c, c, t, 1.0, 2.5)
+    out = fn(ms.ops.zeros((t, 1, 1, 1)), ms.ops.ones((t,))).asnumpy()
+    np.testing.assert_allclose(out.reshape(-1), scale)  # x_u + s_t (x_c - x_u) = s_t
+
+
+def test_bad_inputs_raise_clear_errors(tiny_model):
+    pipe = SVDPipeline(tiny_model)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        pipe(IMAGE[:, :, :48], **ARGS)
+    with pytest.raises(ValueError, match=r"image must be \(1, 3, H, W\)"):
+        pipe(IMAGE[0], **ARGS)
+    with pytest.raises(ValueError, match="noise has shape"):
+        pipe(IMAGE, noise=np.zeros((2, 4, 8, 8), np.float32), **ARGS)
+    with pytest.raises(ValueError, match="num_steps must be >= 1"):
+        pipe(IMAGE, num_frames=3, num_steps=0)
+    with pytest.raises(ValueError, match="decode_chunk_size"):
+        pipe(IMAGE, decode_chunk_size=0, **ARGS)
+    with pytest.raises(ValueError, match="mode must be"):
+        SVDPipeline(tiny_model, mode="fast")
