@@ -95,7 +95,10 @@ def scaled_dot_product_attention(q, k, v, mask=None, scale: float | None = None,
         m = mask
         if mask is not None and mask.shape[-2] != 1:
             m = mask[..., start:stop, :]
-        outs.append(_math_attention(q[..., start:stop, :], k, v, m, scale))
+        qc = q[..., start:stop, :]
+        if outs:  # run the chunks one after another: in graph mode the executor would otherwise
+            qc = ops.depend(qc, outs[-1])  # compute all score matrices first and keep them all alive
+        outs.append(_math_attention(qc, k, v, m, scale))
     return ops.concat(outs, axis=-2)
 
 
