@@ -32,6 +32,8 @@ CONFIG = HERE / "configs" / "inference_256_v1.0.yaml"
 SHAPE = (2, 8, 16, 32, 32)
 TIMESTEPS = (999, 500)
 FS = 3
+CHUNK = 256
+SPLIT = 1
 
 
 def _inputs(context_dim: int, seed: int = 0):
@@ -104,21 +106,34 @@ def _matmul_peak(n: int = 4096, reps: int = 4) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
-def worker_ms(mode: str, runs: int, count: bool) -> dict:
-    """Our UNet in ``mode``; returns the figures."""
+def worker_ms(mode: str, runs: int, count: bool, chunk: int, split: int = 1) -> dict:
+    """Our UNet in ``mode`` (attention queries in chunks of ``chunk``, 0 = none); returns the figures."""
     import mindspore as ms
     from dynamicrafter_ms.config import DynamiCrafterConfig
     from dynamicrafter_ms.unet import UNetModel
 
-    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
-    ms.runtime.launch_blocking()  # as inference.py on CPU
+    from common.nn import set_attention_backend
+
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)  # "jit": PyNative + ms.jit per block
+    ms.runtime.launch_blocking()
+    set_attention_backend("math", chunk_size=chunk or None)  # as inference.py on CPU
     t0 = time.perf_counter()
     cfg = DynamiCrafterConfig.from_yaml(CONFIG)
     unet = UNetModel(cfg.unet)
     unet.set_train(False)
+    if mode == "jit":
+        unet.jit_blocks()
     build = time.perf_counter() - t0
     args = [ms.Tensor(a) for a in _inputs(cfg.unet.context_dim)]
-    out = {"mode": mode, "build_s": build, "params": sum(p.size for p in unet.get_parameters())}
+    out = {"mode": mode if split == 1 else f"{mode} {split}x b={SHAPE[0] // split}", "build_s": build,
+           "params": sum(p.size for p in unet.get_parameters()), "attention_chunk": chunk, "split": split}
+    if split > 1:  # the CFG batch as `split` sequential calls (same total work; one graph of a smaller batch)
+        full = unet
+        n = SHAPE[0] // split
+
+        def unet(*a):  # noqa: F811
+            outs = [full(*(t[i * n:(i + 1) * n] for t in a)) for i in range(split)]
+            return ms.ops.concat(outs, axis=0)
     t0 = time.perf_counter()
     if count:
         out["flops_per_call"] = _count_flops(unet, args)
@@ -177,7 +192,8 @@ def worker_ref(runs: int) -> dict:
 
 def _spawn(kind: str, runs: int, extra=()) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--runs", str(runs),
-           "--config", str(CONFIG), "--shape", ",".join(map(str, SHAPE)), *extra]
+           "--config", str(CONFIG), "--shape", ",".join(map(str, SHAPE)), "--attention_chunk", str(CHUNK),
+           "--split", str(SPLIT if kind == "graph" else 1), *extra]
     env = dict(os.environ)
     if kind == "torch":  # the original's utils/utils.py imports cv2 for functions the UNet never calls
         import tempfile
@@ -187,22 +203,29 @@ def _spawn(kind: str, runs: int, extra=()) -> dict:
         env["PYTHONPATH"] = os.pathsep.join([os.environ["REF_SRC"], stub] + [q for q in [env.get("PYTHONPATH")] if q])
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
-        raise SystemExit(f"error: {kind} worker failed:\n{r.stderr[-3000:]}")
+        why = "killed (out of memory)" if r.returncode in (-9, 137) else f"exit {r.returncode}"
+        print(f"{kind} worker failed: {why}\n{r.stderr[-2000:]}", file=sys.stderr)
+        return {"mode": kind, "error": why}
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> int:
-    global CONFIG, SHAPE
+    global CONFIG, SHAPE, CHUNK, SPLIT
     p = argparse.ArgumentParser(description="DynamiCrafter 256 UNet CPU benchmark (see module docstring).")
     p.add_argument("--runs", type=int, default=2, help="timed calls per mode after one warm-up (default 2)")
     p.add_argument("--modes", default="pynative,graph", help="comma list of pynative, graph (default both)")
     p.add_argument("--json", default=None, help="also write the figures to this file")
     p.add_argument("--config", default=str(CONFIG), help="UNet config (default the 256 release; a tiny one for a smoke test)")
     p.add_argument("--shape", default=",".join(map(str, SHAPE)), help="x shape B,C,T,h,w (default 2,8,16,32,32)")
+    p.add_argument("--attention_chunk", type=int, default=256,
+                   help="our attention's query chunk (default 256: bounds graph-mode memory; 0 = none)")
+    p.add_argument("--split", type=int, default=1, help="run the CFG batch as this many sequential calls "
+                   "(graph mode on a machine too small for the whole batch's graph; default 1)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--count", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    CONFIG, SHAPE = Path(args.config), tuple(int(v) for v in args.shape.split(","))
+    CONFIG, SHAPE, CHUNK = Path(args.config), tuple(int(v) for v in args.shape.split(",")), args.attention_chunk
+    SPLIT = args.split
     if args.worker == "peak":
         print(json.dumps({"matmul_gflops": _matmul_peak()}))
         return 0
@@ -210,7 +233,7 @@ def main(argv=None) -> int:
         print(json.dumps(worker_ref(args.runs)))
         return 0
     if args.worker:
-        print(json.dumps(worker_ms(args.worker, args.runs, args.count)))
+        print(json.dumps(worker_ms(args.worker, args.runs, args.count, args.attention_chunk, args.split)))
         return 0
 
     import platform
@@ -220,15 +243,20 @@ def main(argv=None) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for i, mode in enumerate(modes):
         results.append(_spawn(mode, args.runs, ["--count"] if i == 0 else []))
-        print(f"done: {mode} median {results[-1]['median_s']:.1f} s", file=sys.stderr)
-    flops = results[0]["flops_per_call"]
+        print(f"done: {mode} {results[-1].get('median_s', results[-1].get('error'))}", file=sys.stderr)
+    flops = results[0].get("flops_per_call", 0)
     ref = _spawn("torch", args.runs) if os.environ.get("REF_SRC") else None
+    if ref and "error" in ref:
+        ref = None
     print(f"DynamiCrafter UNet of {CONFIG.name}, x {SHAPE}, float32, CPU {platform.processor() or platform.machine()} "
-          f"x{os.cpu_count()}, {results[0]['params'] / 1e9:.3f} B params, {flops / 1e12:.2f} TFLOP per call "
+          f"x{os.cpu_count()}, {results[0].get('params', 0) / 1e9:.3f} B params, {flops / 1e12:.2f} TFLOP per call "
           f"(matmul/conv/attention), MindSpore matmul peak {peak:.0f} GFLOP/s")
     print(f"{'mode':10s} {'median s/call':>14s} {'warm-up s':>10s} {'peak RSS GB':>12s} {'GFLOP/s':>8s} "
           f"{'% of peak':>9s} {'ours/torch':>10s}")
     for r in results + ([ref] if ref else []):
+        if "error" in r:
+            print(f"{r['mode']:10s} {'did not run: ' + r['error']}")
+            continue
         gf = flops / r["median_s"] / 1e9
         ratio = f"{r['median_s'] / ref['median_s']:.2f}" if ref else "-"
         print(f"{r['mode']:10s} {r['median_s']:14.1f} {r['warmup_s']:10.1f} {r['peak_rss_gb']:12.2f} {gf:8.1f} "

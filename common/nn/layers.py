@@ -65,7 +65,7 @@ class TemporalConv(nn.Cell):
         b, c, t, h, w = x.shape
         y = self.conv(x.reshape(b, c, t, h * w), self.weight.reshape(self.out_channels, c, self.k, 1))
         if self.has_bias:
-            y = y + self.bias.reshape(1, -1, 1, 1)
+            y = ops.bias_add(y, self.bias)  # not a broadcast add: in graph mode on CPU those keep extra buffers
         return y.reshape(b, self.out_channels, t, h, w)
 
 

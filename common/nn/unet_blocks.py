@@ -78,9 +78,10 @@ class ResBlock(nn.Cell):
         if self.use_scale_shift_norm:
             scale, shift = ops.chunk(e, 2, axis=1)
             norm, rest = self.out_layers[0], self.out_layers[1:]
-            h = rest(norm(h) * (1 + scale) + shift)
+            h = rest(norm(h) * ops.broadcast_to(1 + scale, h.shape) + ops.broadcast_to(shift, h.shape))
         else:
-            h = self.out_layers(h + e)
+            # explicit broadcast_to: an implicit broadcast add keeps extra buffers in graph mode on CPU
+            h = self.out_layers(h + ops.broadcast_to(e, h.shape))
         return self.skip_connection(x) + h
 
 

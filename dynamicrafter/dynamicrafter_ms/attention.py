@@ -117,7 +117,7 @@ class Conv1x1(nn.Cell):
     def construct(self, x):
         shape = x.shape
         w = self.weight.reshape(self.out_channels, -1).astype(x.dtype)
-        y = self.matmul(x.reshape(-1, shape[-1]), w) + self.bias.astype(x.dtype)
+        y = ops.bias_add(self.matmul(x.reshape(-1, shape[-1]), w), self.bias.astype(x.dtype))  # (M, cout)
         return y.reshape(shape[:-1] + (self.out_channels,))
 
 

@@ -7,7 +7,8 @@
 # Without CKPT and with 256: a tiny randomly initialised model (configs/inference_256_tiny_demo.yaml)
 # animates prompts/256/ with 10 DDIM steps -- a smoke test that writes a real mp4 of noise.
 # Extra flags after CKPT go to inference.py and win over the defaults here
-# (e.g. --mode pynative --save_gif --ddim_steps 25). Runs in MindSpore graph mode by default.
+# (e.g. --mode graph --save_gif --ddim_steps 25). Real checkpoints run in PyNative mode by default
+# (on CPU the full model's graph needs > 20 GB; pass --mode graph on a larger machine or an accelerator).
 # Run from the dynamicrafter/ folder (the script cds there itself).
 set -e
 cd "$(dirname "$0")/../.."
@@ -43,10 +44,10 @@ if [ -z "$ckpt" ]; then
     echo "Real weights: model.ckpt of Doubiiu/DynamiCrafter on the Hugging Face hub (README.md, Weights)."
     config=configs/inference_256_tiny_demo.yaml
     weights="--random_init"
-    demo="--ddim_steps 10"      # random weights: 10 steps are enough to exercise everything
+    demo="--ddim_steps 10 --mode graph"   # random weights: 10 steps exercise everything; graph is faster here
 else
     weights="--ckpt_path $ckpt"
-    demo=""
+    demo=""                               # PyNative: the full model's graph needs more than 20 GB on CPU
 fi
 
 if [ "$res" = "256" ]; then
@@ -69,5 +70,4 @@ python inference.py \
     --text_input \
     --video_length 16 \
     --frame_stride ${FS} \
-    --mode graph \
     ${extra} ${demo} "$@"
