@@ -1,13 +1,14 @@
 """Shared MindSpore building blocks (parameter names follow the original PyTorch state dicts)."""
-from .attention import Attention, get_attention_backend, scaled_dot_product_attention, set_attention_backend
+from .attention import (Attention, get_attention_backend, multi_head_attention, scaled_dot_product_attention,
+                        set_attention_backend)
 from .embeddings import TimestepEmbedding, sinusoidal_position_table, timestep_embedding
-from .layers import GEGLU, GELU, FeedForward, GELUProj, TemporalConv, conv2d, linear
+from .layers import GEGLU, GELU, FeedForward, GELUProj, TemporalConv, conv2d, gelu, in_graph, linear
 from .norm import GroupNorm, LayerNorm
 
 __all__ = [
-    "Attention", "scaled_dot_product_attention", "set_attention_backend", "get_attention_backend",
+    "Attention", "scaled_dot_product_attention", "multi_head_attention", "set_attention_backend", "get_attention_backend",
     "timestep_embedding", "TimestepEmbedding", "sinusoidal_position_table",
-    "linear", "conv2d", "TemporalConv", "GELU", "GEGLU", "GELUProj", "FeedForward",
+    "linear", "conv2d", "TemporalConv", "gelu", "in_graph", "GELU", "GEGLU", "GELUProj", "FeedForward",
     "GroupNorm", "LayerNorm",
 ]
 from .unet_blocks import (  # noqa: E402

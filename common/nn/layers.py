@@ -12,6 +12,31 @@ from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import HeUniform, Uniform, initializer
 
 
+def _probe():
+    return 0
+
+
+@ops.constexpr(check=False)
+def _is_none(obj) -> bool:
+    return obj is None
+
+
+def in_graph() -> bool:
+    """True while a graph is compiled (GRAPH_MODE or ``ms.jit``), False when run eagerly: a function
+    handed to a constexpr arrives as None in a graph (what MindSpore's own ``_run_in_jit`` tests).
+    For op forms that differ between graphs and eager runs with equal numbers (docs/performance.md)."""
+    return _is_none(_probe)
+
+
+def gelu(x, approximate: str = "none"):
+    """``torch.nn.functional.gelu``. Inside graphs the exact form is written out as
+    ``0.5 * x * (1 + erf(x / sqrt(2)))``: a CPU graph keeps ~4x the output of every ``ops.gelu`` node
+    alive (docs/performance.md); eagerly ``ops.gelu`` is one kernel instead of five."""
+    if approximate == "none" and in_graph():
+        return 0.5 * x * (1.0 + ops.erf(x * 0.7071067811865476))
+    return ops.gelu(x, approximate=approximate)
+
+
 def linear(in_features: int, out_features: int, bias: bool = True) -> nn.Dense:
     """``torch.nn.Linear``: weight (out, in), bias (out,); PyTorch's default init."""
     bound = 1.0 / math.sqrt(in_features)
@@ -77,7 +102,7 @@ class GELU(nn.Cell):
         self.approximate = approximate
 
     def construct(self, x):
-        return ops.gelu(x, approximate=self.approximate)
+        return gelu(x, self.approximate)
 
 
 class GEGLU(nn.Cell):
@@ -89,7 +114,7 @@ class GEGLU(nn.Cell):
 
     def construct(self, x):
         h, gate = ops.chunk(self.proj(x), 2, axis=-1)
-        return h * ops.gelu(gate, approximate="none")
+        return h * gelu(gate)
 
 
 class GELUProj(nn.Cell):
@@ -101,7 +126,7 @@ class GELUProj(nn.Cell):
         self.approximate = approximate
 
     def construct(self, x):
-        return ops.gelu(self.proj(x), approximate=self.approximate)
+        return gelu(self.proj(x), self.approximate)
 
 
 class FeedForward(nn.Cell):

@@ -13,6 +13,7 @@ from common.nn import (
     GroupNorm,
     LayerNorm,
     ResBlock,
+    multi_head_attention,
     SpatialTransformer,
     TemporalConv,
     Upsample,
@@ -95,6 +96,32 @@ def test_attention_backend_switch_validates():
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+@pytest.mark.parametrize("masking", ["none", "per_head", "shared_head", "3d"])
+def test_multi_head_attention_slices_equal_transposes(masking):
+    """The two head layouts give the same numbers, eager and under ms.jit, with every mask form."""
+    q, k, v = randn(2, 9, 3 * 4), randn(2, 5, 3 * 4), randn(2, 5, 3 * 6)
+    mask = {"none": None, "per_head": randn(2, 3, 9, 5), "shared_head": randn(2, 1, 9, 5),
+            "3d": randn(3, 9, 5)}[masking]
+    mask = None if mask is None else T(mask)
+    heads = torch.tensor(q).reshape(2, 9, 3, 4).transpose(1, 2), torch.tensor(k).reshape(2, 5, 3, 4).transpose(1, 2)
+    tv = torch.tensor(v).reshape(2, 5, 3, 6).transpose(1, 2)
+    tmask = None if mask is None else torch.tensor(mask.asnumpy())
+    ref = F.scaled_dot_product_attention(*heads, tv, attn_mask=tmask).transpose(1, 2).reshape(2, 9, 18).numpy()
+    outs = {}
+    try:
+        for layout in ("transpose", "slices"):
+            set_attention_backend("math", chunk_size=4, heads_layout=layout)
+            outs[layout] = multi_head_attention(T(q), T(k), T(v), 3, mask=mask).asnumpy()
+            outs[layout + " jit"] = ms.jit(multi_head_attention)(T(q), T(k), T(v), 3, mask=mask).asnumpy()
+    finally:
+        set_attention_backend("math", None)
+    for name, out in outs.items():
+        np.testing.assert_array_equal(out, outs["transpose"], err_msg=name)
+    np.testing.assert_allclose(outs["transpose"], ref, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown heads_layout"):
+        set_attention_backend("math", heads_layout="diagonal")
+
+
 def test_attention_module_cross_attention_matches_manual():
     attn = Attention(16, context_dim=12, heads=2, dim_head=8)
     p = set_params(attn, {})
@@ -118,6 +145,15 @@ def test_attention_graph_mode_equals_pynative():
     eager = attn(x).asnumpy()
     graph = ms.jit(attn.construct)(x).asnumpy()
     np.testing.assert_allclose(graph, eager, atol=1e-6)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_eager_and_graph_forms_match_torch(approximate):
+    from common.nn import gelu
+    x = randn(4, 33) * 3
+    ref = F.gelu(torch.tensor(x), approximate=approximate).numpy()
+    np.testing.assert_allclose(gelu(T(x), approximate).asnumpy(), ref, atol=1e-6)
+    np.testing.assert_allclose(ms.jit(gelu)(T(x), approximate).asnumpy(), ref, atol=1e-6)
 
 
 def test_temporal_conv_matches_conv3d():

@@ -62,6 +62,7 @@ class ImageCrossAttention(Attention):
         if context is None:
             return self.to_out(self.attend(q, self.to_k(x), self.to_v(x), mask))
         n = self.text_context_len
+        context = ops.depend(context, q)  # graph mode: project the context here, not all layers' up front
         text = context[:, :n, :]
         out = self.attend(q, self.to_k(text), self.to_v(text), mask)  # (N, Lq, inner)
         if self.image_cross_attention and context.shape[1] > n:  # no image tokens: the branch adds 0

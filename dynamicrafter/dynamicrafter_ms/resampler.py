@@ -12,7 +12,7 @@ from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
 from common.nn import GELU, LayerNorm, linear
-from common.nn.attention import merge_heads, scaled_dot_product_attention, split_heads
+from common.nn.attention import multi_head_attention
 
 from .config import ResamplerConfig
 
@@ -43,9 +43,8 @@ class PerceiverAttention(nn.Cell):
         latents = self.norm2(latents)
         q = self.to_q(latents)
         k, v = ops.chunk(self.to_kv(ops.concat([x, latents], axis=1)), 2, axis=-1)
-        out = scaled_dot_product_attention(split_heads(q, self.heads), split_heads(k, self.heads),
-                                           split_heads(v, self.heads), scale=self.scale)
-        return self.to_out(merge_heads(out))  # (b, n2, dim)
+        out = multi_head_attention(q, k, v, self.heads, scale=self.scale)  # (b, n2, inner)
+        return self.to_out(out)  # (b, n2, dim)
 
 
 def _feed_forward(dim: int, mult: int) -> nn.SequentialCell:
