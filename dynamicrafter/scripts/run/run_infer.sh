@@ -8,7 +8,8 @@
 # animates prompts/256/ with 10 DDIM steps -- a smoke test that writes a real mp4 of noise.
 # Extra flags after CKPT go to inference.py and win over the defaults here
 # (e.g. --mode graph --save_gif --ddim_steps 25). Real checkpoints run in PyNative mode by default
-# (on CPU the full model's graph needs > 20 GB; pass --mode graph on a larger machine or an accelerator).
+# (graph mode is ~1.7x faster per UNet call but its UNet graph alone peaks at ~16 GB on CPU, plus the VAE and
+# encoders: pass --mode graph on a machine with more than 24 GB, or an accelerator; README "Speed and memory").
 # Run from the dynamicrafter/ folder (the script cds there itself).
 set -e
 cd "$(dirname "$0")/../.."
@@ -47,7 +48,7 @@ if [ -z "$ckpt" ]; then
     demo="--ddim_steps 10 --mode graph"   # random weights: 10 steps exercise everything; graph is faster here
 else
     weights="--ckpt_path $ckpt"
-    demo=""                               # PyNative: the full model's graph needs more than 20 GB on CPU
+    demo=""                               # PyNative unless --mode graph is passed (memory: see above)
 fi
 
 if [ "$res" = "256" ]; then
