@@ -114,15 +114,13 @@ def worker_ms(mode: str, runs: int, count: bool, chunk: int, split: int = 1) -> 
 
     from common.nn import set_attention_backend
 
-    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)  # "jit": PyNative + ms.jit per block
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
     ms.runtime.launch_blocking()
     set_attention_backend("math", chunk_size=chunk or None)  # as inference.py on CPU
     t0 = time.perf_counter()
     cfg = DynamiCrafterConfig.from_yaml(CONFIG)
     unet = UNetModel(cfg.unet)
     unet.set_train(False)
-    if mode == "jit":
-        unet.jit_blocks()
     build = time.perf_counter() - t0
     args = [ms.Tensor(a) for a in _inputs(cfg.unet.context_dim)]
     out = {"mode": mode if split == 1 else f"{mode} {split}x b={SHAPE[0] // split}", "build_s": build,

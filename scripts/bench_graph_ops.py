@@ -150,7 +150,6 @@ def time_table() -> None:
     import mindspore as ms
     import numpy as np
 
-    sys.path.insert(0, str(ROOT))
     from common.nn import multi_head_attention, set_attention_backend
 
     print("\nmulti_head_attention, best of 3 calls (s):")

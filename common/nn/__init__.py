@@ -1,6 +1,11 @@
 """Shared MindSpore building blocks (parameter names follow the original PyTorch state dicts)."""
-from .attention import (Attention, get_attention_backend, multi_head_attention, scaled_dot_product_attention,
-                        set_attention_backend)
+from .attention import (
+                        Attention,
+                        get_attention_backend,
+                        multi_head_attention,
+                        scaled_dot_product_attention,
+                        set_attention_backend,
+)
 from .embeddings import TimestepEmbedding, sinusoidal_position_table, timestep_embedding
 from .layers import GEGLU, GELU, FeedForward, GELUProj, TemporalConv, conv2d, gelu, in_graph, linear
 from .norm import GroupNorm, LayerNorm

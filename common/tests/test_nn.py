@@ -13,10 +13,10 @@ from common.nn import (
     GroupNorm,
     LayerNorm,
     ResBlock,
-    multi_head_attention,
     SpatialTransformer,
     TemporalConv,
     Upsample,
+    multi_head_attention,
     scaled_dot_product_attention,
     set_attention_backend,
     timestep_embedding,
@@ -145,6 +145,19 @@ def test_attention_graph_mode_equals_pynative():
     eager = attn(x).asnumpy()
     graph = ms.jit(attn.construct)(x).asnumpy()
     np.testing.assert_allclose(graph, eager, atol=1e-6)
+
+
+def test_in_graph_tells_graphs_from_eager_runs():
+    """heads_layout="auto" and gelu pick their graph forms by in_graph(): False eagerly, True under jit."""
+    from common.nn import in_graph
+
+    def probe(x):
+        return x + 1.0 if in_graph() else x - 1.0
+
+    x = T(np.zeros(2, np.float32))
+    assert not in_graph()
+    np.testing.assert_array_equal(probe(x).asnumpy(), [-1.0, -1.0])
+    np.testing.assert_array_equal(ms.jit(probe)(x).asnumpy(), [1.0, 1.0])
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])

@@ -193,19 +193,6 @@ class UNetModel(nn.Cell):
                 self.output_blocks.append(TimestepEmbedSequential(layers))
         self.out = nn.SequentialCell([GroupNorm(32, ch, 1e-5), nn.SiLU(), conv2d(mc, cfg.out_channels, 3, padding=1)])
 
-    def jit_blocks(self) -> None:
-        """Compile every block (``input_blocks.N``, ``init_attn``, ``middle_block``, ``output_blocks.N``)
-        as its own graph with ``ms.jit``, the glue staying PyNative. Same numbers as the whole
-        network in GRAPH_MODE, with a much lower peak memory on CPU (each graph's buffers are freed
-        when it returns) and a shorter compile."""
-        blocks = list(self.input_blocks) + [self.middle_block] + list(self.output_blocks)
-        if self.addition_attention:
-            blocks.append(self.init_attn)
-        for block in blocks:
-            if not getattr(block, "_jitted", False):
-                block.construct = ms.jit(block.construct)
-                block._jitted = True
-
     @staticmethod
     def _repeat_frames(x, t: int):
         """(b, ...) -> (b*t, ...), each row repeated t times in place (``repeat_interleave``)."""
