@@ -11,8 +11,10 @@ Measured, each in its own process (peak RSS = that process: weights + activation
   reported apart).
 * ``diffusers``: one ``UNetSpatioTemporalConditionModel()`` call (its default config is the SVD UNet)
   on the same shapes, under ``torch.no_grad``.
-* ``train_ours`` / ``train_diffusers``: one temporal-only fine-tuning step (forward, backward over the
-  temporal parameters, AdamW update unless ``--no_optimizer``) on one video of ``--train_frames`` frames.
+* ``train_ours`` / ``train_ours_graph`` / ``train_diffusers``: one temporal-only fine-tuning step (forward,
+  backward over the temporal parameters, AdamW update unless ``--no_optimizer``) on one video of
+  ``--train_frames`` frames; ``train_ours_graph`` compiles forward + backward with ``ms.jit`` as
+  ``train.py`` does with ``environment.mode: 0``. ``--recompute``: gradient checkpointing on both sides.
 
 torch and diffusers are imported only here, as references (``pip install --no-deps diffusers``).
 """
@@ -28,7 +30,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-KINDS = ("ours_pynative", "ours_graph", "diffusers", "train_ours", "train_diffusers")
+KINDS = ("ours_pynative", "ours_graph", "diffusers", "train_ours", "train_ours_graph", "train_diffusers")
 
 
 def _rss_gib() -> float:
@@ -59,7 +61,7 @@ def _ours_inputs(b, t, h, w, rng, ms):
 
 
 def child_ours(kind: str, h: int, w: int, frames: int, train_frames: int, repeats: int, chunk,
-               optimizer: bool = True, split: int = 1) -> dict:
+               optimizer: bool = True, split: int = 1, recompute: bool = False) -> dict:
     import mindspore as ms
     import numpy as np
 
@@ -100,12 +102,16 @@ def child_ours(kind: str, h: int, w: int, frames: int, train_frames: int, repeat
             runs.append(time.perf_counter() - t)
         out.update(runs_s=runs, output_shape=list(y.shape))
     else:
+        unet.set_recompute(recompute)
+        out["recompute"] = recompute
         x, s, ca, v, cc, _ = _ours_inputs(1, train_frames, h, w, rng, ms)
         names = set(temporal_parameter_names(unet))
         params = [p for p in unet.get_parameters() if p.name in names]
         out["trainable_params"] = int(sum(int(np.prod(p.shape)) for p in params))
         loss = SVDMeanLoss(SVDDiffusionLoss(den, sigma_data=1.0))
         grad = ms.value_and_grad(loss, None, params)
+        if kind == "train_ours_graph":
+            grad = ms.jit(grad)
         opt = AdamW(params, 1e-5) if optimizer else None
         noise = ms.Tensor(rng.standard_normal(x.shape, dtype=np.float32))
         ind = ms.Tensor(np.zeros((1, train_frames), np.float32))
@@ -123,7 +129,7 @@ def child_ours(kind: str, h: int, w: int, frames: int, train_frames: int, repeat
 
 
 def child_diffusers(kind: str, h: int, w: int, frames: int, train_frames: int, repeats: int, threads: int,
-                    optimizer: bool = True) -> dict:
+                    optimizer: bool = True, recompute: bool = False) -> dict:
     import torch
     from diffusers import UNetSpatioTemporalConditionModel
 
@@ -148,6 +154,9 @@ def child_diffusers(kind: str, h: int, w: int, frames: int, train_frames: int, r
                 (runs.append if i else lambda d: out.__setitem__("first_call_s", d))(time.perf_counter() - s)
         out["output_shape"] = list(y.shape)
     else:
+        if recompute:
+            unet.enable_gradient_checkpointing()
+        out["recompute"] = recompute
         keys = ("temporal_transformer_blocks", "time_pos_embed", "temporal_res_block", "time_mixer")
         params = []
         for n, p in unet.named_parameters():
@@ -180,6 +189,8 @@ def _run_child(kind, size, a) -> dict:
         cmd += ["--no_optimizer"]
     if a.split > 1:
         cmd += ["--split", str(a.split)]
+    if a.recompute:
+        cmd += ["--recompute"]
     t = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
     res = {"kind": kind, "size": size, "wall_s": time.perf_counter() - t}
@@ -206,6 +217,8 @@ def _table(results) -> str:
         who = "diffusers (torch)" if "diffusers" in r["kind"] else "this port (MindSpore)"
         if r.get("split", 1) > 1:
             who += f", {r['split']} calls of {2 // r['split']} video"
+        if r.get("recompute"):
+            who += ", gradient checkpointing"
         rows.append(f"| {r['size']} | {r['kind']} | {who} | {r['median_s']:.1f} | {r['first_call_s']:.1f} | "
                     f"{r['peak_rss_gib']:.1f} | {ratio} |")
     return "\n".join(rows)
@@ -222,6 +235,9 @@ def main(argv=None) -> int:
     ap.add_argument("--attn_chunk_size", type=int, default=None, help="attention query chunk of our port")
     ap.add_argument("--no_optimizer", action="store_true",
                     help="training step = forward + backward only (no AdamW states: ~5 GiB less at full size)")
+    ap.add_argument("--recompute", action="store_true",
+                    help="training step with gradient checkpointing: ours VideoUNet.set_recompute (every UNet "
+                         "block recomputed in the backward pass), diffusers enable_gradient_checkpointing")
     ap.add_argument("--min_free_gib", type=float, default=16.0,
                     help="skip a size above 320x512 when less memory than this is available")
     ap.add_argument("--split", type=int, default=1,
@@ -232,12 +248,12 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.child:
         h, w = (int(v) // 8 for v in a.sizes[0].split("x"))
-        if a.child.startswith("ours") or a.child == "train_ours":
+        if a.child.startswith(("ours", "train_ours")):
             res = child_ours(a.child, h, w, a.frames, a.train_frames, a.repeats, a.attn_chunk_size,
-                             not a.no_optimizer, a.split)
+                             not a.no_optimizer, a.split, a.recompute)
         else:
             res = child_diffusers(a.child, h, w, a.frames, a.train_frames, a.repeats, a.threads,
-                                  not a.no_optimizer)
+                                  not a.no_optimizer, a.recompute)
         print(json.dumps(res))
         return 0
     results = []

@@ -121,7 +121,7 @@ def run(cfg: dict, svd_config: Path) -> int:
 
     opts = FinetuneOptions(temporal_only=bool(tr["temporal_only"]), ucg_rate=float(tr.get("ucg_rate", 0.0)),
                            encode_chunk_size=tr.get("encode_chunk_size"), amp_level=tr.get("amp_level", "O0"),
-                           seed=seed)
+                           recompute=bool(tr.get("recompute", False)), seed=seed)
     params = trainable_parameters(model, opts.temporal_only)
     for p in model.get_parameters():
         p.requires_grad = False
@@ -146,7 +146,7 @@ def run(cfg: dict, svd_config: Path) -> int:
         extra={"svd_config": str(svd_config), "temporal_only": opts.temporal_only})
     say(f"{len(dataset)} videos, {world} process(es), {max_steps} steps of {accum} x {world} x "
         f"{int(dl.get('batch_size', 1))} clips of {dataset.frames} frames (every {dataset.step}th) at {size[0]}x{size[1]}")
-    trainer = Trainer(build_loss(model, loss_cfg, opts.amp_level), params, loader, tcfg,
+    trainer = Trainer(build_loss(model, loss_cfg, opts.amp_level, opts.recompute), params, loader, tcfg,
                       batch_fn=make_batch_fn(model, loss_cfg, opts))
     try:
         trainer.fit()

@@ -37,6 +37,9 @@ class FinetuneOptions:
     encode_chunk_size: frames per VAE-encoder call when encoding the clips (None = all).
     amp_level: ``"O0"`` float32, ``"O2"`` float16 UNet compute with float32 master weights
         (use with loss scaling on GPU/Ascend).
+    recompute: gradient checkpointing of the UNet blocks (:meth:`VideoUNet.set_recompute`): the
+        activations of a block are computed again in the backward pass instead of kept; the same
+        gradients for much less memory and about one more forward pass of time.
     seed: base of the per-sample generators.
     """
 
@@ -44,6 +47,7 @@ class FinetuneOptions:
     ucg_rate: float = 0.0
     encode_chunk_size: int | None = None
     amp_level: str = "O0"
+    recompute: bool = False
     seed: int = 0
 
 
@@ -63,8 +67,10 @@ def describe_parameters(model: SVDModel, params) -> str:
             f"({100.0 * n / max(total, 1):.1f}%)")
 
 
-def build_loss(model: SVDModel, loss_cfg: LossConfig, amp_level: str = "O0") -> SVDMeanLoss:
-    """The scalar loss cell (mean over the B*T frames) for the Trainer."""
+def build_loss(model: SVDModel, loss_cfg: LossConfig, amp_level: str = "O0", recompute: bool = False) -> SVDMeanLoss:
+    """The scalar loss cell (mean over the B*T frames) for the Trainer; ``recompute`` switches the
+    UNet's gradient checkpointing on or off."""
+    model.unet.set_recompute(recompute)
     if amp_level not in ("O0", "O2"):
         raise ValueError(f"amp_level must be 'O0' or 'O2', got {amp_level!r}")
     if amp_level == "O2":

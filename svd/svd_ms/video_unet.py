@@ -279,11 +279,17 @@ class VideoUNet(nn.Cell):
       from its shape; ``num_video_frames``, when given, must equal it.
 
     Returns (B*T, out_channels, h, w).
+
+    ``recompute_blocks`` (False): gradient checkpointing for training. When True, every input,
+    middle and output block is run under :func:`mindspore.recompute`: its activations are not kept
+    for the backward pass but computed again there, one block at a time (same gradients; the
+    forward pass is run about twice). Set it with :meth:`set_recompute`.
     """
 
     def __init__(self, cfg: VideoUNetConfig):
         super().__init__()
         self.cfg = cfg
+        self.recompute_blocks = False
         mc = cfg.model_channels
         ted = mc * 4
         self.model_channels = mc
@@ -348,6 +354,16 @@ class VideoUNet(nn.Cell):
         self.out = nn.SequentialCell([GroupNorm(32, ch, 1e-5), nn.SiLU(),
                                       conv2d(mc, cfg.out_channels, 3, padding=1)])
 
+    def set_recompute(self, enabled: bool = True) -> VideoUNet:
+        """Turn gradient checkpointing of the UNet blocks on or off (see the class doc)."""
+        self.recompute_blocks = bool(enabled)
+        return self
+
+    def _block(self, block, h, emb, context, image_only_indicator):
+        if self.recompute_blocks:
+            return ms.recompute(block, h, emb, context, image_only_indicator)
+        return block(h, emb, context, image_only_indicator)
+
     def construct(self, x, timesteps, context, y, image_only_indicator, num_video_frames=None):
         if num_video_frames is not None and num_video_frames != image_only_indicator.shape[1]:
             raise ValueError("VideoUNet: num_video_frames differs from image_only_indicator.shape[1]")
@@ -357,14 +373,14 @@ class VideoUNet(nn.Cell):
         hs = []
         h = x
         for block in self.input_blocks:
-            h = block(h, emb, context, image_only_indicator)
+            h = self._block(block, h, emb, context, image_only_indicator)
             hs.append(h)
-        h = self.middle_block(h, emb, context, image_only_indicator)
+        h = self._block(self.middle_block, h, emb, context, image_only_indicator)
         skip = len(hs) - 1
         for block in self.output_blocks:
             h = ops.concat([h, hs[skip]], axis=1)
             skip -= 1
-            h = block(h, emb, context, image_only_indicator)
+            h = self._block(block, h, emb, context, image_only_indicator)
         return self.out(h)
 
 

@@ -96,3 +96,22 @@ def test_batch_draws_are_keyed_by_the_sample(data):
     np.testing.assert_array_equal(one[4].asnumpy(), sigmas.asnumpy()[2:])
     dropped = make_batch_fn(model, cfg, FinetuneOptions(ucg_rate=1.0))(batch)
     assert not dropped[1].asnumpy().any() and not dropped[3].asnumpy().any()
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["pynative", "graph"])
+def test_recompute_gives_the_same_loss_and_gradients(data, jit):
+    model = _model()
+    loss_cfg = model.cfg.loss
+    batch = make_batch_fn(model, loss_cfg, FinetuneOptions())(next(VideoDataLoader(data, 2, seed=0)))
+    params = trainable_parameters(model, True)
+    results = []
+    for recompute in (False, True):
+        step = ms.value_and_grad(build_loss(model, loss_cfg, recompute=recompute), None, params)
+        lv, grads = (ms.jit(step) if jit else step)(*batch)
+        assert model.unet.recompute_blocks is recompute
+        results.append((float(lv.asnumpy()), [g.asnumpy() for g in grads]))
+    (l0, g0), (l1, g1) = results
+    assert l1 == pytest.approx(l0, rel=1e-6)
+    assert max(float(np.abs(g).max()) for g in g0) > 0
+    for a, b, p in zip(g0, g1, params):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7, err_msg=p.name)
