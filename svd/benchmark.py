@@ -84,7 +84,7 @@ def child_ours(kind: str, h: int, w: int, frames: int, train_frames: int, repeat
     if kind in ("ours_pynative", "ours_graph"):
         args = _ours_inputs(2, frames, h, w, rng, ms)
         fn = ms.jit(den.construct) if kind == "ours_graph" else den
-        if split > 1 and kind == "ours_graph":  # the CFG batch as `split` calls of one graph (same work)
+        if split > 1:  # the CFG batch as `split` sequential calls (same work, 1/split of the activations)
             whole = fn
 
             def fn(*a):
@@ -93,7 +93,7 @@ def child_ours(kind: str, h: int, w: int, frames: int, train_frames: int, repeat
                 return ms.ops.concat(parts, axis=0)
             out["split"] = split
         t = time.perf_counter()
-        fn(*args).asnumpy()
+        y = fn(*args).asnumpy()
         out["first_call_s"] = time.perf_counter() - t
         runs = []
         for _ in range(repeats):
@@ -106,6 +106,8 @@ def child_ours(kind: str, h: int, w: int, frames: int, train_frames: int, repeat
         out["recompute"] = recompute
         x, s, ca, v, cc, _ = _ours_inputs(1, train_frames, h, w, rng, ms)
         names = set(temporal_parameter_names(unet))
+        for p in unet.get_parameters():  # frozen as train.py freezes them
+            p.requires_grad = p.name in names
         params = [p for p in unet.get_parameters() if p.name in names]
         out["trainable_params"] = int(sum(int(np.prod(p.shape)) for p in params))
         loss = SVDMeanLoss(SVDDiffusionLoss(den, sigma_data=1.0))
@@ -199,7 +201,8 @@ def _run_child(kind, size, a) -> dict:
         res["error"] = f"exit {r.returncode}: " + (r.stderr.strip().splitlines() or ["?"])[-1][:300]
     else:
         res.update(json.loads(lines[-1]))
-        res["median_s"] = sorted(res["runs_s"])[len(res["runs_s"]) // 2]
+        runs = res["runs_s"] or [res["first_call_s"]]  # --repeats 0: the first call is the figure
+        res["median_s"] = sorted(runs)[len(runs) // 2]
     return res
 
 
@@ -229,7 +232,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", nargs="+", default=["320x512"], help="pixel sizes HxW (latents are /8)")
     ap.add_argument("--frames", type=int, default=14, help="frames per video of the inference call (CFG batch = 2x)")
     ap.add_argument("--train_frames", type=int, default=4, help="frames of the training step")
-    ap.add_argument("--repeats", type=int, default=1, help="timed calls after the first one")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="timed calls after the first one (0: report the first call, compile included)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
     ap.add_argument("--what", nargs="+", default=list(KINDS), choices=KINDS, help="measurements to run")
     ap.add_argument("--attn_chunk_size", type=int, default=None, help="attention query chunk of our port")
@@ -241,21 +245,32 @@ def main(argv=None) -> int:
     ap.add_argument("--min_free_gib", type=float, default=16.0,
                     help="skip a size above 320x512 when less memory than this is available")
     ap.add_argument("--split", type=int, default=1,
-                    help="ours_graph only: run the CFG batch of 2 videos as this many sequential calls of one "
-                         "graph (2 = one video per call: half the activation memory; the same work)")
+                    help="ours_pynative / ours_graph: run the CFG batch of 2 videos as this many sequential calls "
+                         "(of one graph in graph mode; 2 = one video per call: half the activation memory, the same work)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    for size in a.sizes:
+        hw = size.split("x")
+        if len(hw) != 2 or not all(v.isdigit() and int(v) % 64 == 0 for v in hw):
+            ap.error(f"--sizes {size}: give HxW in pixels, both multiples of 64 (the UNet halves the latents 3 times)")
     if a.child:
         h, w = (int(v) // 8 for v in a.sizes[0].split("x"))
-        if a.child.startswith(("ours", "train_ours")):
-            res = child_ours(a.child, h, w, a.frames, a.train_frames, a.repeats, a.attn_chunk_size,
-                             not a.no_optimizer, a.split, a.recompute)
-        else:
-            res = child_diffusers(a.child, h, w, a.frames, a.train_frames, a.repeats, a.threads,
-                                  not a.no_optimizer, a.recompute)
-        print(json.dumps(res))
-        return 0
+        try:
+            if a.child.startswith(("ours", "train_ours")):
+                res = child_ours(a.child, h, w, a.frames, a.train_frames, a.repeats, a.attn_chunk_size,
+                                 not a.no_optimizer, a.split, a.recompute)
+            else:
+                res = child_diffusers(a.child, h, w, a.frames, a.train_frames, a.repeats, a.threads,
+                                      not a.no_optimizer, a.recompute)
+            print(json.dumps(res), flush=True)
+            code = 0
+        except Exception as e:  # noqa: BLE001 - reported by the driver as this measurement's error
+            print(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}",
+                  file=sys.stderr, flush=True)
+            code = 1
+        # leave without interpreter teardown: MindSpore 2.7.1 can deadlock in tensor destructors at exit
+        os._exit(code)
     results = []
     for size in a.sizes:
         for kind in a.what:
