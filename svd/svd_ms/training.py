@@ -39,7 +39,7 @@ class FinetuneOptions:
         (use with loss scaling on GPU/Ascend).
     recompute: gradient checkpointing of the UNet blocks (:meth:`VideoUNet.set_recompute`): the
         activations of a block are computed again in the backward pass instead of kept; the same
-        gradients for much less memory and about one more forward pass of time.
+        gradients for less activation memory and one more forward pass of work.
     seed: base of the per-sample generators.
     """
 
