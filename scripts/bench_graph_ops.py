@@ -2,10 +2,14 @@
 
     python scripts/bench_graph_ops.py            # both tables (about 2 minutes on 2 cores)
     python scripts/bench_graph_ops.py --memory   # only the memory table
+    python scripts/bench_graph_ops.py --backward # the memory table of training graphs (forward + backward)
 
 Memory: for each op form, a GRAPH_MODE cell applies it 16 times (each followed by a SiLU) to a float32
 activation of shape (32, 1024, 320) = 42 MB, in its own process; printed is the peak RSS above the
 process before the call, minus the same for a plain chain ``x * 1.01`` (the reference of the same run).
+``--backward``: the same stacks compiled as ``ms.jit(ms.value_and_grad(sum of the output, 0, params))``,
+as a training step compiles them (the chain keeps each SiLU's input for its gradient; what a form holds
+beyond that shows as its extra).
 Time: ``common.nn.multi_head_attention`` with ``heads_layout`` "transpose" and "slices", eagerly and under
 ``ms.jit``, at the attention shapes of the video UNets (best of 3 calls), with the largest difference
 between the two outputs (they are bit-identical). The figures are quoted in docs/performance.md.
@@ -94,7 +98,7 @@ FORM_NAMES = ("chain", "bcast_add", "bcast_mul", "center", "broadcast_to", "bias
               "transpose", "transpose_2d", "head_slices", "matmul", "softmax", "layer_norm")
 
 
-def _child(form: str) -> None:
+def _child(form: str, backward: bool = False) -> None:
     import mindspore as ms
     import numpy as np
     from mindspore import Parameter, Tensor, nn, ops
@@ -122,19 +126,30 @@ def _child(form: str) -> None:
             return x
 
     x = Tensor(np.random.default_rng(0).random(SHAPE, dtype=np.float32))
+    stack = Stack()
+    if backward:
+        params = stack.trainable_params()
+        step = ms.jit(ms.value_and_grad(lambda x: stack(x).sum(), 0, params))  # d/dx: through every node
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-    Stack()(x).asnumpy()
+    if backward:
+        loss, (gx, gp) = step(x)
+        loss.asnumpy(), gx.asnumpy(), [g.asnumpy() for g in gp]
+    else:
+        stack(x).asnumpy()
     print(json.dumps({"extra_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20 - before}))
 
 
-def memory_table() -> None:
+def memory_table(backward: bool = False) -> None:
     res = {}
     for form in FORM_NAMES:
-        r = subprocess.run([sys.executable, __file__, "--child", form], capture_output=True, text=True, cwd=ROOT)
+        cmd = [sys.executable, __file__, "--child", form] + (["--backward"] if backward else [])
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
         res[form] = json.loads(lines[-1])["extra_gib"] if lines else float("nan")
     ref = res["chain"]
-    print(f"16 graph nodes of one op on a {SHAPE} float32 activation (42 MB), extra peak RSS over the chain:")
+    what = "forward + backward (ms.jit of value_and_grad)" if backward else "forward"
+    print(f"16 graph nodes of one op on a {SHAPE} float32 activation (42 MB), {what}, "
+          "extra peak RSS over the chain (chain row: its own peak):")
     print(f"| {'op form':42s} | extra GiB | per node / output |")
     print(f"|{'-' * 44}|-----------|-------------------|")
     descs = {"chain": "x * 1.01 (reference)"}
@@ -180,10 +195,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--memory", action="store_true", help="only the memory table")
     p.add_argument("--time", action="store_true", help="only the attention timing table")
+    p.add_argument("--backward", action="store_true",
+                   help="only the memory table of forward + backward graphs (as a training step compiles them)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
-        _child(a.child)
+        _child(a.child, a.backward)
+        return 0
+    if a.backward:
+        memory_table(backward=True)
         return 0
     if not a.time:
         memory_table()

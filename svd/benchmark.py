@@ -61,11 +61,11 @@ def _ours_inputs(b, t, h, w, rng, ms):
 
 
 def child_ours(kind: str, h: int, w: int, frames: int, train_frames: int, repeats: int, chunk,
-               optimizer: bool = True, split: int = 1, recompute: bool = False) -> dict:
+               optimizer: bool = True, split: int = 1, recompute: bool = False, ff_chunk=None) -> dict:
     import mindspore as ms
     import numpy as np
 
-    from common.nn import set_attention_backend
+    from common.nn import set_attention_backend, set_feed_forward_chunk_size
     from common.train import AdamW
     from svd_ms.config import load_svd_config
     from svd_ms.denoiser import Denoiser
@@ -81,6 +81,11 @@ def child_ours(kind: str, h: int, w: int, frames: int, train_frames: int, repeat
     den = Denoiser(unet)
     out = {"build_s": time.perf_counter() - t0, "rss_after_build_gib": _rss_gib(),
            "params": int(sum(int(np.prod(p.shape)) for p in unet.get_parameters()))}
+    if chunk:
+        out["attn_chunk_size"] = chunk
+    if ff_chunk:
+        set_feed_forward_chunk_size(unet, ff_chunk)
+        out["ff_chunk_size"] = ff_chunk
     if kind in ("ours_pynative", "ours_graph"):
         args = _ours_inputs(2, frames, h, w, rng, ms)
         fn = ms.jit(den.construct) if kind == "ours_graph" else den
@@ -187,6 +192,8 @@ def _run_child(kind, size, a) -> dict:
            "--train_frames", str(a.train_frames), "--repeats", str(a.repeats), "--threads", str(a.threads)]
     if a.attn_chunk_size:
         cmd += ["--attn_chunk_size", str(a.attn_chunk_size)]
+    if a.ff_chunk_size:
+        cmd += ["--ff_chunk_size", str(a.ff_chunk_size)]
     if a.no_optimizer:
         cmd += ["--no_optimizer"]
     if a.split > 1:
@@ -222,6 +229,9 @@ def _table(results) -> str:
             who += f", {r['split']} calls of {2 // r['split']} video"
         if r.get("recompute"):
             who += ", gradient checkpointing"
+        for key, label in (("attn_chunk_size", "attention chunks"), ("ff_chunk_size", "feed-forward chunks")):
+            if r.get(key):
+                who += f", {label} of {r[key]}"
         rows.append(f"| {r['size']} | {r['kind']} | {who} | {r['median_s']:.1f} | {r['first_call_s']:.1f} | "
                     f"{r['peak_rss_gib']:.1f} | {ratio} |")
     return "\n".join(rows)
@@ -237,6 +247,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
     ap.add_argument("--what", nargs="+", default=list(KINDS), choices=KINDS, help="measurements to run")
     ap.add_argument("--attn_chunk_size", type=int, default=None, help="attention query chunk of our port")
+    ap.add_argument("--ff_chunk_size", type=int, default=None,
+                    help="feed-forward token chunk of our port (common.nn.set_feed_forward_chunk_size)")
     ap.add_argument("--no_optimizer", action="store_true",
                     help="training step = forward + backward only (no AdamW states: ~5 GiB less at full size)")
     ap.add_argument("--recompute", action="store_true",
@@ -259,7 +271,7 @@ def main(argv=None) -> int:
         try:
             if a.child.startswith(("ours", "train_ours")):
                 res = child_ours(a.child, h, w, a.frames, a.train_frames, a.repeats, a.attn_chunk_size,
-                                 not a.no_optimizer, a.split, a.recompute)
+                                 not a.no_optimizer, a.split, a.recompute, a.ff_chunk_size)
             else:
                 res = child_diffusers(a.child, h, w, a.frames, a.train_frames, a.repeats, a.threads,
                                       not a.no_optimizer, a.recompute)

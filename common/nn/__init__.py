@@ -7,13 +7,25 @@ from .attention import (
                         set_attention_backend,
 )
 from .embeddings import TimestepEmbedding, sinusoidal_position_table, timestep_embedding
-from .layers import GEGLU, GELU, FeedForward, GELUProj, TemporalConv, conv2d, gelu, in_graph, linear
+from .layers import (
+    GEGLU,
+    GELU,
+    FeedForward,
+    GELUProj,
+    TemporalConv,
+    conv2d,
+    gelu,
+    in_graph,
+    linear,
+    set_feed_forward_chunk_size,
+)
 from .norm import GroupNorm, LayerNorm
 
 __all__ = [
     "Attention", "scaled_dot_product_attention", "multi_head_attention", "set_attention_backend", "get_attention_backend",
     "timestep_embedding", "TimestepEmbedding", "sinusoidal_position_table",
     "linear", "conv2d", "TemporalConv", "gelu", "in_graph", "GELU", "GEGLU", "GELUProj", "FeedForward",
+    "set_feed_forward_chunk_size",
     "GroupNorm", "LayerNorm",
 ]
 from .unet_blocks import (  # noqa: E402

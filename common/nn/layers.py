@@ -139,15 +139,64 @@ class FeedForward(nn.Cell):
         glu: GEGLU (True) or Linear + GELU (False).
         approximate: GELU form for the non-GLU projection ("none" or "tanh").
         dropout: dropout probability (only active in training).
+        inner_dim: hidden width overriding ``mult * dim``.
+        chunk_size: run the tokens through the feed-forward this many at a time (None = all at
+            once; see :func:`set_feed_forward_chunk_size`). The hidden activation is the largest
+            tensor of a transformer block (GEGLU: 8x the input), so this bounds memory at large
+            sizes; the numbers are the whole batch's to float32 rounding (each token is computed alone;
+            the matmul kernels only block the rows differently).
     """
 
     def __init__(self, dim: int, dim_out: int | None = None, mult: int = 4, glu: bool = False,
-                 approximate: str = "none", dropout: float = 0.0, inner_dim: int | None = None):
+                 approximate: str = "none", dropout: float = 0.0, inner_dim: int | None = None,
+                 chunk_size: int | None = None):
         super().__init__()
         inner = inner_dim if inner_dim is not None else int(dim * mult)
         dim_out = dim_out or dim
         first = GEGLU(dim, inner) if glu else GELUProj(dim, inner, approximate)
         self.net = nn.SequentialCell([first, nn.Dropout(p=dropout), linear(inner, dim_out)])
+        self.chunk_size = _check_chunk(chunk_size)
 
     def construct(self, x):
-        return self.net(x)
+        # x (..., dim) -> (..., dim_out); every token (row) is independent
+        n = self.chunk_size
+        if n is None:
+            return self.net(x)
+        lead = x.shape[:-1]
+        rows = x.reshape(-1, x.shape[-1])  # (N, dim): all leading axes are tokens
+        total = rows.shape[0]
+        if n >= total:
+            return self.net(x)
+        outs = []
+        for start in range(0, total, n):
+            r = rows[start:min(start + n, total)]
+            if outs:  # one chunk after the other (a graph would otherwise run them all at once)
+                r = ops.depend(r, outs[-1])
+            outs.append(self.net(r))
+        y = ops.concat(outs, axis=0)  # (N, dim_out)
+        return y.reshape(lead + (y.shape[-1],))
+
+
+def _check_chunk(chunk_size):
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
+        raise ValueError(f"feed-forward chunk_size must be a positive int or None, got {chunk_size!r}")
+    return chunk_size
+
+
+def set_feed_forward_chunk_size(cell: nn.Cell, chunk_size: int | None) -> int:
+    """Set ``chunk_size`` of every :class:`FeedForward` inside ``cell`` (diffusers'
+    ``enable_forward_chunking``, over all tokens rather than one axis, so the temporal blocks' (B*H*W, T)
+    sequences are chunked too). None turns chunking off. Set it before a graph is compiled.
+
+    Returns:
+        the number of feed-forwards changed.
+    """
+    chunk_size = _check_chunk(chunk_size)
+    count = 0
+    for _, sub in cell.cells_and_names():
+        if isinstance(sub, FeedForward):
+            sub.chunk_size = chunk_size
+            count += 1
+    return count

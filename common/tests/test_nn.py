@@ -19,6 +19,7 @@ from common.nn import (
     multi_head_attention,
     scaled_dot_product_attention,
     set_attention_backend,
+    set_feed_forward_chunk_size,
     timestep_embedding,
 )
 
@@ -187,6 +188,30 @@ def test_geglu_feed_forward_matches_torch():
     a, g = h.chunk(2, dim=-1)
     ref = ((a * F.gelu(g)) @ torch.tensor(p["net.2.weight"]).T + torch.tensor(p["net.2.bias"])).numpy()
     np.testing.assert_allclose(ff(T(x.numpy())).asnumpy(), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("glu", [True, False])
+def test_feed_forward_chunks_give_the_whole_batch_numbers(glu):
+    ff = FeedForward(16, dim_out=8, mult=4, glu=glu)
+    set_params(ff, {})
+    x = T(randn(3, 7, 16))  # 21 tokens
+    whole = ff(x).asnumpy()
+    for n in (1, 5, 21, 100):
+        ff.chunk_size = n
+        np.testing.assert_allclose(ff(x).asnumpy(), whole, rtol=1e-6, atol=1e-6)
+    ff.chunk_size = 5
+    graph = ms.jit(ff.construct)(x).asnumpy()
+    np.testing.assert_allclose(graph, whole, rtol=1e-6, atol=1e-6)
+
+
+def test_set_feed_forward_chunk_size_reaches_every_feed_forward():
+    st = SpatialTransformer(32, heads=2, dim_head=16, depth=2, context_dim=24)
+    assert set_feed_forward_chunk_size(st, 64) == 2
+    assert all(c.chunk_size == 64 for _, c in st.cells_and_names() if isinstance(c, FeedForward))
+    assert set_feed_forward_chunk_size(st, None) == 2
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+            set_feed_forward_chunk_size(st, bad)
 
 
 def test_timestep_embedding_formula():

@@ -25,7 +25,7 @@ def test_help_explains_every_flag():
     text = " ".join(r.stdout.split())
     for flag in ("--SVD.config", "--SVD.checkpoint", "--SVD.num_frames", "--SVD.fps", "--SVD.motion_bucket_id",
                  "--SVD.noise_aug_strength", "--SVD.decode_chunk_size", "--image", "--seed", "--output_dir", "--mode",
-                 "--num_steps"):
+                 "--num_steps", "--attn_chunk_size", "--ff_chunk_size", "--split_cfg"):
         assert flag in text
     assert "fps_id = fps - 1" in text and "more motion" in text and "RANDOM" in text
 
@@ -47,7 +47,7 @@ def test_checkpoint_run_resizes_the_image(tiny_model, tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (70, 140, 3), dtype=np.uint8)).save(img)
     r = _run(f"--SVD.config={TINY_CONFIG}", f"--SVD.checkpoint={ckpt}", "--SVD.num_frames=2", "--SVD.fps=8",
              "--SVD.decode_chunk_size=1", f"--image={img}", "--num_steps=1", f"--output_dir={tmp_path}", "--seed=3",
-             "--no_progress")
+             "--no_progress", "--split_cfg", "--ff_chunk_size=50", "--attn_chunk_size=16")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resizing to 128x64" in r.stderr and "loaded" in r.stderr and "RANDOM" not in r.stdout
     (mp4,) = tmp_path.glob("*.mp4")
@@ -58,6 +58,7 @@ def test_checkpoint_run_resizes_the_image(tiny_model, tmp_path):
     (["--SVD.checkpoint=/nonexistent/svd.safetensors"], "does not exist"),
     (["--SVD.config=/nonexistent.yaml"], "does not exist"),
     (["--image=/nonexistent.png"], "does not exist"),
+    (["--ff_chunk_size=0"], "--ff_chunk_size must be >= 1"),
 ])
 def test_bad_paths_give_one_line(args, message, tmp_path):
     r = _run(*args, f"--output_dir={tmp_path}")

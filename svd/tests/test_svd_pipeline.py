@@ -3,6 +3,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
+from common.nn import set_feed_forward_chunk_size
 from svd_ms.pipeline import SVDPipeline
 from svd_ms.sampling import LinearPredictionGuidedDenoiser, linear_guidance_scale
 
@@ -27,6 +28,25 @@ def test_fps_is_fed_as_fps_id_minus_one_and_seed_fixes_the_draws(tiny_model):
     assert np.abs(d.latents - a.latents).max() > 1e-3
 
 
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+def test_memory_knobs_keep_the_denoised_frames(tiny_model, mode):
+    """split_cfg (two UNet calls a step) and feed-forward chunks change memory, not the numbers."""
+    t = 3
+    img = ms.Tensor(IMAGE)
+    c, uc = tiny_model.conditioner.get_conditioning(img, img, t, 6.0, 127.0, 0.02)
+    denoiser = ms.jit(tiny_model.denoiser.construct) if mode == "graph" else tiny_model.denoiser
+    x = ms.Tensor(np.random.default_rng(5).standard_normal((t, 4, 8, 8)).astype(np.float32) * 2.0)
+    sigma = ms.Tensor(np.full((t,), 2.0, np.float32))
+    whole = LinearPredictionGuidedDenoiser(denoiser, c, uc, t)(x, sigma).asnumpy()
+    try:
+        assert set_feed_forward_chunk_size(tiny_model, 7) > 0
+        denoiser = ms.jit(tiny_model.denoiser.construct) if mode == "graph" else tiny_model.denoiser
+        split = LinearPredictionGuidedDenoiser(denoiser, c, uc, t, split_cfg=True)(x, sigma).asnumpy()
+    finally:
+        set_feed_forward_chunk_size(tiny_model, None)
+    np.testing.assert_allclose(split, whole, rtol=1e-5, atol=1e-5)
+
+
 def test_guidance_ramp_is_per_frame():
     scale = linear_guidance_scale(4, 1.0, 2.5)
     np.testing.assert_allclose(scale, [1.0, 1.5, 2.0, 2.5])
@@ -40,6 +60,15 @@ def test_guidance_ramp_is_per_frame():
     fn = LinearPredictionGuidedDenoiser(fake, c, c, t, 1.0, 2.5)
     out = fn(ms.ops.zeros((t, 1, 1, 1)), ms.ops.ones((t,))).asnumpy()
     np.testing.assert_allclose(out.reshape(-1), scale)  # x_u + s_t (x_c - x_u) = s_t
+
+    def fake_branch(x, sigma, crossattn, vector, concat, ind):  # one branch a call: 0 for uncond, 1 for cond
+        assert x.shape[0] == t and ind.shape == (1, t)
+        return ms.ops.ones_like(x) * crossattn[0, 0, 0]
+
+    u = dict(c, crossattn=ms.ops.zeros((t, 1, 2)))
+    fn = LinearPredictionGuidedDenoiser(fake_branch, c, u, t, 1.0, 2.5, split_cfg=True)
+    out = fn(ms.ops.zeros((t, 1, 1, 1)), ms.ops.ones((t,))).asnumpy()
+    np.testing.assert_allclose(out.reshape(-1), scale)
 
 
 def test_bad_inputs_raise_clear_errors(tiny_model):
