@@ -32,6 +32,9 @@ def _forms():
     """name -> (description, f(x (32, 1024, 320), b (320,), w (320, 320))); imports MindSpore."""
     from mindspore import ops
 
+    from common.nn import gelu as common_gelu
+    from common.nn.attention import _graph_softmax
+
     ln = ops.LayerNorm(-1, -1, 1e-5)
 
     def chain(x, b, w):
@@ -73,6 +76,12 @@ def _forms():
     def softmax(x, b, w):
         return ops.softmax(x, -1)
 
+    def softmax_common(x, b, w):
+        return _graph_softmax(x)
+
+    def gelu_common(x, b, w):
+        return common_gelu(x)
+
     def layer_norm(x, b, w):
         return ln(x, b + 1.0, b)[0]
 
@@ -90,12 +99,15 @@ def _forms():
         "head_slices": ("split into 5 heads + concat", head_slices),
         "matmul": ("MatMul", matmul),
         "softmax": ("Softmax", softmax),
+        "softmax_common": ("Softmax, written backward (common.nn, graphs)", softmax_common),
+        "gelu_common": ("common.nn.gelu (graphs: erf, written backward)", gelu_common),
         "layer_norm": ("LayerNorm", layer_norm),
     }
 
 
 FORM_NAMES = ("chain", "bcast_add", "bcast_mul", "center", "broadcast_to", "bias_add", "gelu", "gelu_erf",
-              "transpose", "transpose_2d", "head_slices", "matmul", "softmax", "layer_norm")
+              "transpose", "transpose_2d", "head_slices", "matmul", "softmax", "layer_norm",
+              "softmax_common", "gelu_common")
 
 
 def _child(form: str, backward: bool = False) -> None:
@@ -129,7 +141,11 @@ def _child(form: str, backward: bool = False) -> None:
     stack = Stack()
     if backward:
         params = stack.trainable_params()
-        step = ms.jit(ms.value_and_grad(lambda x: stack(x).sum(), 0, params))  # d/dx: through every node
+
+        def total(x):
+            return stack(x).sum()
+
+        step = ms.jit(ms.value_and_grad(total, 0, params))  # d/dx: through every node
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     if backward:
         loss, (gx, gp) = step(x)

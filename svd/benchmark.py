@@ -278,8 +278,8 @@ def main(argv=None) -> int:
             print(json.dumps(res), flush=True)
             code = 0
         except Exception as e:  # noqa: BLE001 - reported by the driver as this measurement's error
-            print(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}",
-                  file=sys.stderr, flush=True)
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip().strip("-")]  # MindSpore: a ---- rule first
+            print(f"{type(e).__name__}: {lines[0] if lines else ''}", file=sys.stderr, flush=True)
             code = 1
         # leave without interpreter teardown: MindSpore 2.7.1 can deadlock in tensor destructors at exit
         os._exit(code)

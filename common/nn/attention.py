@@ -64,6 +64,23 @@ _bmm_t = ops.BatchMatMul(transpose_b=True)
 _bmm = ops.BatchMatMul()
 
 
+class _GraphSoftmax(nn.Cell):
+    """Softmax over the last axis with its backward written out, ``y * (g - sum(g * y))``: in a CPU
+    training graph the automatic backward of ``ops.softmax`` holds about 4 score matrices' worth of
+    buffers per attention, this one none beyond the saved output (``scripts/bench_graph_ops.py --backward``).
+    Used inside graphs only; eagerly ``ops.softmax`` keeps less (a custom backward also keeps the input)."""
+
+    def construct(self, x):
+        return ops.softmax(x, axis=-1)
+
+    def bprop(self, x, out, dout):
+        s = (dout * out).sum(-1, keepdims=True)
+        return (out * (dout - ops.broadcast_to(s, out.shape)),)
+
+
+_graph_softmax = _GraphSoftmax()
+
+
 def _math_attention(q, k, v, mask, scale):
     # q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv)
     # scale q (Lq x D) rather than the scores (Lq x Lk): one score-sized temporary fewer
@@ -75,7 +92,7 @@ def _math_attention(q, k, v, mask, scale):
             s = ops.masked_fill(s, ops.logical_not(mask), float("-inf"))
         else:
             s = s + mask.astype(ms.float32)
-    p = ops.softmax(s, axis=-1)
+    p = _graph_softmax(s) if in_graph() else ops.softmax(s, axis=-1)
     if p.dtype != v.dtype:
         p = p.astype(v.dtype)
     return _bmm(p, v)  # (..., Lq, Dv)

@@ -170,6 +170,46 @@ def test_gelu_eager_and_graph_forms_match_torch(approximate):
     np.testing.assert_allclose(ms.jit(gelu)(T(x), approximate).asnumpy(), ref, atol=1e-6)
 
 
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_gradients_match_torch_eagerly_and_in_graphs(approximate):
+    """Graphs use a hand-written GELU backward (less memory in CPU training graphs)."""
+    from common.nn import gelu
+    x = randn(4, 33) * 3
+    w = randn(4, 33)
+    xt = torch.tensor(x, requires_grad=True)
+    (F.gelu(xt, approximate=approximate) * torch.tensor(w)).sum().backward()
+
+    def f(v):
+        return (gelu(v, approximate) * T(w)).sum()
+
+    np.testing.assert_allclose(ms.grad(f)(T(x)).asnumpy(), xt.grad.numpy(), atol=1e-5)
+    np.testing.assert_allclose(ms.jit(ms.grad(f))(T(x)).asnumpy(), xt.grad.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("masking", [None, "bool", "additive"])
+def test_attention_gradients_match_torch_eagerly_and_in_graphs(masking):
+    """Graphs use a hand-written softmax backward (less memory in CPU training graphs)."""
+    q, k, v, g = randn(2, 3, 7, 8), randn(2, 3, 5, 8), randn(2, 3, 5, 4), randn(2, 3, 7, 4)
+    mask = None
+    if masking == "bool":
+        mask = rng.random((2, 1, 7, 5)) > 0.3
+        mask[..., 0] = True
+    elif masking == "additive":
+        mask = randn(2, 1, 7, 5).astype(np.float32)
+    tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+    (F.scaled_dot_product_attention(tq, tk, tv, attn_mask=None if mask is None else torch.tensor(mask))
+     * torch.tensor(g)).sum().backward()
+    ref = [t.grad.numpy() for t in (tq, tk, tv)]
+    m = None if mask is None else T(mask)
+
+    def f(a, b, c):
+        return (scaled_dot_product_attention(a, b, c, m) * T(g)).sum()
+
+    for fn in (ms.grad(f, (0, 1, 2)), ms.jit(ms.grad(f, (0, 1, 2)))):
+        for got, want in zip(fn(T(q), T(k), T(v)), ref):
+            np.testing.assert_allclose(got.asnumpy(), want, atol=1e-5)
+
+
 def test_temporal_conv_matches_conv3d():
     x = randn(2, 8, 5, 3, 4)
     conv = TemporalConv(8, 6, 3)
