@@ -6,6 +6,7 @@ dict converted from PyTorch loads with identity key names.
 from __future__ import annotations
 
 import math
+import numbers
 
 import mindspore as ms
 from mindspore import Parameter, nn, ops
@@ -201,9 +202,9 @@ class FeedForward(nn.Cell):
 def _check_chunk(chunk_size):
     if chunk_size is None:
         return None
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size <= 0:
         raise ValueError(f"feed-forward chunk_size must be a positive int or None, got {chunk_size!r}")
-    return chunk_size
+    return int(chunk_size)  # a Python int (NumPy integers too): a graph constant
 
 
 def set_feed_forward_chunk_size(cell: nn.Cell, chunk_size: int | None) -> int:

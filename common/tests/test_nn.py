@@ -248,6 +248,8 @@ def test_set_feed_forward_chunk_size_reaches_every_feed_forward():
     st = SpatialTransformer(32, heads=2, dim_head=16, depth=2, context_dim=24)
     assert set_feed_forward_chunk_size(st, 64) == 2
     assert all(c.chunk_size == 64 for _, c in st.cells_and_names() if isinstance(c, FeedForward))
+    assert set_feed_forward_chunk_size(st, np.int64(32)) == 2
+    assert all(type(c.chunk_size) is int for _, c in st.cells_and_names() if isinstance(c, FeedForward))
     assert set_feed_forward_chunk_size(st, None) == 2
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="chunk_size must be a positive int"):
