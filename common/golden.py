@@ -5,11 +5,17 @@ Layout and rules: ``../shared/golden/FORMAT.md``. The root is ``$GOLDEN_DIR`` wh
 is discovered; each of its checks becomes one pytest test ``golden[<model>/<case>/<check>]``
 (see ``common/tests/test_golden.py``).
 
-A model package registers its adapter in :data:`ADAPTERS` (``model -> module``); the module
-defines ``make_adapter(case: GoldenCase) -> adapter`` whose ``run(check: GoldenCheck)`` returns
-``{output_name: array}``. The harness compares every expected output:
-``max|ours - ref| <= tol * max(1, max|ref|)``. A missing adapter, an unknown check, a missing
-output or an exception is a failure; nothing is skipped.
+A model's adapter is found by convention: the module ``<model>_ms.golden_adapter`` defines
+``Adapter``, a :class:`GoldenAdapter` subclass with one ``check_<name>(check)`` method per check it
+implements; ``Adapter(case)`` builds the case's model and returns ``{output_name: array}`` per check.
+The harness compares every expected output: ``max|ours - ref| <= tol * max(1, max|ref|)``.
+
+A check is *implemented* when the model's ``Adapter`` has its ``check_<name>`` method; every other
+check (all checks of a model with no adapter module, the checks of features not ported yet) is
+*pending*: it carries the ``unported`` marker, the default test command deselects it, and it fails
+when run (``-m golden``, ``-m unported``, ``python -m common.golden``). A case is built only when one
+of its implemented checks runs. An unknown check, a missing output or an exception is a failure;
+nothing is skipped.
 """
 from __future__ import annotations
 
@@ -18,21 +24,13 @@ import importlib.util
 import json
 import os
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-#: model name (folder under the golden root) -> module defining ``make_adapter``. A model counts as
-#: ported once that module exists (:func:`has_adapter`); the others' cases are marked ``unported``.
-ADAPTERS: dict[str, str] = {
-    "dynamicrafter": "dynamicrafter_ms.golden_adapter",
-    "svd": "svd_ms.golden_adapter",
-    "animatediff": "animatediff_ms.golden_adapter",
-}
 
 
 def golden_root() -> Path:
@@ -105,6 +103,36 @@ class GoldenCase:
         raise GoldenError(f"case {self.model}/{self.name} has no check {name!r}")
 
 
+class GoldenAdapter:
+    """Base of a model's adapter: one ``check_<name>(self, check) -> {output: array or Tensor}`` per check.
+
+    Subclasses build what the case needs in ``__init__`` (called once per case, only when one of its
+    implemented checks runs). Outputs that are MindSpore tensors are converted to NumPy here.
+    """
+
+    #: prefix of the methods that implement checks
+    PREFIX = "check_"
+
+    def __init__(self, case: GoldenCase):
+        self.case = case
+
+    @classmethod
+    def implemented(cls) -> frozenset[str]:
+        """The check names this adapter implements (its ``check_<name>`` attributes), without building it."""
+        return frozenset(n[len(cls.PREFIX):] for n in dir(cls)
+                         if n.startswith(cls.PREFIX) and callable(getattr(cls, n)))
+
+    def run(self, check: GoldenCheck) -> dict:
+        fn = getattr(self, self.PREFIX + check.name, None)
+        if fn is None:
+            raise GoldenError(f"{self.case.model} adapter does not implement check {check.name!r} (pending)")
+        out = fn(check)
+        if not isinstance(out, dict):
+            raise GoldenError(f"{type(self).__name__}.{self.PREFIX}{check.name} returned {type(out).__name__}, "
+                              f"not a dict of outputs")
+        return {k: (v.asnumpy() if hasattr(v, "asnumpy") else np.asarray(v)) for k, v in out.items()}
+
+
 def discover(root: Path | None = None) -> list[GoldenCase]:
     """Every case under the root, sorted by (model, case)."""
     root = root or golden_root()
@@ -114,6 +142,11 @@ def discover(root: Path | None = None) -> list[GoldenCase]:
     for manifest in sorted(root.glob("*/*/case.json")):
         cases.append(GoldenCase(model=manifest.parent.parent.name, name=manifest.parent.name, root=manifest.parent))
     return cases
+
+
+def cases_with(model: str, check: str, root: Path | None = None) -> list[GoldenCase]:
+    """The cases of ``model`` that record a check named ``check`` (for tests of one component)."""
+    return [c for c in discover(root) if c.model == model and check in c.check_names]
 
 
 def compare(name: str, ours, ref: np.ndarray, tol: float) -> tuple[bool, str]:
@@ -129,44 +162,75 @@ def compare(name: str, ours, ref: np.ndarray, tol: float) -> tuple[bool, str]:
     return ok, f"{name}: max|err| {err:.3e} {'<=' if ok else '>'} {bound:.3e} (tol {tol:g})"
 
 
+# ---------------------------------------------------------------------------------------- adapters
+def adapter_module_name(model: str) -> str:
+    """The module holding a model's adapter, by convention: ``<model>_ms.golden_adapter``."""
+    return f"{model}_ms.golden_adapter"
+
+
 def has_adapter(model: str) -> bool:
     """True when the model's adapter module is installed (its package may still fail to import: that fails the checks)."""
-    name = ADAPTERS.get(model)
-    if name is None:
-        return False
     try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
+        return importlib.util.find_spec(adapter_module_name(model)) is not None
+    except (ModuleNotFoundError, ValueError):
         return False
 
 
-_ADAPTER_CACHE: dict[tuple[str, str], Any] = {}
+@cache
+def _adapter_class(model: str) -> type[GoldenAdapter]:
+    name = adapter_module_name(model)
+    if not has_adapter(model):
+        raise GoldenError(f"model {model!r} has no MindSpore port yet: module {name} does not exist")
+    cls = getattr(importlib.import_module(name), "Adapter", None)
+    if not (isinstance(cls, type) and issubclass(cls, GoldenAdapter)):
+        raise GoldenError(f"{name} defines no Adapter class (a common.golden.GoldenAdapter subclass)")
+    return cls
 
 
-def get_adapter(case: GoldenCase):
+def implemented_checks(model: str) -> frozenset[str] | None:
+    """The check names the model's adapter implements; an empty set when it has no adapter module.
+
+    ``None`` when the adapter module exists but cannot be imported or defines no ``Adapter``: every check
+    is then treated as implemented, so that the error fails the default run instead of hiding it.
+    """
+    if not has_adapter(model):
+        return frozenset()
+    try:
+        return _adapter_class(model).implemented()
+    except Exception:  # reported by run_check, check by check
+        return None
+
+
+def is_implemented(case: GoldenCase, check: str) -> bool:
+    """Whether ``check`` of ``case`` runs in the default test command (see the module docstring)."""
+    names = implemented_checks(case.model)
+    return names is None or check in names
+
+
+_ADAPTER_CACHE: dict[tuple[str, str], GoldenAdapter] = {}
+
+
+def get_adapter(case: GoldenCase) -> GoldenAdapter:
     """The model's adapter for a case (built once per case and cached)."""
     key = (case.model, str(case.root))
-    if key in _ADAPTER_CACHE:
-        return _ADAPTER_CACHE[key]
-    module_name = ADAPTERS.get(case.model)
-    if module_name is None:
-        raise GoldenError(f"model {case.model!r} has no MindSpore port yet: no golden adapter is registered "
-                          f"(common/golden.py ADAPTERS)")
-    if not has_adapter(case.model):
-        raise GoldenError(f"model {case.model!r} has no MindSpore port yet: module {module_name} does not exist")
-    module = importlib.import_module(module_name)
-    adapter = module.make_adapter(case)
-    _ADAPTER_CACHE[key] = adapter
-    return adapter
+    if key not in _ADAPTER_CACHE:
+        _ADAPTER_CACHE[key] = _adapter_class(case.model)(case)
+    return _ADAPTER_CACHE[key]
 
 
 def run_check(case: GoldenCase, check_name: str) -> list[str]:
-    """Run one check and compare all its outputs. Raises GoldenError with the per-output report."""
+    """Run one check and compare all its outputs. Raises GoldenError with the per-output report.
+
+    A pending check fails here, before its case is built.
+    """
     check = case.check(check_name)
-    adapter = get_adapter(case)
-    outputs = adapter.run(check)
-    if not isinstance(outputs, dict):
-        raise GoldenError(f"adapter for {case.model} returned {type(outputs).__name__}, not a dict of outputs")
+    if not is_implemented(case, check_name):
+        if not has_adapter(case.model):
+            raise GoldenError(f"model {case.model!r} has no MindSpore port yet: module "
+                              f"{adapter_module_name(case.model)} does not exist")
+        raise GoldenError(f"golden {case.model}/{case.name}/{check_name}: pending, the {case.model} adapter "
+                          f"does not implement it yet (no {GoldenAdapter.PREFIX}{check_name})")
+    outputs = get_adapter(case).run(check)
     lines, ok_all = [], True
     for out_name, ref in check.expected.items():
         if out_name not in outputs:
@@ -182,17 +246,48 @@ def run_check(case: GoldenCase, check_name: str) -> list[str]:
     return lines
 
 
+def status_table(cases: list[GoldenCase]) -> list[tuple[str, str, list[str], list[str]]]:
+    """``(model, case, implemented checks, pending checks)`` per case, in discovery order."""
+    return [(c.model, c.name, [n for n in c.check_names if is_implemented(c, n)],
+             [n for n in c.check_names if not is_implemented(c, n)]) for c in cases]
+
+
+def format_status(cases: list[GoldenCase]) -> str:
+    """The Markdown table of implemented and pending checks per model and case (``--list``, docs/parity.md)."""
+    rows = ["| model | case | implemented | pending |", "|---|---|---|---|"]
+    n_done = n_pending = 0
+    broken = {}
+    for model in sorted({c.model for c in cases}):
+        if has_adapter(model) and implemented_checks(model) is None:
+            try:
+                _adapter_class(model)
+            except Exception as e:
+                broken[model] = f"{type(e).__name__}: {e}"
+    for model, case, done, pending in status_table(cases):
+        n_done += len(done)
+        n_pending += len(pending)
+        rows.append(f"| {model} | {case} | {', '.join(done) or '—'} | {', '.join(pending) or '—'} |")
+    rows.append(f"\n{n_done} implemented, {n_pending} pending checks in {len(cases)} cases under {golden_root()}")
+    rows += [f"{m}: the adapter module fails to load ({err}); all its checks count as implemented and fail"
+             for m, err in broken.items()]
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m common.golden [model ...]``: run checks and print the worst error per output."""
+    """``python -m common.golden [model ...]``: run every check (pending ones fail) and print the worst error per output."""
     import argparse
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("models", nargs="*", help="models to run (default: all found under the golden root)")
+    p.add_argument("--list", action="store_true",
+                   help="print the implemented and pending checks per model and case, run nothing")
     args = p.parse_args(argv)
+    cases = [c for c in discover() if not args.models or c.model in args.models]
+    if args.list:
+        print(format_status(cases))
+        return 0
     failed = 0
-    for case in discover():
-        if args.models and case.model not in args.models:
-            continue
+    for case in cases:
         for name in case.check_names:
             try:
                 lines = run_check(case, name)
@@ -204,4 +299,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # run as ``common.golden`` (not ``__main__``) so that adapters subclass the same GoldenAdapter
+    raise SystemExit(importlib.import_module("common.golden").main())

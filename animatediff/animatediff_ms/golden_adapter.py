@@ -12,6 +12,7 @@ import mindspore as ms
 import numpy as np
 
 from common.clip.hf_tokenizer import CLIPTokenizer
+from common.golden import GoldenAdapter
 from common.schedulers.ddim import ddim_schedule_from_diffusers
 
 from . import loading as L
@@ -21,11 +22,11 @@ from .pipeline import AnimationPipeline
 from .prompt_config import load_prompt_config
 
 
-class AnimateDiffAdapter:
+class Adapter(GoldenAdapter):
     """Builds each model once per distinct weight list and runs the checks (see the case README)."""
 
     def __init__(self, case):
-        self.case = case
+        super().__init__(case)
         self.root = Path(case.root)
         self.inference = InferenceConfig.load(case.config_path)
         found = sorted(self.root.glob("**/model_index.json"))
@@ -124,50 +125,56 @@ class AnimateDiffAdapter:
         return build_entry_pipeline(entry, self.sd_folder, progress=False, log=None)
 
     # -------------------------------------------------------------------------------- checks
-    def run(self, check) -> dict:
-        name = check.name
-        x = check.inputs
-        if name == "tokenizer":
-            tok = CLIPTokenizer.from_pretrained(self.root / check.params["tokenizer"])
-            kw = dict(max_length=tok.model_max_length, padding="max_length", truncation=True)
-            return {"input_ids": tok([check.params["prompt"]], **kw),
-                    "uncond_input_ids": tok([check.params["negative_prompt"]], **kw)}
-        if name.startswith("text_encoder"):
-            te = self.text_encoder(check)
-            return {"last_hidden_state": te(ms.Tensor(x["input_ids"])).asnumpy()}
-        if name.startswith("unet"):
-            net = self.unet(check)
-            out = net(ms.Tensor(x["sample"]), ms.Tensor(x["timestep"]), ms.Tensor(x["encoder_hidden_states"]))
-            return {"out": out.asnumpy()}
-        if name.startswith("vae_decode"):
-            vae = self.vae(check)
-            pipe = AnimationPipeline(None, vae, None, None, self.inference.scheduler)
-            return {"video": pipe.decode_latents(x["latents"])}
-        if name == "ddim_sample":
-            net = self.unet(check)
-            pipe = AnimationPipeline(net, None, None, None, self.inference.scheduler)
-            steps = int(check.params["num_inference_steps"])
-            traj = []
-            out = pipe.denoise(x["latents"], ms.Tensor(x["text_embeddings"]), steps,
-                               float(check.params["guidance_scale"]), float(check.params.get("eta", 0.0)),
-                               sampler="ddim", progress=False, callback=lambda d: traj.append(d["x"].asnumpy()))
-            sched = ddim_schedule_from_diffusers(pipe._scheduler_kwargs(), steps)
-            return {"out": out.asnumpy(), "trajectory": np.stack(traj), "timesteps": sched.timesteps}
-        if name == "pipeline":
-            pipe = self.pipeline(check)
-            p = check.params
-            res = pipe(p["prompt"], video_length=int(p["video_length"]), height=int(p["height"]),
-                       width=int(p["width"]), num_inference_steps=int(p["num_inference_steps"]),
-                       guidance_scale=float(p["guidance_scale"]), negative_prompt=p["negative_prompt"],
-                       eta=float(p.get("eta", 0.0)), latents=x["latents"], sampler="ddim", progress=False)
-            for k, ids in (("input_ids", pipe.tokenize(p["prompt"])),
-                           ("uncond_input_ids", pipe.tokenize(p["negative_prompt"]))):
-                if not np.array_equal(ids, x[k]):
-                    raise AssertionError(f"pipeline: our tokenization of the {k} differs from the recorded ids")
-            return {"videos": res.videos, "text_embeddings": res.text_embeddings, "final_latents": res.latents}
-        raise KeyError(f"unknown AnimateDiff check {name!r}")
+    def check_tokenizer(self, c):
+        tok = CLIPTokenizer.from_pretrained(self.root / c.params["tokenizer"])
+        kw = dict(max_length=tok.model_max_length, padding="max_length", truncation=True)
+        return {"input_ids": tok([c.params["prompt"]], **kw),
+                "uncond_input_ids": tok([c.params["negative_prompt"]], **kw)}
 
+    def check_text_encoder(self, c):
+        """Base text encoder; the ``_dreambooth`` / ``_lora`` variants differ only by ``params.weights``."""
+        return {"last_hidden_state": self.text_encoder(c)(ms.Tensor(c.inputs["input_ids"]))}
 
-def make_adapter(case) -> AnimateDiffAdapter:
-    """Entry point of ``common/golden.py``."""
-    return AnimateDiffAdapter(case)
+    check_text_encoder_dreambooth = check_text_encoder
+    check_text_encoder_lora = check_text_encoder
+
+    def check_unet(self, c):
+        """UNet + motion module; the variants differ only by the files in ``params.weights`` and their scales."""
+        x = c.inputs
+        return {"out": self.unet(c)(ms.Tensor(x["sample"]), ms.Tensor(x["timestep"]),
+                                    ms.Tensor(x["encoder_hidden_states"]))}
+
+    check_unet_dreambooth = check_unet
+    check_unet_lora = check_unet
+    check_unet_adapter = check_unet
+    check_unet_motion_lora = check_unet
+
+    def check_vae_decode(self, c):
+        pipe = AnimationPipeline(None, self.vae(c), None, None, self.inference.scheduler)
+        return {"video": pipe.decode_latents(c.inputs["latents"])}
+
+    check_vae_decode_dreambooth = check_vae_decode
+
+    def check_ddim_sample(self, c):
+        x = c.inputs
+        pipe = AnimationPipeline(self.unet(c), None, None, None, self.inference.scheduler)
+        steps = int(c.params["num_inference_steps"])
+        traj = []
+        out = pipe.denoise(x["latents"], ms.Tensor(x["text_embeddings"]), steps,
+                           float(c.params["guidance_scale"]), float(c.params.get("eta", 0.0)),
+                           sampler="ddim", progress=False, callback=lambda d: traj.append(d["x"].asnumpy()))
+        sched = ddim_schedule_from_diffusers(pipe._scheduler_kwargs(), steps)
+        return {"out": out, "trajectory": np.stack(traj), "timesteps": sched.timesteps}
+
+    def check_pipeline(self, c):
+        x, p = c.inputs, c.params
+        pipe = self.pipeline(c)
+        res = pipe(p["prompt"], video_length=int(p["video_length"]), height=int(p["height"]),
+                   width=int(p["width"]), num_inference_steps=int(p["num_inference_steps"]),
+                   guidance_scale=float(p["guidance_scale"]), negative_prompt=p["negative_prompt"],
+                   eta=float(p.get("eta", 0.0)), latents=x["latents"], sampler="ddim", progress=False)
+        for k, ids in (("input_ids", pipe.tokenize(p["prompt"])),
+                       ("uncond_input_ids", pipe.tokenize(p["negative_prompt"]))):
+            if not np.array_equal(ids, x[k]):
+                raise AssertionError(f"pipeline: our tokenization of the {k} differs from the recorded ids")
+        return {"videos": res.videos, "text_embeddings": res.text_embeddings, "final_latents": res.latents}

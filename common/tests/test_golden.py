@@ -1,8 +1,10 @@
 """One test per (model, case, check) found under the golden root: ``golden[model/case/check]``.
 
 ``GOLDEN_DIR=/other/root python -m pytest -m golden -k dynamicrafter`` runs another set of cases
-of the same format. Models without an adapter module carry the ``unported`` marker too: they are collected
-and fail (``-m unported`` shows them); the default test command deselects them.
+of the same format. A check that its model's adapter does not implement (every check of a model with no
+adapter module, and the checks of features not ported yet) carries the ``unported`` marker too: it is
+collected and fails when run (``-m golden``, ``-m unported``); the default test command deselects it.
+Marking reads only the adapter class's ``check_<name>`` methods: no case is built at collection time.
 """
 import pytest
 
@@ -11,10 +13,10 @@ from common import golden as harness
 _CASES = harness.discover()
 _PARAMS = []
 for _case in _CASES:
-    _marks = [pytest.mark.golden]
-    if not harness.has_adapter(_case.model):
-        _marks.append(pytest.mark.unported)
     for _name in _case.check_names:
+        _marks = [pytest.mark.golden]
+        if not harness.is_implemented(_case, _name):
+            _marks.append(pytest.mark.unported)
         _PARAMS.append(pytest.param(_case, _name, id=f"{_case.model}/{_case.name}/{_name}", marks=_marks))
 
 

@@ -21,7 +21,7 @@ from common.vae import (
     upsample_nearest2x,
 )
 
-_DC_CASES = [c for c in golden.discover() if c.model == "dynamicrafter"]
+_DC_CASES = golden.cases_with("dynamicrafter", "vae_encode")  # the cases recording vae_encode and vae_decode
 
 # tiny in-code config: 2 levels (one down/upsample, a width change -> nin_shortcut), attention at 16
 TINY = dict(double_z=True, z_channels=4, resolution=16, in_channels=3, out_ch=3, ch=32, ch_mult=[1, 2],

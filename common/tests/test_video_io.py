@@ -21,7 +21,7 @@ from common.video_io import (
     write_video,
 )
 
-_DC_CASES = [c for c in golden.discover() if c.model == "dynamicrafter"]
+_DC_CASES = golden.cases_with("dynamicrafter", "preprocess")
 
 
 def moving_shapes(t=10, h=48, w=64):

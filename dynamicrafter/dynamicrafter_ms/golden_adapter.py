@@ -11,7 +11,7 @@ import mindspore as ms
 import numpy as np
 
 from common.clip.tokenizer import SimpleTokenizer
-from common.golden import GoldenCase, GoldenCheck, GoldenError
+from common.golden import GoldenAdapter, GoldenCase, GoldenCheck
 
 from .config import DynamiCrafterConfig
 from .data import load_frame
@@ -28,11 +28,13 @@ def _t(x, dtype=None):
     return ms.Tensor(x, dtype)
 
 
-class DynamiCrafterAdapter:
-    """One case: the model with its weights, and a ``run`` per check."""
+class Adapter(GoldenAdapter):
+    """One case: the model with its weights, and a ``check_<name>`` per implemented check."""
 
     def __init__(self, case: GoldenCase):
-        self.case = case
+        super().__init__(case)
+        if ms.get_context("device_target") == "CPU":
+            ms.runtime.launch_blocking()  # synchronous launch: several times faster PyNative on few cores; same numbers
         cfg = DynamiCrafterConfig.from_yaml(case.config_path)
         bpe = case.path("bpe_simple_vocab_16e6.txt.gz")
         tokenizer = SimpleTokenizer(bpe) if bpe.is_file() else None
@@ -42,58 +44,55 @@ class DynamiCrafterAdapter:
         self.default_perframe = self.model.perframe_ae
 
     def run(self, check: GoldenCheck) -> dict:
-        fn = getattr(self, "check_" + check.name, None)
-        if fn is None:
-            raise GoldenError(f"dynamicrafter adapter: unknown check {check.name!r}")
         m = self.model
         m.perframe_ae = bool(check.params.get("perframe_ae", self.default_perframe))
         try:
-            return fn(check.inputs, check.params)
+            return super().run(check)
         finally:
             m.perframe_ae = self.default_perframe
 
     # ---- conditioning ---------------------------------------------------------------------
-    def check_tokenize(self, inputs, params):
-        return {"tokens": self.model.cond_stage_model.tokenize(params["prompts"])}
+    def check_tokenize(self, c: GoldenCheck):
+        return {"tokens": self.model.cond_stage_model.tokenize(c.params["prompts"])}
 
-    def check_text_encoder(self, inputs, params):
-        return {"context": self.model.cond_stage_model.encode_tokens(_t(inputs["tokens"], ms.int32)).asnumpy()}
+    def check_text_encoder(self, c: GoldenCheck):
+        return {"context": self.model.cond_stage_model.encode_tokens(_t(c.inputs["tokens"], ms.int32)).asnumpy()}
 
-    def check_image_encoder(self, inputs, params):
-        return {"tokens": self.model.embedder(_t(inputs["image"])).asnumpy()}
+    def check_image_encoder(self, c: GoldenCheck):
+        return {"tokens": self.model.embedder(_t(c.inputs["image"])).asnumpy()}
 
     check_image_encoder_downscale = check_image_encoder
 
-    def check_image_proj(self, inputs, params):
-        return {"out": self.model.image_proj_model(_t(inputs["image_tokens"])).asnumpy()}
+    def check_image_proj(self, c: GoldenCheck):
+        return {"out": self.model.image_proj_model(_t(c.inputs["image_tokens"])).asnumpy()}
 
     # ---- denoiser / autoencoder -----------------------------------------------------------
-    def check_unet(self, inputs, params):
-        out = self.model.unet(_t(inputs["x"]), _t(inputs["timesteps"]), _t(inputs["context"]), _t(inputs["fs"]))
+    def check_unet(self, c: GoldenCheck):
+        out = self.model.unet(_t(c.inputs["x"]), _t(c.inputs["timesteps"]), _t(c.inputs["context"]), _t(c.inputs["fs"]))
         return {"out": out.asnumpy()}
 
-    def check_vae_encode(self, inputs, params):
-        return {"z": self.model.encode_first_stage(_t(inputs["video"]), noise=_t(inputs["noise"])).asnumpy()}
+    def check_vae_encode(self, c: GoldenCheck):
+        return {"z": self.model.encode_first_stage(_t(c.inputs["video"]), noise=_t(c.inputs["noise"])).asnumpy()}
 
-    def check_vae_decode(self, inputs, params):
-        return {"video": self.model.decode_first_stage(_t(inputs["z"])).asnumpy()}
+    def check_vae_decode(self, c: GoldenCheck):
+        return {"video": self.model.decode_first_stage(_t(c.inputs["z"])).asnumpy()}
 
     # ---- sampler --------------------------------------------------------------------------
-    def check_ddim_schedule(self, inputs, params):
-        sched = make_schedule(self.model, int(params["steps"]), params["timestep_spacing"], float(params["eta"]))
+    def check_ddim_schedule(self, c: GoldenCheck):
+        sched = make_schedule(self.model, int(c.params["steps"]), c.params["timestep_spacing"], float(c.params["eta"]))
         return sched.index_order()
 
-    def _sample(self, inputs, params):
-        b = inputs["x_T"].shape[0]
-        fs = _t(inputs["fs"])
-        c_concat = _t(inputs["c_concat"])
-        cond = {"context": _t(inputs["context"]), "c_concat": c_concat, "fs": fs}
-        uncond = {"context": _t(inputs["uc_context"]), "c_concat": c_concat, "fs": fs}
-        fn = guided_denoiser(self.model, cond, uncond, float(params["guidance_scale"]),
-                             float(params.get("guidance_rescale", 0.0)))
-        sched = make_schedule(self.model, int(params["steps"]), params["timestep_spacing"], float(params["eta"]))
-        noise = inputs.get("noise")
-        out = ddim_sample(self.model, inputs["x_T"], sched, fn, noise=noise, progress=False)
+    def _sample(self, c: GoldenCheck):
+        b = c.inputs["x_T"].shape[0]
+        fs = _t(c.inputs["fs"])
+        c_concat = _t(c.inputs["c_concat"])
+        cond = {"context": _t(c.inputs["context"]), "c_concat": c_concat, "fs": fs}
+        uncond = {"context": _t(c.inputs["uc_context"]), "c_concat": c_concat, "fs": fs}
+        fn = guided_denoiser(self.model, cond, uncond, float(c.params["guidance_scale"]),
+                             float(c.params.get("guidance_rescale", 0.0)))
+        sched = make_schedule(self.model, int(c.params["steps"]), c.params["timestep_spacing"], float(c.params["eta"]))
+        noise = c.inputs.get("noise")
+        out = ddim_sample(self.model, c.inputs["x_T"], sched, fn, noise=noise, progress=False)
         assert out.shape[0] == b
         return {"samples": out.asnumpy()}
 
@@ -101,28 +100,22 @@ class DynamiCrafterAdapter:
     check_ddim_sample_eta1 = _sample
 
     # ---- data and the whole pipeline ------------------------------------------------------
-    def check_preprocess(self, inputs, params):
-        return {"image": load_frame(self.case.path(params["image_file"]), params["video_size"])}
+    def check_preprocess(self, c: GoldenCheck):
+        return {"image": load_frame(self.case.path(c.params["image_file"]), c.params["video_size"])}
 
-    def check_pipeline(self, inputs, params):
-        image = inputs["image"]  # (B, 3, H, W)
-        t = int(params["video_length"])
+    def check_pipeline(self, c: GoldenCheck):
+        image = c.inputs["image"]  # (B, 3, H, W)
+        t = int(c.params["video_length"])
         videos = np.repeat(image[:, :, None], t, axis=2)  # (B, 3, T, H, W)
         video = image_guided_synthesis(
-            self.model, [params["prompt"]] * image.shape[0], videos,
-            n_samples=int(params.get("n_samples", 1)), ddim_steps=int(params["ddim_steps"]),
-            ddim_eta=float(params["ddim_eta"]),
-            unconditional_guidance_scale=float(params["unconditional_guidance_scale"]),
-            fs=int(params["frame_stride"]), text_input=bool(params.get("text_input", True)),
-            multiple_cond_cfg=bool(params.get("multiple_cond_cfg", False)),
-            timestep_spacing=params["timestep_spacing"], guidance_rescale=float(params["guidance_rescale"]),
-            loop=bool(params.get("loop", False)), interp=bool(params.get("interp", False)),
-            x_T=inputs["x_T"], encode_noise=inputs["encode_noise"], progress=False)
+            self.model, [c.params["prompt"]] * image.shape[0], videos,
+            n_samples=int(c.params.get("n_samples", 1)), ddim_steps=int(c.params["ddim_steps"]),
+            ddim_eta=float(c.params["ddim_eta"]),
+            unconditional_guidance_scale=float(c.params["unconditional_guidance_scale"]),
+            fs=int(c.params["frame_stride"]), text_input=bool(c.params.get("text_input", True)),
+            multiple_cond_cfg=bool(c.params.get("multiple_cond_cfg", False)),
+            timestep_spacing=c.params["timestep_spacing"], guidance_rescale=float(c.params["guidance_rescale"]),
+            loop=bool(c.params.get("loop", False)), interp=bool(c.params.get("interp", False)),
+            x_T=c.inputs["x_T"], encode_noise=c.inputs["encode_noise"], progress=False)
         return {"video": video}
 
-
-def make_adapter(case: GoldenCase) -> DynamiCrafterAdapter:
-    """Entry point of :mod:`common.golden`."""
-    if ms.get_context("device_target") == "CPU":
-        ms.runtime.launch_blocking()  # synchronous launch: several times faster PyNative on few cores; same numbers
-    return DynamiCrafterAdapter(case)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import mindspore as ms
 import numpy as np
 
-from common.golden import GoldenCase, GoldenCheck, GoldenError
+from common.golden import GoldenAdapter, GoldenCase, GoldenError
 
 from .loss import SVDDiffusionLoss
 from .model import load_svd_model
@@ -21,11 +21,11 @@ def _t(a) -> ms.Tensor:
     return ms.Tensor(np.asarray(a, dtype=np.float32))
 
 
-class SVDAdapter:
+class Adapter(GoldenAdapter):
     """Runs the checks of one case on one loaded :class:`SVDModel`."""
 
     def __init__(self, case: GoldenCase):
-        self.case = case
+        super().__init__(case)
         ckpt = case.manifest.get("checkpoint")
         if not ckpt:
             raise GoldenError(f"{case.root}/case.json names no checkpoint")
@@ -34,37 +34,31 @@ class SVDAdapter:
             raise GoldenError(f"{case.root}: checkpoint load: {report.summary()}")
         self.model.set_train(False)
 
-    def run(self, check: GoldenCheck) -> dict:
-        fn = getattr(self, "_" + check.name, None)
-        if fn is None:
-            raise GoldenError(f"svd adapter: unknown check {check.name!r}")
-        return {k: (v.asnumpy() if isinstance(v, ms.Tensor) else np.asarray(v)) for k, v in fn(check).items()}
-
     # ---- checks ---------------------------------------------------------------------------
-    def _image_encoder(self, c):
+    def check_image_encoder(self, c):
         return {"crossattn": self.model.conditioner.image_embedding(_t(c.inputs["image"]))}
 
-    def _vector(self, c):
+    def check_vector(self, c):
         return {"vector": self.model.conditioner.vector({k: _t(v) for k, v in c.inputs.items()})}
 
-    def _cond_latent(self, c):
+    def check_cond_latent(self, c):
         x = c.inputs["image"] + np.float32(c.params["cond_aug"]) * c.inputs["noise"]
         return {"concat": self.model.conditioner.cond_latent(_t(x))}
 
-    def _unet(self, c):
+    def check_unet(self, c):
         i = c.inputs
         out = self.model.unet(_t(i["x"]), _t(i["timesteps"]), _t(i["context"]), _t(i["y"]),
                               _t(i["image_only_indicator"]), int(c.params["num_video_frames"]))
         return {"out": out}
 
-    def _denoiser(self, c):
+    def check_denoiser(self, c):
         i = c.inputs
         self._check_frames(c)
         out = self.model.denoiser(_t(i["x"]), _t(i["sigma"]), _t(i["crossattn"]), _t(i["vector"]),
                                   _t(i["concat"]), _t(i["image_only_indicator"]))
         return {"denoised": out}
 
-    def _sample(self, c):
+    def check_sample(self, c):
         i, p = c.inputs, c.params
         cond = {k: _t(i["c_" + k]) for k in ("crossattn", "vector", "concat")}
         uncond = {k: _t(i["uc_" + k]) for k in ("crossattn", "vector", "concat")}
@@ -73,12 +67,12 @@ class SVDAdapter:
                                p["max_scale"], disable=True)
         return {"samples_z": z, "sigmas": sigmas}
 
-    def _vae_decode(self, c):
+    def check_vae_decode(self, c):
         if abs(float(c.params["scale_factor"]) - self.model.scale_factor) > 1e-12:
             raise GoldenError(f"scale_factor {c.params['scale_factor']} != config {self.model.scale_factor}")
         return {"frames": self.model.decode_latents(_t(c.inputs["z"]), int(c.params["decode_chunk_size"]))}
 
-    def _train_loss(self, c):
+    def check_train_loss(self, c):
         i, p = c.inputs, c.params
         self._check_frames(c)
         loss = SVDDiffusionLoss(self.model.denoiser, sigma_data=p["sigma_data"], loss_type=p["loss_type"])
@@ -86,7 +80,7 @@ class SVDAdapter:
                          _t(i["noise"]), _t(i["image_only_indicator"]))
         return {"loss": per_frame, "loss_mean": per_frame.mean()}
 
-    def _pipeline(self, c):
+    def check_pipeline(self, c):
         i, p = c.inputs, c.params
         out = SVDPipeline(self.model)(i["image"], num_frames=int(p["num_frames"]), num_steps=int(p["num_steps"]),
                                       fps_id=float(p["fps_id"]), motion_bucket_id=float(p["motion_bucket_id"]),
@@ -100,7 +94,3 @@ class SVDAdapter:
         if int(c.params.get("num_video_frames", t)) != t:
             raise GoldenError(f"num_video_frames {c.params['num_video_frames']} != image_only_indicator T {t}")
 
-
-def make_adapter(case: GoldenCase) -> SVDAdapter:
-    """Entry point of the golden harness."""
-    return SVDAdapter(case)
