@@ -693,7 +693,7 @@ def match_state_dict(
 
     Reads shapes only, so ``model`` may be built without allocating its weights (under
     ``mindspore.nn.utils.no_init_parameters``) or be a plain ``{name: shape}`` dict, and the values
-    may be anything with a ``.shape`` (arrays, tensors, shape stand-ins).
+    may be anything with a ``.shape`` (arrays, tensors) or shape tuples themselves.
 
     Args:
         model: a ``mindspore.nn.Cell`` (names of ``parameters_and_names()``) or ``{name: shape}``.
@@ -739,11 +739,11 @@ def match_state_dict(
                 report.missing.append(name)
             continue
         value = src[name]
-        theirs = tuple(value.shape)
+        theirs = tuple(value) if isinstance(value, tuple) else tuple(value.shape)
         if not _fits(theirs, ours, strict_shapes):
             report.mismatched.append((name, ours, theirs))
             continue
-        matched[name] = value if theirs == ours else value.reshape(ours)
+        matched[name] = value if theirs == ours else (ours if isinstance(value, tuple) else value.reshape(ours))
     report.unexpected = [k for k in src if k not in shapes]
     return matched, report
 

@@ -348,7 +348,7 @@ class _Shape:
 
 def test_match_from_shapes_alone_names_every_kind():
     shapes = {"a": (2, 3), "b": (4,), "c": (), "d": (5,)}
-    sd = {"a": _Shape(2, 3), "b": _Shape(3,), "c": np.zeros(1), "e": _Shape(1), "old_d": _Shape(5)}
+    sd = {"a": _Shape(2, 3), "b": (3,), "c": np.zeros(1), "e": _Shape(1), "old_d": (5,)}  # .shape or a shape
     matched, rep = match_state_dict(shapes, sd, rename=[(r"^old_", "", "renamed in a later release")])
     assert rep.mismatched == [("b", (4,), (3,))] and rep.unexpected == ["e"] and rep.missing == []
     assert set(matched) == {"a", "c", "d"} and matched["c"].shape == ()  # 0-d stored as [1] (MindSpore)
