@@ -154,8 +154,7 @@ def run_converter(convert: Callable[[argparse.Namespace], Any], parser: argparse
     except (ValueError, OSError) as e:
         if args.debug:
             raise
-        msg = " ".join(str(e).split()) if isinstance(e, ValueError) else (
-            str(e) if isinstance(e, FileNotFoundError) and not e.filename else f"{e.strerror or e} ({e.filename})")
-        print(f"error: {msg}", file=sys.stderr)
+        msg = f"{e.strerror} ({e.filename})" if isinstance(e, OSError) and e.filename else str(e)
+        print("error: " + " ".join(msg.split()), file=sys.stderr)  # one line
         return 2
     return 0
