@@ -26,7 +26,7 @@ from .config import ConfigError
 from .convert.ldm import (
     diffusers_vae_to_ldm,
     fold_position_ids,
-    ldm_unet_to_ours,
+    ldm_unet_renames,
     split_ldm_checkpoint,
 )
 from .convert.lora import merge_diffusers_lora, merge_kohya_lora
@@ -127,12 +127,13 @@ def unet_2d_state_dict(folder, what: str = "pretrained_model_path") -> dict:
     return read_weights(folder, what)
 
 
-def load_unet_2d(unet, sd: dict, source: str) -> int:
-    """Load the image layers (every non-motion parameter) from a state dict with our names."""
+def load_unet_2d(unet, sd: dict, source: str, rename=None) -> int:
+    """Load the image layers (every non-motion parameter) from a state dict with our names (or renamed by
+    ``rename``, e.g. :func:`~animatediff_ms.convert.ldm.ldm_unet_renames`)."""
     motion = [k for k in sd if is_motion_param(k)]
     if motion:
         raise WeightsError(f"{source}: an image-model file with motion-module keys, e.g. '{motion[0]}'")
-    return load_state_dict_into(unet, sd, optional=is_motion_param, source=source).loaded
+    return load_state_dict_into(unet, sd, rename=rename, optional=is_motion_param, source=source).loaded
 
 
 def load_vae_diffusers(vae, folder, what: str = "pretrained_model_path") -> int:
@@ -164,8 +165,8 @@ def load_dreambooth(unet, vae, text_encoder, path, what: str = "dreambooth_path"
     if vae is not None:
         counts["vae"] = load_state_dict_into(vae, parts["vae"], source=f"{what}: {name} (first_stage_model)").loaded
     if unet is not None:
-        counts["unet"] = load_unet_2d(unet, ldm_unet_to_ours(parts["unet"], unet.cfg, f"{what}: {name}"),
-                                      f"{what}: {name} (model.diffusion_model)")
+        counts["unet"] = load_unet_2d(unet, parts["unet"], f"{what}: {name} (model.diffusion_model)",
+                                      rename=ldm_unet_renames(unet.cfg))
     if text_encoder is not None:
         counts["text_encoder"] = load_text_encoder(text_encoder, parts["text_encoder"],
                                                    f"{what}: {name} (cond_stage_model.transformer)")

@@ -13,7 +13,7 @@ from animatediff_ms.config import UNet3DConfig
 from animatediff_ms.convert.ldm import (
     diffusers_vae_to_ldm,
     fold_position_ids,
-    ldm_unet_to_ours,
+    ldm_unet_renames,
     split_ldm_checkpoint,
     vae_ddconfig_from_diffusers,
 )
@@ -131,7 +131,7 @@ def test_sd15_ldm_single_file_layout():
     assert len(parts["ignored"]) == d["n_extra_tensors"]
     assert sum(len(v) for k, v in parts.items() if k != "ignored") == d["n_network_tensors"]
     net = full_unet(2)
-    match_state_dict(net, ldm_unet_to_ours(parts["unet"], net.cfg), optional=is_motion_param)[1].check("unet")
+    match_state_dict(net, parts["unet"], rename=ldm_unet_renames(net.cfg), optional=is_motion_param)[1].check("unet")
     match_state_dict(full_vae(), parts["vae"])[1].check("vae")
     te_sd, _ = fold_position_ids(parts["text_encoder"])
     match_state_dict(full_text_encoder(), te_sd)[1].check("text encoder")

@@ -25,7 +25,7 @@ from pathlib import Path
 from animatediff_ms.config import ConfigError, InferenceConfig, UNet3DConfig, read_json
 from animatediff_ms.convert.ldm import (
     fold_position_ids,
-    ldm_unet_to_ours,
+    ldm_unet_renames,
     split_ldm_checkpoint,
     vae_ddconfig_from_diffusers,
 )
@@ -36,8 +36,8 @@ from animatediff_ms.sd15 import SD15_TEXT_ENCODER, SD15_UNET, SD15_VAE
 from mindspore.nn.utils import no_init_parameters
 
 from common.checkpoint import match_state_dict
-from common.clip.hf_clip import CLIPTextConfig, CLIPTextModel
 from common.cli import converter_parser, run_converter, write_state_dict
+from common.clip.hf_clip import CLIPTextConfig, CLIPTextModel
 from common.vae import AutoencoderKL
 
 KINDS = ("motion_module", "dreambooth", "lora", "adapter", "motion_lora")
@@ -80,8 +80,8 @@ def _text_encoder(args):
                                                               SD15_TEXT_ENCODER)))
 
 
-def _check(model, sd: dict, source: str, args, optional=None) -> None:
-    match_state_dict(model, sd, optional=optional)[1].check(source, args.allow_partial)
+def _check(model, sd: dict, source: str, args, **match) -> None:
+    match_state_dict(model, sd, **match)[1].check(source, args.allow_partial)
 
 
 def validate(args) -> tuple[dict, dict]:
@@ -103,7 +103,7 @@ def validate(args) -> tuple[dict, dict]:
         parts = split_ldm_checkpoint(sd, name)
         ignored["LDM schedule buffers / EMA bookkeeping"] = sorted(parts["ignored"])
         unet = _unet(args, None)
-        _check(unet, ldm_unet_to_ours(parts["unet"], unet.cfg, name), f"{name} (model.diffusion_model)", args,
+        _check(unet, parts["unet"], f"{name} (model.diffusion_model)", args, rename=ldm_unet_renames(unet.cfg),
                optional=is_motion_param)
         _check(_vae(args), parts["vae"], f"{name} (first_stage_model)", args)
         te, _ = fold_position_ids(parts["text_encoder"], name)

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors.numpy import save_file
-
 from svd_ms.model import load_svd_model
 
 from .conftest import SVD_DIR, TINY_CONFIG

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mindspore.nn.utils import no_init_parameters
-
-from common import golden as _golden
-from common.checkpoint import apply_rename, match_state_dict
 from svd_ms.config import load_svd_config
 from svd_ms.model import SVDModel
 from svd_ms.weights import RENAME_TABLE
+
+from common import golden as _golden
+from common.checkpoint import apply_rename, match_state_dict
 
 RELEASED = _golden.golden_root() / "svd" / "released"
 NAMES = sorted(p.stem for p in RELEASED.glob("*.json") if p.with_suffix(".yaml").is_file())

@@ -30,10 +30,10 @@ PARSER = converter_parser(
 def convert(args) -> Path:
     """Check ``args.src`` against the model of ``args.config`` and write it; returns the written path."""
     from mindspore.nn.utils import no_init_parameters
-
-    from common.checkpoint import match_state_dict, read_state_dict
     from svd_ms.model import SVDModel
     from svd_ms.weights import RENAME_TABLE
+
+    from common.checkpoint import match_state_dict, read_state_dict
 
     t = time.time()
     with no_init_parameters():  # shapes only: nothing is allocated
