@@ -18,10 +18,12 @@ Reading (:func:`read_state_dict`) never executes pickled code and never imports 
 
 The format is detected from the file's first bytes, not from its extension.
 
-Loading (:func:`load_state_dict_into`) renames source keys by an explicit table, compares names
-and shapes with the cell's ``parameters_and_names()`` and refuses a partial or mis-shaped load
-(with a :class:`LoadReport` summary) unless told otherwise. Writing is atomic: a temp file in
-the target folder, fsync, ``os.replace``.
+Matching (:func:`match_state_dict`) renames source keys by an explicit table of
+``(regex, replacement or None, why)`` rows and compares names and shapes with a model's parameters
+(a Cell, possibly built without allocating weights, or a ``{name: shape}`` dict); a
+:class:`LoadReport` names every missing, unexpected and mis-shaped key. Loading
+(:func:`load_state_dict_into`) copies only when every key matched, unless a partial load is
+allowed on purpose. Writing is atomic: a temp file in the target folder, fsync, ``os.replace``.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ import numpy as np
 
 __all__ = [
     "CheckpointError", "UnsafeCheckpointError", "CheckpointMismatchError", "LoadReport",
-    "read_state_dict", "load_state_dict_into", "apply_rename", "save_checkpoint_atomic",
+    "Rename", "read_state_dict", "match_state_dict", "load_state_dict_into", "apply_rename", "save_checkpoint_atomic",
     "save_safetensors_atomic",
 ]
 
@@ -54,10 +56,6 @@ class CheckpointError(ValueError):
 
 class UnsafeCheckpointError(CheckpointError):
     """A pickle that asks for a global outside the allow-list; nothing of it was executed."""
-
-
-class CheckpointMismatchError(CheckpointError):
-    """State-dict keys or shapes that do not match the network (see :class:`LoadReport`)."""
 
 
 # --------------------------------------------------------------------------- torch pickles
@@ -564,24 +562,61 @@ def read_state_dict(
     return out
 
 
-# --------------------------------------------------------------------------- loading into a Cell
+# --------------------------------------------------------------------------- matching and loading
+#: A rename table: rows ``(regex, replacement, why)`` applied in order to every source key; a
+#: ``None`` replacement drops the keys the regex finds (on purpose: ``why`` says why). Two-element
+#: rows ``(regex, replacement)`` are accepted too. A callable ``key -> new key | None`` also works.
+Rename = Callable[[str], "str | None"] | Sequence[tuple] | None
+
+_DROPPED_BY_CALLABLE = "dropped by the rename function"
+
+
+def _rename(key: str, rename: Rename) -> tuple[str | None, str | None]:
+    """``(new key or None, why it was dropped)`` for one source key."""
+    if rename is None:
+        return key, None
+    if callable(rename):
+        new = rename(key)
+        return new, (_DROPPED_BY_CALLABLE if new is None else None)
+    for row in rename:
+        pattern, repl = row[0], row[1]
+        if repl is None:
+            if re.search(pattern, key):
+                return None, (row[2] if len(row) > 2 else f"matches {pattern!r}")
+        else:
+            key = re.sub(pattern, repl, key)
+    return key, None
+
+
+def apply_rename(key: str, rename: Rename) -> str | None:
+    """One source key through a rename table (see :data:`Rename`); None = dropped on purpose."""
+    return _rename(key, rename)[0]
+
+
 @dataclass
 class LoadReport:
-    """What :func:`load_state_dict_into` matched.
+    """What :func:`match_state_dict` found (and :func:`load_state_dict_into` copied), keys by name.
 
     Attributes:
-        missing: parameter names of the net without a source tensor.
-        unexpected: (renamed) source keys the net has no parameter for.
+        missing: parameter names of the model without a source tensor.
+        unexpected: (renamed) source keys the model has no parameter for.
         mismatched: ``(key, our_shape, their_shape)`` for same-named tensors of different shape.
-        loaded: number of parameters copied (0 when the load was refused).
-        ignored: number of source keys dropped by ``ignore``.
+        renamed: ``{source key: our name}`` for every key the rename table changed.
+        dropped: ``{why: [source keys]}`` for the keys dropped on purpose (``None`` rows, ``ignore``).
+        loaded: number of parameters copied (0 when only matched, or when the load was refused).
     """
 
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)
+    dropped: dict[str, list[str]] = field(default_factory=dict)
     loaded: int = 0
-    ignored: int = 0
+
+    @property
+    def ignored(self) -> int:
+        """Number of source keys dropped on purpose."""
+        return sum(len(v) for v in self.dropped.values())
 
     @property
     def ok(self) -> bool:
@@ -595,28 +630,122 @@ class LoadReport:
         if self.mismatched:
             lines.append("mismatched (key: ours vs checkpoint): " + "; ".join(
                 f"{k}: {list(a)} vs {list(b)}" for k, a, b in self.mismatched[:first]))
-        if self.missing:
-            lines.append("missing from checkpoint: " + ", ".join(self.missing[:first])
-                         + (" ..." if len(self.missing) > first else ""))
-        if self.unexpected:
-            lines.append("unexpected in checkpoint: " + ", ".join(self.unexpected[:first])
-                         + (" ..." if len(self.unexpected) > first else ""))
+        for what, keys in (("missing from checkpoint", self.missing), ("unexpected in checkpoint", self.unexpected)):
+            if keys:
+                lines.append(f"{what}: " + ", ".join(keys[:first]) + (" ..." if len(keys) > first else ""))
         return "\n".join(lines)
 
+    def message(self, source: str = "state dict") -> str:
+        """One line naming the first key of each kind of fault and the counts, ending in ``(source)``."""
+        parts = []
+        if self.mismatched:
+            k, ours, theirs = self.mismatched[0]
+            parts.append(f"{len(self.mismatched)} mis-shaped, e.g. '{k}': file {list(theirs)} vs model {list(ours)}")
+        if self.missing:
+            parts.append(f"{len(self.missing)} missing from the file, e.g. '{self.missing[0]}'")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} unexpected (no such parameter), e.g. '{self.unexpected[0]}'")
+        return f"checkpoint does not fit the model: {'; '.join(parts) or 'every key matches'} ({source})"
 
-Rename = Callable[[str], "str | None"] | Sequence[tuple[str, str]] | None
+    def check(self, source: str = "state dict", allow_partial: bool = False) -> LoadReport:
+        """Raise :class:`CheckpointMismatchError` with :meth:`message` unless every key matched (or
+        ``allow_partial``); returns self."""
+        if not (self.ok or allow_partial):
+            raise CheckpointMismatchError(self.message(source), self)
+        return self
 
 
-def apply_rename(key: str, rename: Rename) -> str | None:
-    """Apply a rename rule to one source key: a callable (None drops the key) or an ordered
-    list of ``(regex, replacement)`` applied one after another with ``re.sub``."""
-    if rename is None:
-        return key
-    if callable(rename):
-        return rename(key)
-    for pattern, repl in rename:
-        key = re.sub(pattern, repl, key)
-    return key
+class CheckpointMismatchError(CheckpointError):
+    """State-dict keys or shapes that do not match the network; ``.report`` is the :class:`LoadReport`."""
+
+    def __init__(self, message: str, report: LoadReport | None = None):
+        super().__init__(message)
+        self.report = report
+
+
+def _fits(theirs: tuple, ours: tuple, strict_shapes: bool) -> bool:
+    """Shapes that load as they are or by a reshape: equal; a 0-d parameter stored as ``[1]`` (MindSpore
+    checkpoints do that); with ``strict_shapes=False`` any difference in size-1 axes only."""
+    if theirs == ours or (theirs == (1,) and ours == ()):
+        return True
+    return not strict_shapes and [d for d in theirs if d != 1] == [d for d in ours if d != 1]
+
+
+def _optional(optional) -> Callable[[str], bool]:
+    if optional is None:
+        return lambda name: False
+    if callable(optional):
+        return optional
+    rx = re.compile(optional)
+    return lambda name: rx.search(name) is not None
+
+
+def match_state_dict(
+    model,
+    state_dict: dict[str, Any],
+    *,
+    rename: Rename = None,
+    ignore: Iterable[str] = (),
+    optional: str | Callable[[str], bool] | None = None,
+    strict_shapes: bool = True,
+) -> tuple[dict[str, Any], LoadReport]:
+    """Match a state dict against a model's parameter names and shapes; nothing is copied.
+
+    Reads shapes only, so ``model`` may be built without allocating its weights (under
+    ``mindspore.nn.utils.no_init_parameters``) or be a plain ``{name: shape}`` dict, and the values
+    may be anything with a ``.shape`` (arrays, tensors) or shape tuples themselves.
+
+    Args:
+        model: a ``mindspore.nn.Cell`` (names of ``parameters_and_names()``) or ``{name: shape}``.
+        state_dict: ``{source key: array}``, e.g. from :func:`read_state_dict`.
+        rename: (default None: keys as they are) a rename table (see :data:`Rename`).
+        ignore: (default none) regexes (``re.search``) of ORIGINAL source keys to drop, as if each
+            were a first ``(regex, None, "ignore")`` row of the table.
+        optional: (default None: every parameter is required) regex or predicate of parameter
+            names the state dict need not provide (e.g. the motion modules when loading an image model).
+        strict_shapes: (default True) see :func:`load_state_dict_into`.
+
+    Returns:
+        ``(matched, report)``: ``matched`` maps our parameter names (model order) to the source
+        values of matching shape (reshaped where a size-1 difference was allowed); ``report`` names
+        every missing, unexpected and mis-shaped key, the renamed and the dropped ones.
+
+    Raises:
+        CheckpointMismatchError: the rename table maps two source keys to one name.
+    """
+    shapes = model if isinstance(model, dict) else {n: p.shape for n, p in model.parameters_and_names()}
+    rows = [(p, None, f"ignored (matches {p!r})") for p in ignore]
+    report = LoadReport()
+    src: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for key, value in state_dict.items():
+        new, why = _rename(key, rows) if rows else (key, None)
+        if new is not None:
+            new, why = _rename(key, rename)
+        if new is None:
+            report.dropped.setdefault(why, []).append(key)
+            continue
+        if new in src:
+            raise CheckpointMismatchError(f"rename maps both '{origin[new]}' and '{key}' to '{new}'")
+        if new != key:
+            report.renamed[key] = new
+        src[new], origin[new] = value, key
+    is_optional = _optional(optional)
+    matched: dict[str, Any] = {}
+    for name, shape in shapes.items():
+        ours = tuple(shape)
+        if name not in src:
+            if not is_optional(name):
+                report.missing.append(name)
+            continue
+        value = src[name]
+        theirs = tuple(value) if isinstance(value, tuple) else tuple(value.shape)
+        if not _fits(theirs, ours, strict_shapes):
+            report.mismatched.append((name, ours, theirs))
+            continue
+        matched[name] = value if theirs == ours else (ours if isinstance(value, tuple) else value.reshape(ours))
+    report.unexpected = [k for k in src if k not in shapes]
+    return matched, report
 
 
 def load_state_dict_into(
@@ -627,68 +756,43 @@ def load_state_dict_into(
     allow_partial: bool = False,
     strict_shapes: bool = True,
     ignore: Iterable[str] = (),
+    optional: str | Callable[[str], bool] | None = None,
+    source: str = "state dict",
 ) -> LoadReport:
     """Copy a (renamed) state dict into a MindSpore Cell's parameters, every key accounted for.
 
+    Matching is :func:`match_state_dict`; nothing is copied unless every key matches (or ``allow_partial``).
+
     Args:
         net: any ``mindspore.nn.Cell``; names are those of ``net.parameters_and_names()``.
-        state_dict: ``{key: array}`` (numpy arrays or MindSpore tensors), e.g. from
-            :func:`read_state_dict`.
-        rename: (default None) callable ``key -> new key | None`` (None drops it) or an ordered list
-            of ``(regex, replacement)`` applied to each source key.
+        state_dict: ``{key: array}`` (numpy arrays or MindSpore tensors), e.g. from :func:`read_state_dict`.
+        rename: (default None) a rename table (see :data:`Rename`).
         allow_partial: (default False) load what matches and report the rest instead of raising
             on missing, unexpected or mis-shaped keys (mis-shaped ones are then not loaded).
-        strict_shapes: (default True) any shape difference is a mismatch. When False, tensors whose
-            shapes differ only by size-1 axes (e.g. Conv1d ``(o,i,1)`` vs ``(o,i,1,1)``, ``[]`` vs
-            ``[1]``) are reshaped and loaded.
-        ignore: regexes (``re.search``) of ORIGINAL source keys to drop silently (e.g. schedule buffers).
+        strict_shapes: (default True) any shape difference but a 0-d parameter stored as ``[1]`` is a
+            mismatch. When False, tensors whose shapes differ only by size-1 axes (e.g. Conv1d
+            ``(o,i,1)`` vs ``(o,i,1,1)``) are reshaped and loaded.
+        ignore: (default none) regexes of ORIGINAL source keys to drop (e.g. schedule buffers).
+        optional: (default None) regex or predicate of parameters the state dict need not provide.
+        source: (default "state dict") the file name the error message ends with.
 
     Returns:
         :class:`LoadReport`. Values are cast to each parameter's dtype.
 
     Raises:
-        CheckpointMismatchError: with the report's summary, unless ``allow_partial``; nothing
-            is copied in that case.
+        CheckpointMismatchError: one line (:meth:`LoadReport.message`), unless ``allow_partial``;
+            nothing is copied in that case.
     """
     import mindspore as ms
 
-    ignore_re = [re.compile(p) for p in ignore]
-    report = LoadReport()
-    src: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-    for key, value in state_dict.items():
-        if any(r.search(key) for r in ignore_re):
-            report.ignored += 1
-            continue
-        new = apply_rename(key, rename)
-        if new is None:
-            report.ignored += 1
-            continue
-        if new in src:
-            raise CheckpointMismatchError(f"rename maps both '{origin[new]}' and '{key}' to '{new}'")
-        src[new], origin[new] = value, key
+    matched, report = match_state_dict(net, state_dict, rename=rename, ignore=ignore, optional=optional,
+                                       strict_shapes=strict_shapes)
+    report.check(source, allow_partial)
     params = dict(net.parameters_and_names())
-    todo = []
-    for name, param in params.items():
-        if name not in src:
-            report.missing.append(name)
-            continue
-        value = src[name]
-        theirs = tuple(value.shape)
-        ours = tuple(param.shape)
-        if theirs != ours:
-            squeezable = not strict_shapes and [d for d in theirs if d != 1] == [d for d in ours if d != 1]
-            if not squeezable:
-                report.mismatched.append((name, ours, theirs))
-                continue
-        todo.append((param, value, ours))
-    report.unexpected = [k for k in src if k not in params]
-    if not report.ok and not allow_partial:
-        raise CheckpointMismatchError("state dict does not match the network "
-                                      "(pass allow_partial=True to load what matches):\n" + report.summary())
-    for param, value, ours in todo:
+    for name, value in matched.items():
+        param = params[name]
         arr = value.asnumpy() if isinstance(value, ms.Tensor) else np.asarray(value)
-        param.set_data(ms.Tensor(arr.reshape(ours), dtype=param.dtype))
+        param.set_data(ms.Tensor(arr, dtype=param.dtype))
         report.loaded += 1
     return report
 

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "with a checkpoint, configs/svd_tiny.yaml without one")
     p.add_argument("--SVD.checkpoint", dest="checkpoint", default=None,
                    help="released single-file checkpoint (svd.safetensors, svd_xt.safetensors, svd_xt_1_1.safetensors) or "
-                        "a .ckpt written by svd_tools/convert.py. Omitted: RANDOM weights (tiny demo)")
+                        "a .ckpt written by tools/convert_weight.py. Omitted: RANDOM weights (tiny demo)")
     p.add_argument("--SVD.num_frames", dest="num_frames", type=int, default=None,
                    help="frames to generate (SVD: 14, SVD-XT: 25; default: the config's guider num_frames)")
     p.add_argument("--SVD.fps", dest="fps", type=float, default=7,

@@ -8,8 +8,10 @@
 4. ``adapter_lora_path`` (v3 domain adapter) at ``adapter_lora_scale``;
 5. every MotionLoRA of ``motion_module_lora_configs`` at its ``alpha``.
 
-Every key of every file is accounted for: a key that fits no parameter, a parameter no file provides, or
-a shape that differs raises :class:`WeightsError` with one line naming the file and the key.
+Every key of every file is accounted for (``common.checkpoint.load_state_dict_into``): a key that fits no
+parameter, a parameter no file provides, or a shape that differs raises
+:class:`common.checkpoint.CheckpointMismatchError` with one line naming the keys and the file; a missing or
+unreadable file raises :class:`WeightsError`.
 """
 from __future__ import annotations
 
@@ -18,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common.checkpoint import CheckpointError, load_state_dict_into, read_state_dict
+from common.checkpoint import CheckpointError, load_state_dict_into, match_state_dict, read_state_dict
 
 from .config import ConfigError
 from .convert.ldm import (
     diffusers_vae_to_ldm,
     fold_position_ids,
-    ldm_unet_to_ours,
+    ldm_unet_renames,
     split_ldm_checkpoint,
 )
 from .convert.lora import merge_diffusers_lora, merge_kohya_lora
@@ -38,11 +40,12 @@ STUB_GLOBALS = (
 
 
 class WeightsError(ConfigError):
-    """A weight file that is missing, unreadable or does not fit the model (message names file and key)."""
+    """A weight file that is missing, unreadable or not of the kind expected (message names the file)."""
 
 
 def read_weights(path, what: str, upcast: bool = True) -> dict[str, np.ndarray]:
-    """Read any checkpoint format (``common.checkpoint.read_state_dict``) with native byte order.
+    """Read any checkpoint format (``common.checkpoint.read_state_dict``; released files' non-tensor
+    entries read as inert stubs).
 
     Args:
         path: file or folder. what: the config key it came from (for the error message).
@@ -53,46 +56,9 @@ def read_weights(path, what: str, upcast: bool = True) -> dict[str, np.ndarray]:
     if not p.exists():
         raise WeightsError(f"{what}: file not found: {p}")
     try:
-        sd = read_state_dict(p, upcast=upcast, stub_globals=STUB_GLOBALS)
+        return read_state_dict(p, upcast=upcast, stub_globals=STUB_GLOBALS)
     except CheckpointError as e:
         raise WeightsError(f"{what}: {e}") from e
-    out = {}
-    for k, v in sd.items():
-        v = np.asarray(v)
-        if v.dtype.byteorder not in ("=", "|"):
-            v = v.astype(v.dtype.newbyteorder("="))
-        out[k] = v
-    return out
-
-
-def check_state_dict(net, sd: dict, source: str, allow_missing=None) -> None:
-    """Raise WeightsError unless ``sd`` fits ``net`` exactly (names and shapes; reads shapes only).
-
-    Args:
-        net: a Cell (its ``parameters_and_names``) or a ``{name: shape}`` dict.
-        sd: ``{our parameter name: array (or anything with .shape)}``. source: file name for the message.
-        allow_missing: predicate on parameter names that ``sd`` need not provide (None: all required).
-    """
-    shapes = net if isinstance(net, dict) else {k: tuple(p.shape) for k, p in net.parameters_and_names()}
-    unexpected = [k for k in sd if k not in shapes]
-    if unexpected:
-        raise WeightsError(f"{source}: {len(unexpected)} keys fit no parameter of the model, e.g. '{unexpected[0]}'")
-    missing = [k for k in shapes if k not in sd and not (allow_missing and allow_missing(k))]
-    if missing:
-        raise WeightsError(f"{source}: {len(missing)} parameters are missing from the file, e.g. '{missing[0]}'")
-    bad = [(k, tuple(v.shape), tuple(shapes[k])) for k, v in sd.items() if tuple(v.shape) != tuple(shapes[k])]
-    if bad:
-        k, theirs, ours = bad[0]
-        raise WeightsError(f"{source}: '{k}' has shape {list(theirs)} but the model expects {list(ours)} "
-                           f"({len(bad)} mis-shaped keys; is the file for another model or config?)")
-
-
-def assign(net, sd: dict, source: str, allow_missing=None) -> int:
-    """Load ``sd`` into ``net`` by identical names, every key accounted for (see :func:`check_state_dict`;
-    nothing is loaded when it raises). Returns the number of loaded tensors."""
-    check_state_dict(net, sd, source, allow_missing)
-    return load_state_dict_into(net, {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in sd.items()},
-                                allow_partial=True).loaded
 
 
 def is_motion_param(name: str) -> bool:
@@ -119,9 +85,10 @@ def motion_module_state_dict(path, what: str = "motion_module") -> tuple[dict, i
     return out, pe_len
 
 
-def check_motion_module(unet, sd: dict, pe_len: int | None, name: str, what: str = "motion_module") -> None:
-    """Raise WeightsError unless the motion-module tensors ``sd`` (shapes only are read) are of the version
-    and layout the UNet's inference config describes."""
+def check_motion_module(unet, sd: dict, pe_len: int | None, name: str, what: str = "motion_module",
+                        allow_partial: bool = False) -> None:
+    """Raise WeightsError (CheckpointMismatchError for a key that does not fit) unless the motion-module
+    tensors ``sd`` (shapes only are read) are of the version and layout the UNet's inference config describes."""
     cfg = unet.cfg
     file_mid = any(k.startswith("mid_block.motion_modules.") for k in sd)
     if file_mid and not cfg.mid_has_motion:
@@ -143,7 +110,7 @@ def check_motion_module(unet, sd: dict, pe_len: int | None, name: str, what: str
     if extra:
         raise WeightsError(f"{what}: {name} has {len(extra)} motion-module keys the inference config does not "
                            f"place (motion_module_resolutions / num_transformer_block), e.g. '{extra[0]}'")
-    check_state_dict(unet, sd, f"{what}: {name}", allow_missing=lambda k: not is_motion_param(k))
+    match_state_dict(unet, sd, optional=lambda k: not is_motion_param(k))[1].check(f"{what}: {name}", allow_partial)
 
 
 def load_motion_module(unet, path, what: str = "motion_module") -> int:
@@ -151,7 +118,7 @@ def load_motion_module(unet, path, what: str = "motion_module") -> int:
     sd, pe_len = motion_module_state_dict(path, what)
     name = Path(path).name
     check_motion_module(unet, sd, pe_len, name, what)
-    return assign(unet, sd, f"{what}: {name}", allow_missing=lambda k: not is_motion_param(k))
+    return load_state_dict_into(unet, sd, optional=lambda k: not is_motion_param(k), source=f"{what}: {name}").loaded
 
 
 # ----------------------------------------------------------------------------------------- base model
@@ -160,19 +127,20 @@ def unet_2d_state_dict(folder, what: str = "pretrained_model_path") -> dict:
     return read_weights(folder, what)
 
 
-def load_unet_2d(unet, sd: dict, source: str) -> int:
-    """Load the image layers (every non-motion parameter) from a state dict with our names."""
+def load_unet_2d(unet, sd: dict, source: str, rename=None) -> int:
+    """Load the image layers (every non-motion parameter) from a state dict with our names (or renamed by
+    ``rename``, e.g. :func:`~animatediff_ms.convert.ldm.ldm_unet_renames`)."""
     motion = [k for k in sd if is_motion_param(k)]
     if motion:
         raise WeightsError(f"{source}: an image-model file with motion-module keys, e.g. '{motion[0]}'")
-    return assign(unet, sd, source, allow_missing=is_motion_param)
+    return load_state_dict_into(unet, sd, rename=rename, optional=is_motion_param, source=source).loaded
 
 
 def load_vae_diffusers(vae, folder, what: str = "pretrained_model_path") -> int:
     """Load a diffusers ``vae/`` folder into :class:`common.vae.AutoencoderKL` (LDM names)."""
     sd = read_weights(folder, what)
     n = len(vae.encoder.config.ch_mult)
-    return assign(vae, diffusers_vae_to_ldm(sd, n, f"{what}: {folder}"), f"{what}: {folder}")
+    return load_state_dict_into(vae, diffusers_vae_to_ldm(sd, n, f"{what}: {folder}"), source=f"{what}: {folder}").loaded
 
 
 def load_text_encoder(text_encoder, sd: dict, source: str) -> int:
@@ -180,7 +148,7 @@ def load_text_encoder(text_encoder, sd: dict, source: str) -> int:
     sd, reordered = fold_position_ids(sd, source)
     if reordered:
         print(f"[animatediff] {source}: position_ids are not 0..n-1; using them as the original does")
-    return assign(text_encoder, sd, source)
+    return load_state_dict_into(text_encoder, sd, source=source).loaded
 
 
 def load_dreambooth(unet, vae, text_encoder, path, what: str = "dreambooth_path") -> dict:
@@ -195,10 +163,10 @@ def load_dreambooth(unet, vae, text_encoder, path, what: str = "dreambooth_path"
     parts = split_ldm_checkpoint(read_weights(path, what), f"{what}: {name}")
     counts = {}
     if vae is not None:
-        counts["vae"] = assign(vae, parts["vae"], f"{what}: {name} (first_stage_model)")
+        counts["vae"] = load_state_dict_into(vae, parts["vae"], source=f"{what}: {name} (first_stage_model)").loaded
     if unet is not None:
-        counts["unet"] = load_unet_2d(unet, ldm_unet_to_ours(parts["unet"], unet.cfg, f"{what}: {name}"),
-                                      f"{what}: {name} (model.diffusion_model)")
+        counts["unet"] = load_unet_2d(unet, parts["unet"], f"{what}: {name} (model.diffusion_model)",
+                                      rename=ldm_unet_renames(unet.cfg))
     if text_encoder is not None:
         counts["text_encoder"] = load_text_encoder(text_encoder, parts["text_encoder"],
                                                    f"{what}: {name} (cond_stage_model.transformer)")

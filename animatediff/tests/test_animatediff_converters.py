@@ -1,4 +1,4 @@
-"""tools/convert_weights.py: every kind converts, the MindSpore file loads to the same weights, bad files are refused."""
+"""tools/convert_weight.py: every kind converts, the MindSpore file loads to the same weights, bad files are refused."""
 import importlib.util
 from pathlib import Path
 
@@ -9,7 +9,7 @@ from animatediff_ms.build import build_text_encoder, build_unet, build_vae
 from animatediff_ms.config import InferenceConfig
 
 PROJECT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("convert_weights", PROJECT / "tools" / "convert_weights.py")
+_spec = importlib.util.spec_from_file_location("ad_convert_weight", PROJECT / "tools" / "convert_weight.py")
 conv = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(conv)
 
@@ -19,7 +19,8 @@ def params(net):
 
 
 def run(tw, kind, src, out, capsys, *extra):
-    rc = conv.main([kind, str(src), str(out), "--pretrained_model_path", str(tw["sd"]), *extra])
+    rc = conv.main(["--kind", kind, "--src", str(src), "--target", str(out), "--pretrained_model_path", str(tw["sd"]),
+                    *extra])
     captured = capsys.readouterr()
     return rc, captured.out, captured.err
 
@@ -32,7 +33,8 @@ def unet(tw, v=2):
 def test_motion_module_and_motion_lora(tiny_weights, tmp_path, capsys):
     tw = tiny_weights
     mm = tw["root"] / "models" / "Motion_Module" / "mm_tiny_v2.ckpt"
-    rc, out, _ = run(tw, "motion_module", mm, tmp_path / "mm.ckpt", capsys)
+    rc = conv.main(["motion_module", str(mm), str(tmp_path / "mm.ckpt"), "--pretrained_model_path", str(tw["sd"])])
+    out = capsys.readouterr().out  # the older positional form
     assert rc == 0 and "inference-v2.yaml" in out and "position tables (recomputed): 26" in out
     a, b = unet(tw), unet(tw)
     L.load_motion_module(a, mm)
@@ -74,3 +76,35 @@ def test_files_that_do_not_fit_are_refused(tiny_weights, tmp_path, capsys, kind,
     rc, _, err = run(tiny_weights, kind, src, tmp_path / "x.ckpt", capsys)
     assert rc == 2 and match in err and err.strip().count("\n") == 0
     assert not (tmp_path / "x.ckpt").exists()
+
+
+def test_misfit_motion_module_is_one_line_and_allow_partial_writes_it(tiny_weights, tmp_path, capsys):
+    import torch
+
+    from common.checkpoint import read_state_dict
+
+    tw = tiny_weights
+    sd = read_state_dict(tw["root"] / "models" / "Motion_Module" / "mm_tiny_v2.ckpt")
+    key = next(k for k in sd if k.startswith("down_blocks.0.motion_modules.") and k.endswith(".weight"))
+    sd[key] = np.zeros((3, 3), np.float32)
+    bad = tmp_path / "mm_bad.ckpt"
+    torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}, bad)
+    rc, _, err = run(tw, "motion_module", bad, tmp_path / "x.ckpt", capsys, "--config",
+                     str(tw["root"] / "configs" / "inference" / "inference-v2.yaml"))
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and f"'{key}': file [3, 3]" in err
+    assert "mm_bad.ckpt" in err and not (tmp_path / "x.ckpt").exists()
+    rc, _, _ = run(tw, "motion_module", bad, tmp_path / "x.ckpt", capsys, "--allow_partial")
+    assert rc == 0 and (tmp_path / "x.ckpt").exists()
+
+
+def test_bad_flags_are_one_line(tiny_weights, tmp_path, capsys):
+    for argv in (["--kind", "motion_module", "--target", str(tmp_path / "x.ckpt")],  # no --src
+                 ["nonsense", str(tmp_path), str(tmp_path / "x.ckpt")],  # unknown kind, positional form
+                 ["--kind", "lora", "--src", str(tmp_path / "nope.safetensors"), "--target", str(tmp_path / "x")]):
+        try:
+            rc = conv.main(argv)
+        except SystemExit as e:
+            rc = e.code
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1, (argv, err)
+    assert "(--src " in err

@@ -3,11 +3,13 @@ import numpy as np
 import pytest
 from animatediff_ms import loading as L
 from animatediff_ms.build import build_text_encoder, build_unet, build_vae
-from animatediff_ms.config import ConfigError, InferenceConfig, UNet3DConfig
-from animatediff_ms.convert.ldm import ldm_unet_table, ldm_unet_to_ours, ours_unet_to_ldm
+from animatediff_ms.config import InferenceConfig, UNet3DConfig
+from animatediff_ms.convert.ldm import ldm_unet_renames, ldm_unet_table, ours_unet_to_ldm
 from animatediff_ms.convert.lora import LoRAError, merge_kohya_lora
 from animatediff_ms.demo import TINY_UNET
 from animatediff_ms.models import UNet3DConditionModel
+
+from common.checkpoint import CheckpointMismatchError, match_state_dict
 
 
 def params(net):
@@ -21,14 +23,15 @@ def inference(tw, v):
 @pytest.mark.parametrize("layers", [1, 2])
 def test_ldm_unet_table_covers_every_2d_key_both_ways(layers):
     cfg = UNet3DConfig.from_files(dict(TINY_UNET, layers_per_block=layers), {"use_motion_module": False})
-    names = {k: np.zeros(1) for k, _ in UNet3DConditionModel(cfg).parameters_and_names()}
-    ldm = ours_unet_to_ldm(names, cfg)
-    assert set(ldm_unet_to_ours(ldm, cfg)) == set(names)
+    shapes = {k: tuple(p.shape) for k, p in UNet3DConditionModel(cfg).parameters_and_names()}
+    ldm = ours_unet_to_ldm(shapes, cfg)
+    matched, report = match_state_dict(shapes, ldm, rename=ldm_unet_renames(cfg))
+    assert report.ok and set(matched) == set(shapes) and set(report.renamed) == set(ldm)
     assert "input_blocks.0.0.weight" in ldm and "out.2.weight" in ldm and "middle_block.1.norm.weight" in ldm
     assert f"output_blocks.{layers}.1.conv.weight" in ldm  # level-0 upsampler: no attention in that level
     assert len({r[0] for r in ldm_unet_table(cfg)}) == len(ldm_unet_table(cfg))
-    with pytest.raises(ConfigError, match="do not fit"):
-        ldm_unet_to_ours({"input_blocks.99.0.in_layers.0.weight": np.zeros(1)}, cfg)
+    _, report = match_state_dict(shapes, {"input_blocks.99.0.in_layers.0.weight": (1,)}, rename=ldm_unet_renames(cfg))
+    assert report.unexpected == ["input_blocks.99.0.in_layers.0.weight"]
 
 
 def test_motion_module_ckpt_with_wrapper_and_position_tables(tiny_weights):
@@ -134,8 +137,8 @@ def test_missing_and_mismatched_files_name_the_fault(tiny_weights, tmp_path):
         L.load_motion_module(unet, tw["root"] / "models" / "DreamBooth_LoRA" / "tinyToon.safetensors")
     sd = L.read_weights(tw["sd"] / "unet", "unet")
     sd["conv_in.weight"] = np.zeros((8, 4, 3, 3), np.float32)
-    with pytest.raises(L.WeightsError, match=r"'conv_in.weight' has shape \[8, 4, 3, 3\]"):
+    with pytest.raises(CheckpointMismatchError, match=r"'conv_in.weight': file \[8, 4, 3, 3\] vs model"):
         L.load_unet_2d(unet, sd, "unet")
     del sd["conv_in.weight"]
-    with pytest.raises(L.WeightsError, match="missing from the file, e.g. 'conv_in.weight'"):
+    with pytest.raises(CheckpointMismatchError, match="missing from the file, e.g. 'conv_in.weight'"):
         L.load_unet_2d(unet, sd, "unet")

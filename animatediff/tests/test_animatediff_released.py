@@ -13,16 +13,17 @@ from animatediff_ms.config import UNet3DConfig
 from animatediff_ms.convert.ldm import (
     diffusers_vae_to_ldm,
     fold_position_ids,
-    ldm_unet_to_ours,
+    ldm_unet_renames,
     split_ldm_checkpoint,
     vae_ddconfig_from_diffusers,
 )
 from animatediff_ms.convert.lora import plan_diffusers_lora
-from animatediff_ms.loading import check_motion_module, check_state_dict, is_motion_param
+from animatediff_ms.loading import check_motion_module, is_motion_param
 from animatediff_ms.models import UNet3DConditionModel
 from mindspore.nn.utils import no_init_parameters
 
 from common import golden
+from common.checkpoint import match_state_dict
 from common.clip.hf_clip import CLIPTextConfig, CLIPTextModel
 from common.vae import AutoencoderKL
 
@@ -85,7 +86,7 @@ def test_sd15_unet_diffusers_layout():
     d = layout("sd15_unet_diffusers.json")
     net = full_unet(2)
     sd = shape_only(d["tensors"])
-    check_state_dict(net, sd, "sd15 unet", allow_missing=is_motion_param)
+    match_state_dict(net, sd, optional=is_motion_param)[1].check("sd15 unet")
     ours = {k: tuple(p.shape) for k, p in net.parameters_and_names() if not is_motion_param(k)}
     assert set(ours) == set(sd)
     assert sum(int(np.prod(s)) for s in ours.values()) == d["total_params"]
@@ -106,7 +107,7 @@ def test_sd15_vae_diffusers_layout():
     d = layout("sd15_vae_diffusers.json")
     vae = full_vae()
     sd = diffusers_vae_to_ldm(shape_only(d["tensors"]), len(d["config"]["block_out_channels"]))
-    check_state_dict(vae, sd, "sd15 vae")
+    match_state_dict(vae, sd)[1].check("sd15 vae")
     assert len(sd) == len(d["tensors"]) == len(list(vae.parameters_and_names()))
     assert sum(int(np.prod(p.shape)) for _, p in vae.parameters_and_names()) == d["total_params"]
 
@@ -118,7 +119,7 @@ def test_sd15_text_encoder_layout():
     sd, reordered = fold_position_ids(sd)
     assert not reordered
     te = full_text_encoder()
-    check_state_dict(te, sd, "sd15 text encoder")
+    match_state_dict(te, sd)[1].check("sd15 text encoder")
     assert len(sd) == len(d["tensors"]) - 1  # all but the position_ids buffer
 
 
@@ -130,10 +131,10 @@ def test_sd15_ldm_single_file_layout():
     assert len(parts["ignored"]) == d["n_extra_tensors"]
     assert sum(len(v) for k, v in parts.items() if k != "ignored") == d["n_network_tensors"]
     net = full_unet(2)
-    check_state_dict(net, ldm_unet_to_ours(parts["unet"], net.cfg), "unet", allow_missing=is_motion_param)
-    check_state_dict(full_vae(), parts["vae"], "vae")
+    match_state_dict(net, parts["unet"], rename=ldm_unet_renames(net.cfg), optional=is_motion_param)[1].check("unet")
+    match_state_dict(full_vae(), parts["vae"])[1].check("vae")
     te_sd, _ = fold_position_ids(parts["text_encoder"])
-    check_state_dict(full_text_encoder(), te_sd, "text encoder")
+    match_state_dict(full_text_encoder(), te_sd)[1].check("text encoder")
 
 
 def test_motion_lora_layout():

@@ -19,7 +19,9 @@ from common.checkpoint import (
     CheckpointError,
     CheckpointMismatchError,
     UnsafeCheckpointError,
+    apply_rename,
     load_state_dict_into,
+    match_state_dict,
     read_state_dict,
     save_checkpoint_atomic,
     save_safetensors_atomic,
@@ -284,7 +286,8 @@ def test_partial_load_refused_naming_missing_key():
     with pytest.raises(CheckpointMismatchError) as err:
         load_state_dict_into(net, src)
     msg = str(err.value)
-    assert "norm.bias" in msg and "extra.key" in msg and "missing 1" in msg
+    assert "norm.bias" in msg and "extra.key" in msg and "1 missing" in msg and "\n" not in msg
+    assert err.value.report.missing == ["norm.bias"] and err.value.report.unexpected == ["extra.key"]
     # nothing was copied
     np.testing.assert_array_equal(dict(net.parameters_and_names())["proj.weight"].asnumpy(), before)
     rep = load_state_dict_into(net, src, allow_partial=True)
@@ -315,6 +318,71 @@ def test_misshaped_load_refused_naming_both_shapes():
 def test_rename_collision_refused():
     with pytest.raises(CheckpointMismatchError, match="both"):
         load_state_dict_into(_Tiny(), {"a.w": np.zeros(1), "b.w": np.zeros(1)}, rename=[(r"^[ab]\.", "")])
+
+
+def test_rename_table_rows_apply_in_order_and_none_drops_with_why():
+    table = [
+        (r"^_forward_module\.", "", "DeepSpeed prefix"),
+        (r"^gn\.", "norm.", "older release's name"),
+        (r"^norm\.bias$", None, "not used"),  # sees the key AFTER the rows above
+        (r"^betas$", None, "schedule buffer, rebuilt"),
+    ]
+    assert apply_rename("_forward_module.gn.weight", table) == "norm.weight"
+    assert apply_rename("_forward_module.gn.bias", table) is None
+    assert apply_rename("proj.weight", table) == "proj.weight"
+    src = {"_forward_module." + k.replace("norm.", "gn."): v for k, v in _tiny_sd().items()}
+    src["betas"] = np.zeros(10)
+    matched, rep = match_state_dict(_Tiny(), src, rename=table)
+    assert rep.dropped == {"not used": ["_forward_module.gn.bias"], "schedule buffer, rebuilt": ["betas"]}
+    assert rep.ignored == 2 and rep.renamed["_forward_module.gn.weight"] == "norm.weight"
+    assert rep.missing == ["norm.bias"] and not rep.unexpected and not rep.mismatched and rep.loaded == 0
+    assert list(matched) == ["proj.weight", "proj.bias", "norm.weight"]  # model order, our names
+
+
+class _Shape:
+    """A shape stand-in: no data at all."""
+
+    def __init__(self, *shape):
+        self.shape = shape
+
+
+def test_match_from_shapes_alone_names_every_kind():
+    shapes = {"a": (2, 3), "b": (4,), "c": (), "d": (5,)}
+    sd = {"a": _Shape(2, 3), "b": (3,), "c": np.zeros(1), "e": _Shape(1), "old_d": (5,)}  # .shape or a shape
+    matched, rep = match_state_dict(shapes, sd, rename=[(r"^old_", "", "renamed in a later release")])
+    assert rep.mismatched == [("b", (4,), (3,))] and rep.unexpected == ["e"] and rep.missing == []
+    assert set(matched) == {"a", "c", "d"} and matched["c"].shape == ()  # 0-d stored as [1] (MindSpore)
+    msg = rep.message("f.ckpt")
+    assert "'b': file [3] vs model [4]" in msg and "'e'" in msg and msg.endswith("(f.ckpt)") and "\n" not in msg
+    _, rep = match_state_dict(shapes, {"a": _Shape(2, 3)}, optional=r"^[bcd]$")
+    assert rep.ok
+    _, rep = match_state_dict(shapes, {"a": _Shape(2, 3)}, optional=lambda k: k != "d")
+    assert rep.missing == ["d"]
+    with pytest.raises(CheckpointMismatchError, match=r"1 missing from the file, e.g. 'd' \(x\)"):
+        rep.check("x")
+    assert rep.check("x", allow_partial=True) is rep
+
+
+def test_shapes_of_a_model_built_without_weights():
+    from mindspore.nn.utils import no_init_parameters
+
+    with no_init_parameters():
+        lazy = _Tiny()
+    matched, rep = match_state_dict(lazy, _tiny_sd())
+    assert rep.ok and set(matched) == set(_tiny_sd())
+    net = _Tiny()
+    assert load_state_dict_into(net, matched).loaded == 4
+
+
+def test_nothing_is_copied_on_any_mismatch():
+    net = _Tiny()
+    before = {k: p.asnumpy().copy() for k, p in net.parameters_and_names()}
+    src = _tiny_sd()
+    src["proj.weight"] = np.zeros((4, 5))
+    with pytest.raises(CheckpointMismatchError, match="mis-shaped"):
+        load_state_dict_into(net, src, source="bad.ckpt")
+    for k, p in net.parameters_and_names():
+        np.testing.assert_array_equal(p.asnumpy(), before[k])
 
 
 def _listing(d):

@@ -12,10 +12,10 @@ import pytest
 import torch
 from dynamicrafter_ms.config import DynamiCrafterConfig
 from dynamicrafter_ms.model import DynamiCrafter
-from dynamicrafter_ms.weights import RENAMES, account_keys, clip_to_dynamicrafter, load_weights, rename_key
+from dynamicrafter_ms.weights import RENAMES, clip_to_dynamicrafter, load_weights
 
 from common import golden
-from common.checkpoint import CheckpointError, CheckpointMismatchError, UnsafeCheckpointError
+from common.checkpoint import CheckpointError, CheckpointMismatchError, UnsafeCheckpointError, apply_rename
 
 
 def _save_torch(path, model, old_256_names=True, drop=(), reshape=None):
@@ -40,16 +40,15 @@ def tiny256(tiny_dir, dc):
     return model
 
 
+def rename_key(key):
+    return apply_rename(key, RENAMES)
+
+
 def test_rename_table_is_explicit():
     assert rename_key("model.diffusion_model.framestride_embed.0.weight") == "model.diffusion_model.fps_embedding.0.weight"
     assert rename_key("_forward_module.image_proj_model.latents") == "image_proj_model.latents"
     assert rename_key("model.diffusion_model.input_blocks.1.0.temopral_conv.conv1.0.weight").endswith("temopral_conv.conv1.0.weight")
     assert all(len(r) == 3 and r[2] for r in RENAMES)  # every rule says why
-
-
-def test_account_keys_reports_each_kind():
-    acc = account_keys({"a": (2,), "framestride": (1,), "b": (3,)}, {"a": (2,), "b": (4,), "c": (1,)})
-    assert acc.unexpected == ["framestride"] and acc.missing == ["c"] and acc.mismatched == [("b", (3,), (4,))]
 
 
 def test_load_released_style_checkpoint(tmp_path, tiny_dir, tiny256):
@@ -64,8 +63,8 @@ def test_load_released_style_checkpoint(tmp_path, tiny_dir, tiny256):
 def test_converter_round_trip(tmp_path, tiny_dir, tiny256, dc):
     src = _save_torch(tmp_path / "model.ckpt", tiny256)
     out = tmp_path / "ms" / "model_ms.ckpt"
-    r = subprocess.run([sys.executable, str(dc.DC_DIR / "tools" / "convert_weight.py"), "--model_name", "256",
-                        "--src_ckpt", str(src), "--target_ckpt", str(out), "--config", str(tiny_dir / "tiny256.yaml")],
+    r = subprocess.run([sys.executable, str(dc.DC_DIR / "tools" / "convert_weight.py"), "--kind", "256",
+                        "--src", str(src), "--target", str(out), "--config", str(tiny_dir / "tiny256.yaml")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "renamed model.diffusion_model.framestride_embed.0.weight -> model.diffusion_model.fps_embedding.0.weight" \
@@ -87,8 +86,9 @@ def test_converter_converts_the_golden_checkpoints(tmp_path, case):
         __import__("pathlib").Path(__file__).resolve().parents[1] / "tools" / "convert_weight.py"))
     mod = util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    s = mod.convert("256" if case == "tiny256" else "512", str(root / "model.ckpt"), str(tmp_path / "o.ckpt"),
-                    str(root / "config.yaml"))
+    s = mod.convert(mod.PARSER.parse_args(["--kind", "256" if case == "tiny256" else "512", "--src",
+                                           str(root / "model.ckpt"), "--target", str(tmp_path / "o.ckpt"),
+                                           "--config", str(root / "config.yaml")]))
     assert s["tensors"] == len(ms.load_checkpoint(s["target"]))
     assert len(s["renamed"]) == (4 if case == "tiny256" else 0)
 
@@ -105,14 +105,14 @@ def test_mismatched_shape_names_key_and_both_shapes(tmp_path, tiny_dir, tiny256)
     key = "image_proj_model.latents"
     ckpt = _save_torch(tmp_path / "model.ckpt", tiny256, reshape=(key, (1, 8, 32)))
     fresh = DynamiCrafter(DynamiCrafterConfig.from_yaml(tiny_dir / "tiny256.yaml"))
-    with pytest.raises(CheckpointMismatchError, match=r"image_proj_model\.latents.*\[1, 8, 32\] vs model \[1, 32, 32\]"):
+    with pytest.raises(CheckpointMismatchError, match=r"image_proj_model\.latents.*file \[1, 8, 32\] vs model \[1, 32, 32\]"):
         load_weights(fresh, ckpt)
 
 
 def test_partial_checkpoint_names_the_missing_key(tmp_path, tiny_dir, tiny256):
     ckpt = _save_torch(tmp_path / "model.ckpt", tiny256, drop=("first_stage_model.post_quant_conv.weight",))
     fresh = DynamiCrafter(DynamiCrafterConfig.from_yaml(tiny_dir / "tiny256.yaml"))
-    with pytest.raises(CheckpointMismatchError, match="first_stage_model.post_quant_conv.weight.*missing"):
+    with pytest.raises(CheckpointMismatchError, match="missing from the file, e.g. 'first_stage_model.post_quant_conv.weight'"):
         load_weights(fresh, ckpt)
 
 
@@ -192,3 +192,47 @@ def test_converter_clip_mode(tmp_path, dc):
     assert set(written) == want
     np.testing.assert_array_equal(written["embedder.model.token_embedding.weight"].asnumpy(),
                                   params["cond_stage_model.model.token_embedding.weight"].asnumpy())
+
+
+def _converter():
+    from importlib import util
+
+    spec = util.spec_from_file_location("dc_convert_weight", str(
+        __import__("pathlib").Path(__file__).resolve().parents[1] / "tools" / "convert_weight.py"))
+    mod = util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("bad,where", [
+    ("missing_file", "--src"), ("mis_shaped", "image_proj_model.latents"), ("no_kind", "--kind"),
+])
+def test_converter_bad_input_is_one_line_and_exit_2(tmp_path, tiny_dir, tiny256, capsys, bad, where):
+    conv = _converter()
+    src = tmp_path / "nope.ckpt"
+    if bad == "mis_shaped":
+        src = _save_torch(tmp_path / "model.ckpt", tiny256, reshape=("image_proj_model.latents", (1, 8, 32)))
+    argv = ["--src", str(src), "--target", str(tmp_path / "o.ckpt"), "--config", str(tiny_dir / "tiny256.yaml")]
+    if bad != "no_kind":
+        argv = ["--kind", "256", *argv]
+    try:
+        rc = conv.main(argv)
+    except SystemExit as e:  # argparse's errors (one line too)
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and where in err, err
+    assert "Traceback" not in err and not (tmp_path / "o.ckpt").exists()
+
+
+def test_converter_allow_partial_writes_what_matches(tmp_path, tiny_dir, tiny256, capsys):
+    key = "first_stage_model.post_quant_conv.weight"
+    src = _save_torch(tmp_path / "model.ckpt", tiny256, drop=(key,))
+    conv = _converter()
+    argv = ["--kind", "256", "--src", str(src), "--output_dir", str(tmp_path / "ms"), "--config",
+            str(tiny_dir / "tiny256.yaml")]
+    assert conv.main(argv) == 2
+    assert conv.main([*argv, "--allow_partial"]) == 0
+    out = capsys.readouterr().out
+    assert f"1 missing from the file, e.g. '{key}'" in out
+    written = ms.load_checkpoint(str(tmp_path / "ms" / "model.ckpt"))
+    assert key not in written and len(written) == len(list(tiny256.get_parameters())) - 1

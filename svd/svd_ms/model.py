@@ -124,7 +124,7 @@ def load_svd_model(config_path, checkpoint=None, clip_config=None, allow_partial
 
     Args:
         config_path: ``configs/svd.yaml`` etc. (``<arch>.json`` of a custom image encoder beside it).
-        checkpoint: released ``.safetensors`` / ``.ckpt`` or a file written by ``svd_tools/convert.py``;
+        checkpoint: released ``.safetensors`` / ``.ckpt`` or a file written by ``tools/convert_weight.py``;
             None = random weights.
         clip_config: open_clip config override.
         allow_partial: load what matches (reporting the rest) instead of raising.

@@ -1,4 +1,4 @@
-"""svd_tools/convert.py: every key accounted for, round trips, torch .ckpt input, bad files."""
+"""tools/convert_weight.py: every key accounted for, round trips, torch .ckpt input, bad files."""
 import importlib.util
 import subprocess
 import sys
@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 from safetensors.numpy import save_file
-
 from svd_ms.model import load_svd_model
 
 from .conftest import SVD_DIR, TINY_CONFIG
 
-_spec = importlib.util.spec_from_file_location("svd_convert_cli", SVD_DIR / "svd_tools" / "convert.py")
+_spec = importlib.util.spec_from_file_location("svd_convert_cli", SVD_DIR / "tools" / "convert_weight.py")
 convert_cli = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(convert_cli)
 
@@ -42,8 +41,8 @@ def released(tiny_model, tmp_path_factory):
 
 def test_cli_converts_and_the_result_loads_identically(released, tmp_path):
     path, sd = released
-    r = subprocess.run([sys.executable, "svd_tools/convert.py", "--pt_weights_file", str(path), "--config",
-                        str(TINY_CONFIG), "--out_dir", str(tmp_path)], cwd=SVD_DIR, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "tools/convert_weight.py", "--src", str(path), "--config",
+                        str(TINY_CONFIG), "--output_dir", str(tmp_path)], cwd=SVD_DIR, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "dropped 6 tensors: unused text-tower leftovers" in r.stdout
     assert "dropped 2 tensors: unused 2-D decoder" in r.stdout
@@ -61,7 +60,9 @@ def test_lightning_torch_ckpt_and_fp16_output(released, tmp_path):
     _, sd = released
     ckpt = tmp_path / "svd_tiny.ckpt.pt"
     torch.save({"state_dict": {k: torch.from_numpy(v.copy()) for k, v in sd.items()}, "epoch": 3}, ckpt)
-    target = convert_cli.convert(ckpt, TINY_CONFIG, tmp_path / "out", dtype="fp16")
+    target = convert_cli.convert(convert_cli.PARSER.parse_args(  # the older flag names still work
+        ["--pt_weights_file", str(ckpt), "--config", str(TINY_CONFIG), "--out_dir", str(tmp_path / "out"),
+         "--dtype", "fp16"]))
     from common.checkpoint import read_state_dict
 
     got = read_state_dict(target, upcast=False)
@@ -72,9 +73,9 @@ def test_lightning_torch_ckpt_and_fp16_output(released, tmp_path):
 
 
 @pytest.mark.parametrize("edit,message", [
-    ("drop", "parameters missing from the file"),
-    ("extra", "keys of the file have no parameter"),
-    ("shape", "mis-shaped"),
+    ("drop", "1 missing from the file"),
+    ("extra", "1 unexpected (no such parameter)"),
+    ("shape", "1 mis-shaped"),
 ])
 def test_bad_checkpoints_are_refused_naming_the_keys(released, tmp_path, capsys, edit, message):
     _, sd = released
@@ -89,15 +90,39 @@ def test_bad_checkpoints_are_refused_naming_the_keys(released, tmp_path, capsys,
         sd[key] = np.zeros((2,), np.float32)
     bad = tmp_path / "bad.safetensors"
     save_file(sd, str(bad))
-    rc = convert_cli.main(["--pt_weights_file", str(bad), "--config", str(TINY_CONFIG), "--out_dir", str(tmp_path)])
+    rc = convert_cli.main(["--src", str(bad), "--config", str(TINY_CONFIG), "--output_dir", str(tmp_path)])
     err = capsys.readouterr().err
-    assert rc == 1 and message in err and key in err
+    assert rc == 2 and message in err and key in err and err.startswith("error: ") and err.count("\n") == 1
     assert not (tmp_path / "bad.ckpt").exists()
     with pytest.raises(Exception, match=key.replace(".", r"\.")):
         load_svd_model(TINY_CONFIG, bad)
 
 
 def test_missing_file_is_one_clear_line(tmp_path, capsys):
-    rc = convert_cli.main(["--pt_weights_file", str(tmp_path / "nope.safetensors"), "--config", str(TINY_CONFIG),
-                           "--out_dir", str(tmp_path)])
-    assert rc == 1 and "nope.safetensors" in capsys.readouterr().err
+    rc = convert_cli.main(["--src", str(tmp_path / "nope.safetensors"), "--config", str(TINY_CONFIG),
+                           "--output_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == f"error: no such file or folder (--src {tmp_path / 'nope.safetensors'})\n"
+
+
+def test_allow_partial_writes_what_matches(released, tmp_path, capsys):
+    _, sd = released
+    sd = dict(sd)
+    key = "model.diffusion_model.input_blocks.1.0.time_mixer.mix_factor"
+    del sd[key]
+    part = tmp_path / "part.safetensors"
+    save_file(sd, str(part))
+    argv = ["--src", str(part), "--config", str(TINY_CONFIG), "--target", str(tmp_path / "p.ckpt"), "--allow_partial"]
+    assert convert_cli.main(argv) == 0
+    assert f"1 missing from the file, e.g. '{key}'" in capsys.readouterr().out
+    from common.checkpoint import read_state_dict
+
+    got = read_state_dict(tmp_path / "p.ckpt")
+    assert key not in got and len(got) == len(sd) - len(LEFTOVERS)
+
+
+def test_help_explains_every_flag():
+    text = convert_cli.PARSER.format_help()
+    for flag in ("--src", "--pt_weights_file", "--target", "--output_dir", "--out_dir", "--config", "--dtype",
+                 "--allow_partial", "--debug"):
+        assert flag in text, flag

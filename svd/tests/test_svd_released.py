@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mindspore.nn.utils import no_init_parameters
-
-from common import golden as _golden
 from svd_ms.config import load_svd_config
 from svd_ms.model import SVDModel
-from svd_ms.weights import RENAME_TABLE, rename_key
+from svd_ms.weights import RENAME_TABLE
+
+from common import golden as _golden
+from common.checkpoint import apply_rename, match_state_dict
 
 RELEASED = _golden.golden_root() / "svd" / "released"
 NAMES = sorted(p.stem for p in RELEASED.glob("*.json") if p.with_suffix(".yaml").is_file())
@@ -20,6 +21,10 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 def test_every_release_is_listed():
     assert {"svd", "svd_xt", "svd_xt_1_1"} <= set(NAMES), NAMES
+
+
+def __init__(self, shape):
+        self.shape = tuple(shape)
 
 
 def _ours(yaml_path):
@@ -34,17 +39,9 @@ def test_released_layout_matches(name):
     theirs = {k: tuple(v) for k, v in listing["tensors"].items()}
     assert len(theirs) == listing["num_tensors"]
     ours = _ours(RELEASED / f"{name}.yaml")
-    renamed, dropped = {}, []
-    for k, shape in theirs.items():
-        new = rename_key(k)
-        if new is None:
-            dropped.append(k)
-        else:
-            renamed[new] = shape
-    assert sorted(set(renamed) - set(ours)) == [], "released keys without a parameter"
-    assert sorted(set(ours) - set(renamed)) == [], "parameters without a released key"
-    bad = [(k, ours[k], renamed[k]) for k in ours if ours[k] != renamed[k]]
-    assert bad == []
+    _, report = match_state_dict(ours, theirs, rename=RENAME_TABLE)
+    assert report.ok, report.summary()
+    dropped = [k for keys in report.dropped.values() for k in keys]
     # only what the table explains is dropped: the open_clip text leftovers and the conditioner's decoder
     text = [k for k in dropped if ".open_clip.model." in k]
     cond_dec = [k for k in dropped if re.search(r"^conditioner\.embedders\.3\.encoder\.(decoder|post_quant_conv)\.", k)]
@@ -69,7 +66,7 @@ def test_shipped_configs_equal_the_released_ones(name):
 
 def test_rename_table_entries_have_reasons():
     assert all(isinstance(why, str) and why for _, _, why in RENAME_TABLE)
-    assert rename_key("model.diffusion_model.out.2.weight") == "model.diffusion_model.out.2.weight"
-    assert rename_key("conditioner.embedders.0.open_clip.model.logit_scale") is None
-    assert rename_key("conditioner.embedders.0.open_clip.model.visual.proj") == \
+    assert apply_rename("model.diffusion_model.out.2.weight", RENAME_TABLE) == "model.diffusion_model.out.2.weight"
+    assert apply_rename("conditioner.embedders.0.open_clip.model.logit_scale", RENAME_TABLE) is None
+    assert apply_rename("conditioner.embedders.0.open_clip.model.visual.proj", RENAME_TABLE) == \
         "conditioner.embedders.0.open_clip.model.visual.proj"

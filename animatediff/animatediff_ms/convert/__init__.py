@@ -6,12 +6,12 @@
 """
 from .ldm import (
     diffusers_vae_to_ldm,
+    ldm_unet_renames,
     ldm_unet_table,
-    ldm_unet_to_ours,
     split_ldm_checkpoint,
     vae_ddconfig_from_diffusers,
 )
 from .lora import merge_diffusers_lora, merge_kohya_lora
 
-__all__ = ["ldm_unet_table", "ldm_unet_to_ours", "split_ldm_checkpoint", "diffusers_vae_to_ldm",
+__all__ = ["ldm_unet_table", "ldm_unet_renames", "split_ldm_checkpoint", "diffusers_vae_to_ldm",
            "vae_ddconfig_from_diffusers", "merge_kohya_lora", "merge_diffusers_lora"]

@@ -68,31 +68,14 @@ def ldm_unet_table(cfg: UNet3DConfig) -> list[tuple[str, str, bool]]:
     return t
 
 
-def ldm_unet_to_ours(sd: dict, cfg: UNet3DConfig, source: str = "LDM checkpoint") -> dict:
-    """Rename a ``model.diffusion_model.*``-stripped UNet state dict to our names.
-
-    Raises:
-        ConfigError: a key that no table row covers (the file is not an SD-1.x UNet of this layout).
-    """
-    table = sorted(ldm_unet_table(cfg), key=lambda r: -len(r[0]))
-    out, unknown = {}, []
-    for key, value in sd.items():
-        for ldm, ours, is_resnet in table:
-            if key.startswith(ldm):
-                rest = key[len(ldm):]
-                if is_resnet:
-                    for a, b in RESNET_INNER:
-                        if rest.startswith(a):
-                            rest = b + rest[len(a):]
-                            break
-                out[ours + rest] = value
-                break
-        else:
-            unknown.append(key)
-    if unknown:
-        raise ConfigError(f"{source}: {len(unknown)} UNet keys do not fit an SD-1.x UNet with "
-                          f"layers_per_block={cfg.layers_per_block}, e.g. '{UNET_PREFIX}{unknown[0]}'")
-    return out
+def ldm_unet_renames(cfg: UNet3DConfig) -> list[tuple[str, str, str]]:
+    """The rename table ``(regex, replacement, why)`` of a ``model.diffusion_model.*``-stripped UNet state dict
+    to our names (for ``common.checkpoint.match_state_dict``), made from :func:`ldm_unet_table`: the block
+    indices depend on the config. A key no row covers stays as it is and is reported as unexpected."""
+    rows = [(f"^{re.escape(ldm)}", ours, "LDM block -> diffusers block") for ldm, ours, _ in ldm_unet_table(cfg)]
+    resnet = r"^((?:down_blocks\.\d+\.|up_blocks\.\d+\.|mid_block\.)resnets\.\d+\.)"
+    rows += [(resnet + re.escape(a), rf"\g<1>{b}", "LDM resnet layer -> diffusers name") for a, b in RESNET_INNER]
+    return rows
 
 
 def split_ldm_checkpoint(sd: dict, source: str = "LDM checkpoint") -> dict[str, dict]:
@@ -228,7 +211,7 @@ def fold_position_ids(te_sd: dict, source: str = "text encoder") -> tuple[dict, 
 
 # ----------------------------------------------------------------------------------------------- inverses
 def ours_unet_to_ldm(sd: dict, cfg: UNet3DConfig) -> dict:
-    """Inverse of :func:`ldm_unet_to_ours` for the 2-D weights (motion modules have no LDM name: refused)."""
+    """Inverse of :func:`ldm_unet_renames` for the 2-D weights (motion modules have no LDM name: refused)."""
     table = sorted(ldm_unet_table(cfg), key=lambda r: -len(r[1]))
     out, unknown = {}, []
     for key, value in sd.items():

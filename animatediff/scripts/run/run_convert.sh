@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 convert() {  # kind file
   case "$2" in *_ms.ckpt) return 0;; esac
-  [ -f "$2" ] && python tools/convert_weights.py "$1" "$2" "${2%.*}_ms.ckpt" || true
+  [ -f "$2" ] && python tools/convert_weight.py --kind "$1" --src "$2" --target "${2%.*}_ms.ckpt" || true
 }
 for f in models/Motion_Module/mm_sd_v1*.ckpt models/Motion_Module/v3_sd15_mm.ckpt; do convert motion_module "$f"; done
 convert adapter models/Motion_Module/v3_sd15_adapter.ckpt

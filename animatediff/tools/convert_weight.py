@@ -1,42 +1,42 @@
 """Convert released AnimateDiff / Stable Diffusion files to MindSpore checkpoints, every key accounted for.
 
-    python tools/convert_weights.py motion_module models/Motion_Module/mm_sd_v15_v2.ckpt mm_sd_v15_v2_ms.ckpt
-    python tools/convert_weights.py dreambooth    models/DreamBooth_LoRA/toonyou_beta3.safetensors toonyou_ms.ckpt
-    python tools/convert_weights.py lora          models/DreamBooth_LoRA/style_lora.safetensors style_lora_ms.ckpt
-    python tools/convert_weights.py adapter       models/Motion_Module/v3_sd15_adapter.ckpt v3_adapter_ms.ckpt
-    python tools/convert_weights.py motion_lora   models/MotionLoRA/v2_lora_ZoomIn.ckpt v2_lora_ZoomIn_ms.ckpt
+    python tools/convert_weight.py --kind motion_module --src models/Motion_Module/mm_sd_v15_v2.ckpt --target mm_sd_v15_v2_ms.ckpt
+    python tools/convert_weight.py --kind dreambooth    --src models/DreamBooth_LoRA/toonyou_beta3.safetensors --target toonyou_ms.ckpt
+    python tools/convert_weight.py --kind lora          --src models/DreamBooth_LoRA/style_lora.safetensors --target style_lora_ms.ckpt
+    python tools/convert_weight.py --kind adapter       --src models/Motion_Module/v3_sd15_adapter.ckpt --target v3_adapter_ms.ckpt
+    python tools/convert_weight.py --kind motion_lora   --src models/MotionLoRA/v2_lora_ZoomIn.ckpt --target v2_lora_ZoomIn_ms.ckpt
+    (older form: python tools/convert_weight.py motion_module SRC OUT)
 
 The source is read without executing pickled code (torch zip/legacy ``.ckpt``, ``.safetensors``) and checked
 against the full-size model (built without allocating weights) from ``--pretrained_model_path``'s configs or the
-SD-1.5 defaults and the inference config (``--inference_config``; for motion modules and MotionLoRAs guessed
-from the file when not given: mid-block keys -> v2, 24-frame position tables -> v1, else v3). Every key is
-either converted or reported as ignored (the motion modules' ``pos_encoder.pe`` tables, LDM schedule
-buffers); a key that fits nothing, or a shape that differs, stops the conversion with one error line.
+SD-1.5 defaults and the inference config (``--config``; for motion modules and MotionLoRAs guessed from the file
+when not given: mid-block keys -> v2, 24-frame position tables -> v1, else v3). Every key is either converted or
+reported as ignored (the motion modules' ``pos_encoder.pe`` tables, LDM schedule buffers); a key that fits
+nothing, or a shape that differs, stops the conversion with one error line (exit status 2; --allow_partial
+writes motion modules and DreamBooth files anyway; LoRA files are always checked in full).
 
 The output keeps the original key names (they are this port's parameter names), so it is a drop-in
-replacement for the source file in a prompt config. Tensors keep their dtype unless ``--fp32``.
+replacement for the source file in a prompt config. Tensors keep their dtype unless ``--dtype fp32/fp16``.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
-import numpy as np
 from animatediff_ms.config import ConfigError, InferenceConfig, UNet3DConfig, read_json
 from animatediff_ms.convert.ldm import (
     fold_position_ids,
-    ldm_unet_to_ours,
+    ldm_unet_renames,
     split_ldm_checkpoint,
     vae_ddconfig_from_diffusers,
 )
 from animatediff_ms.convert.lora import plan_diffusers_lora, plan_kohya_lora
-from animatediff_ms.loading import check_motion_module, check_state_dict, is_motion_param, read_weights
+from animatediff_ms.loading import check_motion_module, is_motion_param, read_weights
 from animatediff_ms.models import UNet3DConditionModel
 from animatediff_ms.sd15 import SD15_TEXT_ENCODER, SD15_UNET, SD15_VAE
 from mindspore.nn.utils import no_init_parameters
 
-from common.checkpoint import save_checkpoint_atomic
+from common.checkpoint import match_state_dict
+from common.cli import converter_parser, run_converter, write_state_dict
 from common.clip.hf_clip import CLIPTextConfig, CLIPTextModel
 from common.vae import AutoencoderKL
 
@@ -63,7 +63,7 @@ def _inference(path: str | None, sd: dict | None) -> InferenceConfig:
 
 def _unet(args, sd: dict | None) -> UNet3DConditionModel:
     cfg = UNet3DConfig.from_files(_config(args.pretrained_model_path, "unet", SD15_UNET),
-                                  _inference(args.inference_config, sd).unet_additional_kwargs)
+                                  _inference(args.config, sd).unet_additional_kwargs)
     with no_init_parameters():
         return UNet3DConditionModel(cfg)
 
@@ -80,11 +80,15 @@ def _text_encoder(args):
                                                               SD15_TEXT_ENCODER)))
 
 
-def convert(args) -> tuple[dict, dict]:
-    """Validate ``args.src`` -> (tensors to write, ignored keys grouped by reason)."""
+def _check(model, sd: dict, source: str, args, **match) -> None:
+    match_state_dict(model, sd, **match)[1].check(source, args.allow_partial)
+
+
+def validate(args) -> tuple[dict, dict]:
+    """Check ``args.src`` -> (tensors to write, ignored keys grouped by reason)."""
     src = Path(args.src)
     name = src.name
-    sd = read_weights(src, args.kind, upcast=args.fp32)
+    sd = read_weights(src, args.kind, upcast=args.dtype != "keep")
     ignored: dict[str, list[str]] = {}
     if args.kind == "motion_module":
         keep = {k: v for k, v in sd.items() if "motion_modules." in k and "pos_encoder.pe" not in k}
@@ -93,17 +97,17 @@ def convert(args) -> tuple[dict, dict]:
         if other:
             raise ConfigError(f"{name}: {len(other)} keys are not motion-module keys, e.g. '{other[0]}'")
         pe = [v.shape[1] for k, v in sd.items() if k.endswith("pos_encoder.pe") and v.ndim == 3]
-        check_motion_module(_unet(args, sd), keep, pe[0] if pe else None, name)
+        check_motion_module(_unet(args, sd), keep, pe[0] if pe else None, name, allow_partial=args.allow_partial)
         return keep, ignored
     if args.kind == "dreambooth":
         parts = split_ldm_checkpoint(sd, name)
         ignored["LDM schedule buffers / EMA bookkeeping"] = sorted(parts["ignored"])
         unet = _unet(args, None)
-        check_state_dict(unet, ldm_unet_to_ours(parts["unet"], unet.cfg, name), f"{name} (model.diffusion_model)",
-                         allow_missing=is_motion_param)
-        check_state_dict(_vae(args), parts["vae"], f"{name} (first_stage_model)")
+        _check(unet, parts["unet"], f"{name} (model.diffusion_model)", args, rename=ldm_unet_renames(unet.cfg),
+               optional=is_motion_param)
+        _check(_vae(args), parts["vae"], f"{name} (first_stage_model)", args)
         te, _ = fold_position_ids(parts["text_encoder"], name)
-        check_state_dict(_text_encoder(args), te, f"{name} (cond_stage_model.transformer)")
+        _check(_text_encoder(args), te, f"{name} (cond_stage_model.transformer)", args)
         return {k: v for k, v in sd.items() if k not in parts["ignored"]}, ignored
     if args.kind == "lora":
         plan_kohya_lora({"unet": _unet(args, None), "text_encoder": _text_encoder(args)}, sd, name)
@@ -116,27 +120,27 @@ def convert(args) -> tuple[dict, dict]:
     return sd, ignored
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=KINDS, help="what the source file is")
-    p.add_argument("src", help="the released file (.ckpt / .safetensors)")
-    p.add_argument("out", help="MindSpore checkpoint to write (.ckpt)")
-    p.add_argument("--pretrained_model_path", default=None,
-                   help="diffusers SD folder whose config.json files describe the base model (default: SD-1.5)")
-    p.add_argument("--inference_config", default=None, help="configs/inference/inference-v*.yaml")
-    p.add_argument("--fp32", action="store_true", help="write float16 tensors as float32")
-    args = p.parse_args(argv)
-    try:
-        tensors, ignored = convert(args)
-        out = save_checkpoint_atomic({k: np.ascontiguousarray(v) for k, v in tensors.items()}, args.out)
-    except (ConfigError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+PARSER = converter_parser(
+    __doc__, src_help="the released file (.ckpt / .safetensors)", kinds=KINDS, kind_help="what the source file is",
+    config_help="configs/inference/inference-v*.yaml (default: guessed from a motion module / MotionLoRA, "
+                "else inference-v3.yaml)",
+    dtype_default="keep", aliases={"config": ["--inference_config"]}, positional=("kind", "src", "target"))
+PARSER.add_argument("--pretrained_model_path", default=None,
+                    help="diffusers SD folder whose config.json files describe the base model (default: SD-1.5)")
+PARSER.add_argument("--fp32", dest="dtype", action="store_const", const="fp32", help="the same as --dtype fp32")
+
+
+def convert(args) -> None:
+    """Validate and write; prints one summary line."""
+    tensors, ignored = validate(args)
+    out = write_state_dict(tensors, args)
     n_ign = sum(len(v) for v in ignored.values())
     print(f"[convert] {args.src}: {len(tensors)} tensors written to {out}; {n_ign} ignored"
           + "".join(f"; {reason}: {len(keys)}" for reason, keys in ignored.items() if keys))
-    return 0
+
+
+def main(argv=None) -> int:
+    return run_converter(convert, PARSER, argv)
 
 
 if __name__ == "__main__":

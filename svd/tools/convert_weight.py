@@ -1,0 +1,58 @@
+"""Convert a released SVD checkpoint to a MindSpore ``.ckpt`` with this port's parameter names.
+
+    python tools/convert_weight.py --src svd.safetensors --config configs/svd.yaml --output_dir checkpoints/
+    (older spelling: --pt_weights_file svd.safetensors --config configs/svd.yaml --out_dir checkpoints/)
+
+Every key is accounted for by the explicit table :data:`svd_ms.weights.RENAME_TABLE`: a key is
+either dropped for a stated reason (tensors SVD never runs) or must equal one parameter of the model
+built from ``--config`` (without allocating its weights) in name and shape; every parameter must be
+present. Anything else stops the conversion with the offending keys named (or, with --allow_partial,
+is reported). Reads .safetensors, torch .ckpt/.pt/.bin (without running pickled code) and sharded
+folders; fp16/bf16 files are stored as float32 unless ``--dtype fp16``. Exit status 0, or 2 with
+one error line.
+
+Inference also accepts the released file directly (``--SVD.checkpoint=svd.safetensors``): this
+step is optional (a converted .ckpt loads faster and holds only what SVD uses).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from common.cli import converter_parser, run_converter, write_state_dict
+
+PARSER = converter_parser(
+    __doc__, src_help="released checkpoint (svd.safetensors / svd_xt.safetensors / svd_xt_1_1.safetensors, or .ckpt)",
+    config_help="the matching original YAML (configs/svd.yaml, ...)", config_required=True,
+    aliases={"src": ["--pt_weights_file"], "output_dir": ["--out_dir"]})
+
+
+def convert(args) -> Path:
+    """Check ``args.src`` against the model of ``args.config`` and write it; returns the written path."""
+    from mindspore.nn.utils import no_init_parameters
+    from svd_ms.model import SVDModel
+    from svd_ms.weights import RENAME_TABLE
+
+    from common.checkpoint import match_state_dict, read_state_dict
+
+    t = time.time()
+    with no_init_parameters():  # shapes only: nothing is allocated
+        model = SVDModel.from_config_file(args.config)
+    sd, report = match_state_dict(model, read_state_dict(args.src), rename=RENAME_TABLE)
+    report.check(args.src, args.allow_partial)
+    target = write_state_dict(sd, args)
+    print(f"converted {len(sd)} tensors -> {target}")
+    for why, keys in report.dropped.items():
+        print(f"  dropped {len(keys)} tensors: {why}")
+    if not report.ok:
+        print("  partial (--allow_partial): " + report.message(args.src))
+    print(f"done in {time.time() - t:.1f} s")
+    return target
+
+
+def main(argv=None) -> int:
+    return run_converter(convert, PARSER, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
