@@ -1,9 +1,9 @@
 """DPM-Solver++(2M): exact on a Gaussian toy problem whose probability-flow ODE is solvable in closed form."""
+import functools
+
 import mindspore as ms
 import numpy as np
 import pytest
-
-import functools
 
 from common.schedulers.ddim import DDIMSchedule, ddim_step, diffusers_alphas_cumprod, sample_ddim
 from common.schedulers.denoiser import Denoiser
