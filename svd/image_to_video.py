@@ -134,13 +134,13 @@ def main(argv=None) -> Path:
     image = prepare_image(image_path, model.downscale * 2 ** (len(model.cfg.unet.channel_mult) - 1))
     pipe = SVDPipeline(model, mode="graph" if args.mode == 0 else "pynative")
     t1 = time.time()
-    out = pipe(image, num_frames=num_frames, num_steps=num_steps, fps=args.fps,
-               motion_bucket_id=args.motion_bucket_id, cond_aug=args.noise_aug_strength,
+    out = pipe(image, num_frames=num_frames, num_inference_steps=num_steps, fps=args.fps,
+               motion_bucket_id=args.motion_bucket_id, noise_aug_strength=args.noise_aug_strength,
                decode_chunk_size=args.decode_chunk_size or None, seed=args.seed, progress=not args.no_progress,
                split_cfg=args.split_cfg)
     out_dir = Path(args.output_dir)
     name = datetime.now().strftime("%Y-%m-%d_%H-%M-%S") + ("_random" if random_weights else "") + ".mp4"
-    path = write_video(out.frames.transpose(0, 2, 3, 1), out_dir / name, fps=args.fps, value_range=(0, 1))
+    path = write_video(out.frames[0], out_dir / name, fps=args.fps, value_range=(0, 1))
     print(f"wrote {path} ({num_frames} frames {image.shape[2]}x{image.shape[3]}, {num_steps} steps, "
           f"fps_id {out.fps_id:g}, {time.time() - t1:.1f} s)" + (" -- RANDOM weights" if random_weights else ""))
     return path

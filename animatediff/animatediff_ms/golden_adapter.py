@@ -169,7 +169,7 @@ class Adapter(GoldenAdapter):
     def check_pipeline(self, c):
         x, p = c.inputs, c.params
         pipe = self.pipeline(c)
-        res = pipe(p["prompt"], video_length=int(p["video_length"]), height=int(p["height"]),
+        res = pipe(p["prompt"], num_frames=int(p["video_length"]), height=int(p["height"]),
                    width=int(p["width"]), num_inference_steps=int(p["num_inference_steps"]),
                    guidance_scale=float(p["guidance_scale"]), negative_prompt=p["negative_prompt"],
                    eta=float(p.get("eta", 0.0)), latents=x["latents"], sampler="ddim", progress=False)
@@ -177,4 +177,4 @@ class Adapter(GoldenAdapter):
                        ("uncond_input_ids", pipe.tokenize(p["negative_prompt"]))):
             if not np.array_equal(ids, x[k]):
                 raise AssertionError(f"pipeline: our tokenization of the {k} differs from the recorded ids")
-        return {"videos": res.videos, "text_embeddings": res.text_embeddings, "final_latents": res.latents}
+        return {"videos": res.frames.transpose(0, 4, 1, 2, 3), "text_embeddings": res.text_embeddings, "final_latents": res.latents}

@@ -3,10 +3,12 @@
 One call: encode the prompt and the negative prompt with the CLIP text encoder (``[uncond, cond]``), draw
 or take the initial latents ``(b, 4, L, H/s, W/s)`` (used unscaled: DDIM's init sigma is 1), denoise with
 classifier-free guidance (DDIM as configured by ``noise_scheduler_kwargs``, or DPM-Solver++ 2M), decode
-each frame with the VAE (``latents / 0.18215``) and return the video in [0, 1] as ``(b, 3, L, H, W)``.
+each frame with the VAE (``latents / 0.18215``) and return a :class:`AnimationPipelineOutput`
+(:class:`common.pipeline_utils.VideoOutput`: frames ``(b, L, H, W, 3)`` in [0, 1]).
 """
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 
@@ -14,7 +16,10 @@ import mindspore as ms
 import numpy as np
 from mindspore import ops
 
-from common.schedulers.ddim import ddim_schedule_from_diffusers, sample_ddim
+from common.pipeline_utils import VideoOutput, check_output_type, to_unit_range
+from common.schedulers.ddim import ddim_schedule_from_diffusers, diffusers_prediction, sample_ddim
+from common.schedulers.dpm_solver import dpmpp_2m_schedule_from_diffusers, sample_dpmpp_2m
+from common.schedulers.guidance import cfg, guided_denoiser
 from common.vae import SD_SCALE_FACTOR
 
 from .config import ConfigError, SchedulerConfig
@@ -22,14 +27,11 @@ from .random import torch_randn
 
 
 @dataclass
-class AnimationPipelineOutput:
-    """``videos`` (b, 3, L, H, W) float32 in [0, 1]; ``latents`` the final latents (b, 4, L, h, w);
-    ``text_embeddings`` what the UNet saw ([uncond, cond] with guidance); ``seed`` used for the noise."""
+class AnimationPipelineOutput(VideoOutput):
+    """:class:`VideoOutput` (``frames`` (b, L, H, W, 3) in [0, 1], ``latents`` the final latents (b, 4, L, h, w),
+    ``seed`` used for the noise) + ``text_embeddings``, what the UNet saw ([uncond, cond] with guidance)."""
 
-    videos: np.ndarray
-    latents: np.ndarray
-    text_embeddings: np.ndarray
-    seed: int | None = None
+    text_embeddings: np.ndarray | None = None
 
 
 class AnimationPipeline:
@@ -59,7 +61,7 @@ class AnimationPipeline:
         return self.vae.downscale
 
     # ------------------------------------------------------------------------------------------ pieces
-    def check_inputs(self, prompt, height: int, width: int, video_length: int, num_inference_steps: int):
+    def check_inputs(self, prompt, height: int, width: int, num_frames: int, num_inference_steps: int):
         """Raise ValueError (one line) for inputs the original refuses or cannot run."""
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
@@ -68,11 +70,11 @@ class AnimationPipeline:
         if height <= 0 or width <= 0:
             raise ValueError(f"H and W must be positive, got H={height}, W={width}")
         mm = self.unet.cfg.motion_module_kwargs
-        if video_length < 1:
-            raise ValueError(f"L (video length) must be at least 1, got {video_length}")
+        if num_frames < 1:
+            raise ValueError(f"L (num_frames) must be at least 1, got {num_frames}")
         if self.unet.cfg.use_motion_module and mm.temporal_position_encoding \
-                and video_length > mm.temporal_position_encoding_max_len:
-            raise ValueError(f"L={video_length} frames exceed the motion module's "
+                and num_frames > mm.temporal_position_encoding_max_len:
+            raise ValueError(f"L={num_frames} frames exceed the motion module's "
                              f"temporal_position_encoding_max_len={mm.temporal_position_encoding_max_len}")
         if not 1 <= num_inference_steps <= self.scheduler.num_train_timesteps:
             raise ValueError(f"steps must be in [1, {self.scheduler.num_train_timesteps}], got {num_inference_steps}")
@@ -91,9 +93,9 @@ class AnimationPipeline:
         uncond = self.text_encoder(ms.Tensor(self.tokenize(negative_prompt if negative_prompt is not None else "")))
         return ops.concat([uncond, cond], axis=0)
 
-    def latent_shape(self, video_length: int, height: int, width: int, batch: int = 1) -> tuple:
+    def latent_shape(self, num_frames: int, height: int, width: int, batch: int = 1) -> tuple:
         s = self.vae_scale_factor
-        return (batch, self.unet.cfg.in_channels, video_length, height // s, width // s)
+        return (batch, self.unet.cfg.in_channels, num_frames, height // s, width // s)
 
     def prepare_latents(self, shape, seed: int | None, latents=None) -> tuple[np.ndarray, int | None]:
         """Initial noise: ``latents`` as given (shape checked), else torch-compatible ``randn`` of ``seed``
@@ -107,35 +109,40 @@ class AnimationPipeline:
             seed = secrets.randbits(63)
         return torch_randn(int(seed), shape), int(seed)
 
-    def denoise(self, latents, text_embeddings, num_inference_steps: int, guidance_scale: float, eta: float = 0.0,
-                sampler: str | None = None, progress: bool = True, callback=None):
-        """The sampling loop; ``latents`` (b, 4, L, h, w) -> final latents. ``callback({"i", "t", "x", ...})``
-        after every step."""
-        sampler = sampler or self.scheduler.sampler
+    def denoiser(self, text_embeddings, batch: int, guidance_scale: float):
+        """The guided :class:`~common.schedulers.denoiser.Denoiser` (eps, int timesteps): both CFG branches
+        ``[uncond, cond]`` in one UNet call, combined by :func:`common.schedulers.guidance.cfg`."""
         do_cfg = guidance_scale > 1.0
-        x = ms.Tensor(np.asarray(latents, np.float32))
         emb = text_embeddings
-        b = x.shape[0]
+        b = batch
         if do_cfg and emb.shape[0] == 2 and b > 1:  # one [uncond, cond] pair for every video
             emb = ops.concat([ops.tile(emb[:1], (b, 1, 1)), ops.tile(emb[1:], (b, 1, 1))], axis=0)
         elif not do_cfg and emb.shape[0] == 1 and b > 1:
             emb = ops.tile(emb, (b, 1, 1))
 
-        def model_fn(x, t):
-            if do_cfg:
-                out = self._unet_fn(ops.concat([x, x], axis=0), t[:1], emb)
-                return out[:b], out[b:]
-            return self._unet_fn(x, t[:1], emb)
+        def model_fn(x, t, branch):
+            if branch is not None:
+                raise ValueError("AnimationPipeline runs both CFG branches in one call")
+            return self._unet_fn(ops.concat([x, x], axis=0) if do_cfg else x, t[:1], emb)
 
-        g = guidance_scale if do_cfg else None
+        if do_cfg:
+            return guided_denoiser(model_fn, ("uncond", "cond"), functools.partial(cfg, scale=guidance_scale),
+                                   prediction=diffusers_prediction(self._scheduler_kwargs()))
+        return guided_denoiser(model_fn, ("cond",), prediction=diffusers_prediction(self._scheduler_kwargs()))
+
+    def denoise(self, latents, text_embeddings, num_inference_steps: int, guidance_scale: float, eta: float = 0.0,
+                sampler: str | None = None, progress: bool = True, callback=None):
+        """The sampling loop; ``latents`` (b, 4, L, h, w) -> final latents. ``callback({"i", "t", "x", ...})``
+        after every step."""
+        sampler = sampler or self.scheduler.sampler
+        x = ms.Tensor(np.asarray(latents, np.float32))
+        fn = self.denoiser(text_embeddings, x.shape[0], guidance_scale)
         if sampler == "ddim":
             sched = ddim_schedule_from_diffusers(self._scheduler_kwargs(), num_inference_steps, eta=eta)
-            return sample_ddim(model_fn, x, sched, guidance_scale=g, callback=callback, disable=not progress)
+            return sample_ddim(fn, x, sched, callback=callback, disable=not progress)
         if sampler == "dpmpp_2m":
-            from common.schedulers.dpm_solver import dpmpp_2m_schedule_from_diffusers, sample_dpmpp_2m
-
             sched = dpmpp_2m_schedule_from_diffusers(self._scheduler_kwargs(), num_inference_steps)
-            return sample_dpmpp_2m(model_fn, x, sched, guidance_scale=g, callback=callback, disable=not progress)
+            return sample_dpmpp_2m(fn, x, sched, callback=callback, disable=not progress)
         raise ConfigError(f"sampler: {sampler!r} is not one of {list(SchedulerConfig.SAMPLERS)}")
 
     def _scheduler_kwargs(self) -> dict:
@@ -144,39 +151,43 @@ class AnimationPipeline:
                     beta_schedule=s.beta_schedule, steps_offset=s.steps_offset, clip_sample=s.clip_sample,
                     set_alpha_to_one=s.set_alpha_to_one, prediction_type=s.prediction_type)
 
-    def decode_latents(self, latents, progress: bool = False) -> np.ndarray:
+    def decode_latents(self, latents) -> np.ndarray:
         """``(b, 4, L, h, w)`` -> video ``(b, 3, L, H, W)`` in [0, 1]: every frame decoded on its own
-        (``latents / 0.18215``), then ``clamp(x / 2 + 0.5, 0, 1)``."""
+        (``latents / 0.18215``), then ``clamp((x + 1) / 2, 0, 1)``."""
         z = latents if isinstance(latents, ms.Tensor) else ms.Tensor(np.asarray(latents, np.float32))
         video = self.vae.decode_video(z, SD_SCALE_FACTOR, chunk_size=1).asnumpy()
-        return np.clip(video / 2 + 0.5, 0, 1).astype(np.float32)
+        return to_unit_range(video)
 
     # ------------------------------------------------------------------------------------------ call
-    def __call__(self, prompt: str, video_length: int = 16, height: int = 512, width: int = 512,
+    def __call__(self, prompt: str, num_frames: int = 16, height: int = 512, width: int = 512,
                  num_inference_steps: int = 25, guidance_scale: float = 7.5, negative_prompt: str | None = None,
                  eta: float = 0.0, seed: int | None = None, latents=None, sampler: str | None = None,
-                 progress: bool = True, callback=None) -> AnimationPipelineOutput:
+                 output_type: str = "np", callback=None, progress: bool = True) -> AnimationPipelineOutput:
         """Generate one video.
 
         Args:
             prompt: the text.
-            video_length: frames L (16).
+            num_frames: frames L (16; the prompt config's ``L``).
             height / width: pixels H, W (multiples of 8; 512).
-            num_inference_steps: sampler steps (25, as the released prompt configs).
+            num_inference_steps: sampler steps (25, as the released prompt configs; their ``steps``).
             guidance_scale: classifier-free guidance weight; <= 1 disables guidance (7.5).
-            negative_prompt: the unconditional text ("" when None).
+            negative_prompt: the unconditional text ("" when None; the config's ``n_prompt``).
             eta: DDIM eta (0 = deterministic, as the original).
             seed: noise seed; the same seed as the original's ``torch.manual_seed`` gives the same noise
-                (None / -1 = random).
+                (None / -1 = random). No numpy ``generator``: the noise is torch's ``randn`` of the seed.
             latents: explicit initial noise (b, 4, L, H/8, W/8) instead of the seed.
             sampler: ``"ddim"`` / ``"dpmpp_2m"`` (default: the configured one).
-            progress: show a progress bar. callback: called after each step with a dict.
+            output_type: ``"np"`` (decoded frames) or ``"latent"`` (no decoding; ``frames`` None).
+            callback: called after each step with a dict. progress: show a progress bar.
         """
-        self.check_inputs(prompt, height, width, video_length, num_inference_steps)
+        check_output_type(output_type)
+        self.check_inputs(prompt, height, width, num_frames, num_inference_steps)
         do_cfg = guidance_scale > 1.0
         emb = self.encode_prompt(prompt, negative_prompt, do_cfg)
         b = 1 if latents is None else int(np.shape(latents)[0])
-        x, seed = self.prepare_latents(self.latent_shape(video_length, height, width, b), seed, latents)
+        x, seed = self.prepare_latents(self.latent_shape(num_frames, height, width, b), seed, latents)
         out = self.denoise(x, emb, num_inference_steps, guidance_scale, eta, sampler, progress, callback)
-        video = self.decode_latents(out)
-        return AnimationPipelineOutput(videos=video, latents=out.asnumpy(), text_embeddings=emb.asnumpy(), seed=seed)
+        frames = None
+        if output_type == "np":
+            frames = np.ascontiguousarray(self.decode_latents(out).transpose(0, 2, 3, 4, 1))  # (b, L, H, W, 3)
+        return AnimationPipelineOutput(frames=frames, latents=out.asnumpy(), seed=seed, text_embeddings=emb.asnumpy())

@@ -78,15 +78,16 @@ def run_prompt_config(entries: list[PromptEntry], raw_config, savedir: Path, mak
         for prompt, n_prompt, seed in zip(entry.prompts, entry.n_prompts, entry.seeds):
             say(f"sampling {prompt} ...")
             t0 = time.time()
-            out = pipe(prompt, video_length=n, height=h, width=w, num_inference_steps=steps or entry.steps,
+            out = pipe(prompt, num_frames=n, height=h, width=w, num_inference_steps=steps or entry.steps,
                        guidance_scale=entry.guidance_scale, negative_prompt=n_prompt, seed=seed,
                        sampler=sampler or entry.sampler, progress=progress)
             say(f"current seed: {out.seed}  ({time.time() - t0:.1f} s)")
             used.append(out.seed)
-            videos.append(out.videos)
+            video = out.frames.transpose(0, 4, 1, 2, 3)  # (1, T, H, W, 3) -> the grid writer's (1, 3, T, H, W)
+            videos.append(video)
             stem = savedir / "sample" / f"{sample_idx}-{prompt_slug(prompt)}"
             for suffix in (".gif", ".mp4") if mp4 else (".gif",):
-                written.append(save_videos_grid(out.videos, stem.with_suffix(suffix), nrow=6, fps=fps,
+                written.append(save_videos_grid(video, stem.with_suffix(suffix), nrow=6, fps=fps,
                                                 value_range=(0, 1)))
             say(f"save to {stem}.gif")
             sample_idx += 1

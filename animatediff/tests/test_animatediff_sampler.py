@@ -8,6 +8,7 @@ from animatediff_ms.demo import TINY_UNET
 from animatediff_ms.models import UNet3DConditionModel
 
 from common.schedulers.ddim import DDIMSchedule, diffusers_alphas_cumprod, sample_ddim
+from common.schedulers.denoiser import Denoiser
 from common.schedulers.dpm_solver import make_dpmpp_2m_schedule, sample_dpmpp_2m
 
 PROJECT = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -50,8 +51,7 @@ def test_graph_mode_equals_pynative(tiny):
 def test_dpmpp_2m_converges_to_the_ddim_result(tiny):
     _, unet, x, ctx = tiny
 
-    def model(z, t):
-        return unet(z, t[:1], ctx)
+    model = Denoiser(lambda z, t: unet(z, t[:1], ctx), "eps")
 
     ref = sample_ddim(model, x, ddim_on(grid(160)), disable=True).asnumpy()
     err_dpm, err_ddim = [], []

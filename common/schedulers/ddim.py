@@ -41,8 +41,8 @@ Per step (:func:`ddim_step`): ``eps``-prediction ``x0 = (x - sqrt(1-a) e) / sqrt
 ``v``-prediction ``e = sqrt(a_t) v + sqrt(1-a_t) x``, ``x0 = sqrt(a_t) x - sqrt(1-a_t) v``;
 ``x0``-prediction; DynamiCrafter's dynamic rescale ``x0 *= scale_prev / scale`` (e unchanged);
 diffusers' ``clip_sample``. ``1 - a_prev - sigma^2`` is clamped at 0 (zero-terminal-SNR with
-eta=1 rounds to ~0). Classifier-free guidance and DynamiCrafter's / diffusers'
-``guidance_rescale`` (same formula) are in :func:`cfg_combine`.
+eta=1 rounds to ~0). The parameterisation is the denoiser's (:class:`~common.schedulers.denoiser.Denoiser`);
+guidance is folded into the denoiser (:mod:`common.schedulers.guidance`).
 
 The step arithmetic uses only ``+ - * /`` with Python floats, so it runs on MindSpore tensors
 (the models' outputs) and on numpy arrays alike; every coefficient is the float32 value the
@@ -56,10 +56,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .denoiser import Denoiser, as_denoiser, is_mindspore, time_input
+
 __all__ = [
     "make_betas", "rescale_zero_terminal_snr", "alphas_cumprod_from_betas", "ldm_alphas_cumprod",
     "diffusers_alphas_cumprod", "dynamic_rescale_arr", "ddim_timesteps", "DDIMSchedule",
-    "make_ddim_schedule", "ddim_schedule_from_diffusers", "ddim_step", "cfg_combine", "sample_ddim",
+    "make_ddim_schedule", "ddim_schedule_from_diffusers", "diffusers_prediction", "ddim_step", "sample_ddim",
 ]
 
 _F32 = np.float32
@@ -261,7 +263,6 @@ class DDIMSchedule:
             both LDM and diffusers do).
         scale / scale_prev: ``(S,)`` float32 dynamic-rescale factors (DynamiCrafter) or None.
         eta: the eta used for ``sigmas``.
-        prediction: default model parameterisation for :func:`ddim_step`: ``"eps"``, ``"v"``, ``"x0"``.
         clip_x0: clamp x0 to ``[-clip_x0, clip_x0]`` (diffusers ``clip_sample``) or None.
     """
 
@@ -274,7 +275,6 @@ class DDIMSchedule:
     scale: np.ndarray | None = None
     scale_prev: np.ndarray | None = None
     eta: float = 0.0
-    prediction: str = "eps"
     clip_x0: float | None = None
 
     def __len__(self) -> int:
@@ -296,7 +296,6 @@ def make_ddim_schedule(
     set_alpha_to_one: bool = True,
     steps_offset: int = 0,
     scale_arr: np.ndarray | None = None,
-    prediction: str = "eps",
     clip_x0: float | None = None,
     timesteps: Sequence[int] | None = None,
 ) -> DDIMSchedule:
@@ -316,7 +315,7 @@ def make_ddim_schedule(
         scale_arr: DynamiCrafter's ``scale_arr`` buffer (:func:`dynamic_rescale_arr`) to enable
             dynamic rescale; ``scale_prev`` follows DynamiCrafter (``[scale[0]] + scale[:-1]`` in
             ascending order).
-        prediction / clip_x0: stored defaults, see :class:`DDIMSchedule`.
+        clip_x0: see :class:`DDIMSchedule`.
         timesteps: explicit descending step list instead of ``spacing`` (e.g. from a golden case).
     """
     ac = np.asarray(alphas_cumprod)
@@ -357,22 +356,30 @@ def make_ddim_schedule(
             raise ValueError(f"scale_arr has {sa.shape[0]} entries, fewer than {n} timesteps")
         scale = sa[ts]
         scale_prev = np.concatenate([scale[1:], scale[-1:]])
-    if prediction not in ("eps", "v", "x0"):
-        raise ValueError(f"unknown prediction '{prediction}' (eps, v, x0)")
     return DDIMSchedule(
         timesteps=ts, alphas=alphas, alphas_prev=alphas_prev, sigmas=sigmas,
         sqrt_alphas=np.sqrt(at).astype(_F32), sqrt_one_minus_alphas=np.sqrt(at.dtype.type(1) - at).astype(_F32),
-        scale=scale, scale_prev=scale_prev, eta=float(eta), prediction=prediction, clip_x0=clip_x0,
+        scale=scale, scale_prev=scale_prev, eta=float(eta), clip_x0=clip_x0,
     )
 
 
 _DIFFUSERS_PREDICTIONS = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
 
 
+def diffusers_prediction(config: Mapping[str, Any]) -> str:
+    """The :class:`~common.schedulers.denoiser.Denoiser` ``prediction`` of a diffusers scheduler config's
+    ``prediction_type`` (``epsilon`` -> ``eps``, ``v_prediction`` -> ``v``, ``sample`` -> ``x0``)."""
+    pred = dict(config).get("prediction_type", "epsilon")
+    if pred not in _DIFFUSERS_PREDICTIONS:
+        raise ValueError(f"unknown prediction_type '{pred}' ({sorted(_DIFFUSERS_PREDICTIONS)})")
+    return _DIFFUSERS_PREDICTIONS[pred]
+
+
 def ddim_schedule_from_diffusers(config: Mapping[str, Any], num_steps: int, *, eta: float = 0.0) -> DDIMSchedule:
     """A :class:`DDIMSchedule` equal to ``diffusers.DDIMScheduler(**config)`` after
     ``set_timesteps(num_steps)`` (AnimateDiff ``noise_scheduler_kwargs``, DropletVideo
-    ``scheduler/scheduler_config.json``). Missing keys take ``DDIMScheduler``'s defaults
+    ``scheduler/scheduler_config.json``); its ``prediction_type`` is the denoiser's
+    (:func:`diffusers_prediction`). Missing keys take ``DDIMScheduler``'s defaults
     (note ``clip_sample`` defaults to True there); keys starting with ``_`` and
     ``snr_shift_scale`` are ignored (diffusers' DDIMScheduler ignores them too)."""
     known = {"num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "clip_sample",
@@ -385,9 +392,7 @@ def ddim_schedule_from_diffusers(config: Mapping[str, Any], num_steps: int, *, e
     c = dict(config)
     if c.get("thresholding", False):
         raise ValueError("DDIMScheduler thresholding=True is not supported")
-    pred = c.get("prediction_type", "epsilon")
-    if pred not in _DIFFUSERS_PREDICTIONS:
-        raise ValueError(f"unknown prediction_type '{pred}' ({sorted(_DIFFUSERS_PREDICTIONS)})")
+    diffusers_prediction(c)  # validated here too
     ac = diffusers_alphas_cumprod(
         c.get("beta_schedule", "linear"), c.get("num_train_timesteps", 1000), c.get("beta_start", 1e-4),
         c.get("beta_end", 0.02), rescale_betas_zero_snr=c.get("rescale_betas_zero_snr", False),
@@ -396,17 +401,12 @@ def ddim_schedule_from_diffusers(config: Mapping[str, Any], num_steps: int, *, e
         ac, num_steps, spacing=c.get("timestep_spacing", "leading"), eta=eta, prev_rule="stride",
         set_alpha_to_one=c.get("set_alpha_to_one", True),
         steps_offset=c.get("steps_offset", 0) if c.get("timestep_spacing", "leading") == "leading" else 0,
-        prediction=_DIFFUSERS_PREDICTIONS[pred],
         clip_x0=float(c.get("clip_sample_range", 1.0)) if c.get("clip_sample", True) else None,
     )
 
 
-# --------------------------------------------------------------------------- step / guidance / loop
-def _is_ms(x) -> bool:
-    return type(x).__module__.startswith("mindspore")
-
-
-def ddim_step(x, model_out, i: int, schedule: DDIMSchedule, *, prediction: str | None = None, noise=None):
+# --------------------------------------------------------------------------- step / loop
+def ddim_step(x, model_out, i: int, schedule: DDIMSchedule, *, prediction: str = "eps", noise=None):
     """One DDIM update at loop step ``i`` (0 = noisiest).
 
     Args:
@@ -414,14 +414,14 @@ def ddim_step(x, model_out, i: int, schedule: DDIMSchedule, *, prediction: str |
         model_out: the (guided) model output at ``schedule.timesteps[i]``.
         i: loop index.
         schedule: :class:`DDIMSchedule`.
-        prediction: ``"eps"``, ``"v"`` or ``"x0"`` (default ``schedule.prediction``).
+        prediction: what ``model_out`` is: ``"eps"`` (default), ``"v"`` or ``"x0"``.
         noise: N(0,1) of x's shape, used when ``sigma > 0``; None draws one (``ops.randn_like`` /
             ``np.random.standard_normal``).
 
     Returns:
         ``(x_prev, x0)``.
     """
-    pred = prediction or schedule.prediction
+    pred = prediction
     sa, s1a = float(schedule.sqrt_alphas[i]), float(schedule.sqrt_one_minus_alphas[i])
     if pred == "eps":
         if sa == 0:
@@ -450,7 +450,7 @@ def ddim_step(x, model_out, i: int, schedule: DDIMSchedule, *, prediction: str |
     out = x0 * float(np.sqrt(a_prev)) + e * dir_coef
     if sigma > 0:
         if noise is None:
-            if _is_ms(x):
+            if is_mindspore(x):
                 from mindspore import ops
 
                 noise = ops.randn_like(x)
@@ -460,78 +460,42 @@ def ddim_step(x, model_out, i: int, schedule: DDIMSchedule, *, prediction: str |
     return out, x0
 
 
-def _std_per_sample(t):
-    """Unbiased std over all axes but the first, keeping dims (torch ``.std(dim=1..)``)."""
-    axes = tuple(range(1, t.ndim))
-    return t.std(axis=axes, ddof=1, keepdims=True)
-
-
-def cfg_combine(uncond, cond, scale: float, rescale: float = 0.0):
-    """Classifier-free guidance ``u + scale * (c - u)``, then optional guidance rescale
-    (Lin et al. 2023 Sec. 3.4; DynamiCrafter ``rescale_noise_cfg`` = diffusers):
-    ``out = r * out * std(c) / std(out) + (1 - r) * out`` with the unbiased std over all axes but
-    the batch axis. Works on MindSpore tensors and numpy arrays."""
-    out = uncond + (cond - uncond) * float(scale)
-    if rescale > 0:
-        out = out * (_std_per_sample(cond) / _std_per_sample(out)) * float(rescale) + out * float(1 - rescale)
-    return out
-
-
 def sample_ddim(
-    model_fn: Callable,
+    denoiser: Denoiser,
     x,
     schedule: DDIMSchedule,
     *,
     extra_args: Mapping[str, Any] | None = None,
     callback: Callable[[dict], None] | None = None,
     disable: bool = False,
-    guidance_scale: float | None = None,
-    guidance_rescale: float = 0.0,
     noise=None,
-    prediction: str | None = None,
 ):
-    """DDIM sampling loop (k-diffusion style plain function).
+    """DDIM (Song et al. 2021, Eq. 12; eta > 0 adds the DDPM-like noise of Eq. 16) on a discrete VP schedule.
 
     Args:
-        model_fn: ``model_fn(x, t, **extra_args)``; ``t`` is an int64 tensor/array of shape ``(B,)``
-            filled with the step's timestep. It returns the model output, or, when
-            ``guidance_scale`` is given, the pair ``(uncond_out, cond_out)`` combined by
-            :func:`cfg_combine`.
+        denoiser: :class:`~common.schedulers.denoiser.Denoiser` of ``time="timestep"``, any prediction
+            (``eps``, ``v``, ``x0``); called ``denoiser(x, t, **extra_args)`` with ``t`` int64 ``(B,)``
+            filled with the step's timestep. Guided already, if guidance is wanted.
         x: initial latent x_T (MindSpore tensor or numpy array), used as is.
         schedule: :class:`DDIMSchedule`.
-        extra_args: keyword arguments forwarded to ``model_fn`` (context, fs, ...).
+        extra_args: keyword arguments forwarded to ``denoiser`` (context, fs, ...).
         callback: called after each step with ``{"x", "i", "t", "denoised"}``.
         disable: turn the tqdm progress bar off.
-        guidance_scale: CFG scale; None means ``model_fn`` already returns the guided output.
-        guidance_rescale: see :func:`cfg_combine` (0 = off).
         noise: per-step noise for ``eta > 0``: a sequence / array / tensor indexed by the loop step
             (``noise[i]`` has x's shape) or a callable ``noise(i)``; None draws fresh noise.
-        prediction: ``"eps"``, ``"v"``, ``"x0"`` (default ``schedule.prediction``).
 
     Returns:
         The final latent x_0.
     """
     from tqdm.auto import trange
 
+    denoiser = as_denoiser(denoiser, "sample_ddim", time="timestep")
     extra_args = dict(extra_args or {})
-    b = x.shape[0]
     for i in trange(len(schedule), desc="DDIM", disable=disable):
         t_val = int(schedule.timesteps[i])
-        if _is_ms(x):
-            import mindspore as ms
-
-            t = ms.Tensor(np.full((b,), t_val, np.int64))
-        else:
-            t = np.full((b,), t_val, np.int64)
-        out = model_fn(x, t, **extra_args)
-        if guidance_scale is not None:
-            if not (isinstance(out, (tuple, list)) and len(out) == 2):
-                raise ValueError("with guidance_scale set, model_fn must return (uncond_out, cond_out)")
-            out = cfg_combine(out[0], out[1], guidance_scale, guidance_rescale)
-        elif guidance_rescale:
-            raise ValueError("guidance_rescale needs guidance_scale (and model_fn returning (uncond, cond))")
+        out = denoiser(x, time_input(x, t_val), **extra_args)
         n_i = noise(i) if callable(noise) else (noise[i] if noise is not None else None)
-        x, x0 = ddim_step(x, out, i, schedule, prediction=prediction, noise=n_i)
+        x, x0 = ddim_step(x, out, i, schedule, prediction=denoiser.prediction, noise=n_i)
         if callback is not None:
             callback({"x": x, "i": i, "t": t_val, "denoised": x0})
     return x

@@ -14,8 +14,14 @@ solver_type="midpoint", lower_order_final=True, final_sigmas_type="zero")`` and 
 ``sample_dpmpp_2m``. It solves the same probability-flow ODE as deterministic DDIM (which is its
 first-order special case), with a second-order error: about twice fewer model calls for the same result.
 
-The schedule is built apart (:func:`make_dpmpp_2m_schedule`, :func:`dpmpp_2m_schedule_from_diffusers`);
-the sampler (:func:`sample_dpmpp_2m`) has the signature of :func:`common.schedulers.ddim.sample_ddim`.
+The same update in EDM coordinates (``alpha = 1``, ``x = x0 + sigma eps``, ``lambda = -log sigma``) is
+k-diffusion's ``sample_dpmpp_2m`` on sigmas: :func:`dpmpp_2m_schedule_from_sigmas` builds that schedule for
+an EDM denoiser (``time="sigma"``, e.g. SVD's).
+
+The schedule is built apart (:func:`make_dpmpp_2m_schedule`, :func:`dpmpp_2m_schedule_from_diffusers`,
+:func:`dpmpp_2m_schedule_from_sigmas`); the sampler (:func:`sample_dpmpp_2m`) takes any
+:class:`~common.schedulers.denoiser.Denoiser` whose ``time`` matches the schedule's and converts its
+prediction (eps / v / x0) to the data prediction ``D``.
 The step arithmetic uses Python-float coefficients, so it runs on MindSpore tensors and numpy arrays.
 """
 from __future__ import annotations
@@ -27,34 +33,37 @@ from typing import Any
 
 import numpy as np
 
-from .ddim import cfg_combine, ddim_timesteps, diffusers_alphas_cumprod
+from .ddim import ddim_timesteps, diffusers_alphas_cumprod, diffusers_prediction
+from .denoiser import Denoiser, as_denoiser, time_input, to_denoised
 
-__all__ = ["DPMSolverSchedule", "make_dpmpp_2m_schedule", "dpmpp_2m_schedule_from_diffusers", "dpmpp_2m_step",
-           "sample_dpmpp_2m"]
+__all__ = ["DPMSolverSchedule", "make_dpmpp_2m_schedule", "dpmpp_2m_schedule_from_diffusers",
+           "dpmpp_2m_schedule_from_sigmas", "dpmpp_2m_step", "sample_dpmpp_2m"]
 
 
 @dataclass
 class DPMSolverSchedule:
-    """Per-step coefficients in loop order (element 0 = the noisiest step).
+    """Per-step coefficients in loop order (element 0 = the noisiest step); ``x = alpha x0 + sigma eps``.
 
     Attributes:
-        timesteps: ``(S,)`` int64 model timesteps (descending).
-        alphas: ``(S,)`` float64 ``alphas_cumprod[t_i]``.
-        alphas_next: ``(S,)`` float64 the alpha each step moves to (the last one 1.0: sigma = 0, a clean sample).
+        timesteps: ``(S,)`` what the denoiser gets as ``t``: int64 model timesteps (descending) for
+            ``time="timestep"``, float sigmas for ``time="sigma"``.
+        alpha / sigma: ``(S+1,)`` float64 signal and noise scales at the S steps and at the end point
+            (VP: ``sqrt(ac)``, ``sqrt(1 - ac)``; EDM: 1, sigma). ``sigma[-1] = 0`` ends at a clean sample.
+        time: ``"timestep"`` or ``"sigma"``, the :class:`~common.schedulers.denoiser.Denoiser` time it serves.
     """
 
     timesteps: np.ndarray
-    alphas: np.ndarray
-    alphas_next: np.ndarray
+    alpha: np.ndarray
+    sigma: np.ndarray
+    time: str = "timestep"
 
     def __len__(self) -> int:
         return int(self.timesteps.shape[0])
 
     def coefficients(self, i: int) -> dict:
         """``alpha, sigma, lambda`` at both ends of step i (``lambda_next = inf`` for sigma = 0)."""
-        a, an = float(self.alphas[i]), float(self.alphas_next[i])
-        out = {"alpha": math.sqrt(a), "sigma": math.sqrt(1 - a), "alpha_next": math.sqrt(an),
-               "sigma_next": math.sqrt(max(1 - an, 0.0))}
+        out = {"alpha": float(self.alpha[i]), "sigma": float(self.sigma[i]), "alpha_next": float(self.alpha[i + 1]),
+               "sigma_next": float(self.sigma[i + 1])}
         out["lambda"] = math.log(out["alpha"] / out["sigma"])
         out["lambda_next"] = math.inf if out["sigma_next"] == 0 else math.log(out["alpha_next"] / out["sigma_next"])
         return out
@@ -87,21 +96,20 @@ def make_dpmpp_2m_schedule(alphas_cumprod: np.ndarray, num_steps: int, *, spacin
         ts = ddim_timesteps(num_steps, spacing, n, steps_offset)
     if ts.size == 0 or ts.min() < 0 or ts.max() >= n or np.any(np.diff(ts) >= 0):
         raise ValueError(f"timesteps must be strictly descending within [0, {n}), got {ts.tolist()}")
-    alphas = ac[ts]
-    alphas_next = np.concatenate([alphas[1:], [float(final_alpha)]])
     if not 0 < final_alpha <= 1:
         raise ValueError(f"final_alpha must be in (0, 1], got {final_alpha}")
-    return DPMSolverSchedule(timesteps=ts, alphas=alphas, alphas_next=alphas_next)
+    a = np.concatenate([ac[ts], [float(final_alpha)]])  # alphas_cumprod at the steps and the end point
+    return DPMSolverSchedule(timesteps=ts, alpha=np.sqrt(a), sigma=np.sqrt(np.maximum(1 - a, 0.0)))
 
 
 def dpmpp_2m_schedule_from_diffusers(config: Mapping[str, Any], num_steps: int, *, spacing: str = "linspace"
                                      ) -> DPMSolverSchedule:
     """The schedule of a diffusers scheduler config (``noise_scheduler_kwargs``: beta_start/end, beta_schedule,
     num_train_timesteps, steps_offset, prediction_type epsilon); ``spacing`` as in :func:`make_dpmpp_2m_schedule`
-    (``steps_offset`` applies to ``"leading"`` only)."""
+    (``steps_offset`` applies to ``"leading"`` only). Its ``prediction_type`` is the denoiser's
+    (:func:`common.schedulers.ddim.diffusers_prediction`)."""
     c = dict(config)
-    if c.get("prediction_type", "epsilon") != "epsilon":
-        raise ValueError("DPM-Solver++ 2M here supports prediction_type 'epsilon' only")
+    diffusers_prediction(c)  # validated
     ac = diffusers_alphas_cumprod(c.get("beta_schedule", "linear"), c.get("num_train_timesteps", 1000),
                                   c.get("beta_start", 1e-4), c.get("beta_end", 0.02),
                                   rescale_betas_zero_snr=c.get("rescale_betas_zero_snr", False),
@@ -110,17 +118,29 @@ def dpmpp_2m_schedule_from_diffusers(config: Mapping[str, Any], num_steps: int, 
                                   steps_offset=c.get("steps_offset", 0) if spacing == "leading" else 0)
 
 
-def dpmpp_2m_step(x, eps, i: int, schedule: DPMSolverSchedule, prev_denoised=None, prev_h: float | None = None):
+def dpmpp_2m_schedule_from_sigmas(sigmas) -> DPMSolverSchedule:
+    """The schedule of EDM noise levels (e.g. :func:`common.schedulers.edm.edm_sigmas`: decreasing, ending at 0)
+    for a ``time="sigma"`` denoiser: ``alpha = 1``, ``sigma`` = the levels; the denoiser gets ``t = sigma_i``.
+    The start ``x`` is at ``sigma_0`` (``noise * sigma_0``; SVD's sgm start ``noise * sqrt(1 + sigma_0^2)``)."""
+    sig = np.asarray(sigmas, np.float64)
+    if sig.ndim != 1 or sig.size < 2 or np.any(np.diff(sig) >= 0) or sig[-1] < 0 or sig[-2] <= 0:
+        raise ValueError(f"sigmas must be a decreasing 1-D list of >= 2 levels >= 0, got {sig.tolist()}")
+    return DPMSolverSchedule(timesteps=np.asarray(sigmas, np.float32)[:-1], alpha=np.ones_like(sig), sigma=sig,
+                             time="sigma")
+
+
+def dpmpp_2m_step(x, out, i: int, schedule: DPMSolverSchedule, prev_denoised=None, prev_h: float | None = None,
+                  prediction: str = "eps"):
     """One DPM-Solver++(2M) step at loop index i.
 
     Args:
-        x: latent at ``t_i``; eps: the (guided) noise prediction there.
+        x: latent at ``t_i``; out: the (guided) model output there, a ``prediction`` (eps / v / x0).
         prev_denoised / prev_h: ``D_{i-1}`` and ``h_{i-1}`` of the previous step (None on the first step).
     Returns:
         ``(x_next, denoised, h)``.
     """
     c = schedule.coefficients(i)
-    denoised = (x - eps * c["sigma"]) / c["alpha"]
+    denoised = to_denoised(x, out, prediction, c["alpha"], c["sigma"])
     if c["sigma_next"] == 0:  # last step to a clean sample: first order, x_next = alpha_next * D
         return denoised * c["alpha_next"], denoised, math.inf
     h = c["lambda_next"] - c["lambda"]
@@ -132,43 +152,32 @@ def dpmpp_2m_step(x, eps, i: int, schedule: DPMSolverSchedule, prev_denoised=Non
     return x_next, denoised, h
 
 
-def sample_dpmpp_2m(model_fn: Callable, x, schedule: DPMSolverSchedule, *, extra_args: Mapping[str, Any] | None = None,
-                    callback: Callable[[dict], None] | None = None, disable: bool = False,
-                    guidance_scale: float | None = None, guidance_rescale: float = 0.0):
-    """DPM-Solver++(2M) sampling loop (same signature as :func:`common.schedulers.ddim.sample_ddim`).
+def sample_dpmpp_2m(denoiser: Denoiser, x, schedule: DPMSolverSchedule, *,
+                    extra_args: Mapping[str, Any] | None = None, callback: Callable[[dict], None] | None = None,
+                    disable: bool = False):
+    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) sampling loop.
 
     Args:
-        model_fn: ``model_fn(x, t, **extra_args)`` -> eps, or ``(eps_uncond, eps_cond)`` when
-            ``guidance_scale`` is given (combined by :func:`common.schedulers.ddim.cfg_combine`);
-            ``t`` is int64 ``(B,)``.
-        x: initial latent, used as is (sigma_T ~ 1 for VP schedules).
+        denoiser: :class:`~common.schedulers.denoiser.Denoiser` of the schedule's ``time`` (int64 timesteps on a
+            VP schedule, float sigmas on an EDM one) and any prediction (eps / v / x0; v only on VP
+            schedules); called ``denoiser(x, t, **extra_args)`` with ``t`` of shape ``(B,)``.
+        x: initial latent, used as is (VP: sigma_T ~ 1; EDM: at ``sigma_0``).
         schedule: :class:`DPMSolverSchedule`.
-        extra_args: forwarded to ``model_fn``. callback: called after each step with
+        extra_args: forwarded to ``denoiser``. callback: called after each step with
             ``{"x", "i", "t", "denoised"}``. disable: no progress bar.
-        guidance_scale / guidance_rescale: classifier-free guidance (None = model_fn is already guided).
     Returns:
         the final latent.
     """
     from tqdm.auto import trange
 
+    preds = ("eps", "v", "x0") if schedule.time == "timestep" else ("eps", "x0")
+    denoiser = as_denoiser(denoiser, "sample_dpmpp_2m", time=schedule.time, predictions=preds)
     extra_args = dict(extra_args or {})
-    is_ms = type(x).__module__.startswith("mindspore")
-    b = x.shape[0]
     prev_d, prev_h = None, None
     for i in trange(len(schedule), desc="DPM++ 2M", disable=disable):
-        t_val = int(schedule.timesteps[i])
-        if is_ms:
-            import mindspore as ms
-
-            t = ms.Tensor(np.full((b,), t_val, np.int64))
-        else:
-            t = np.full((b,), t_val, np.int64)
-        out = model_fn(x, t, **extra_args)
-        if guidance_scale is not None:
-            if not (isinstance(out, (tuple, list)) and len(out) == 2):
-                raise ValueError("with guidance_scale set, model_fn must return (uncond_out, cond_out)")
-            out = cfg_combine(out[0], out[1], guidance_scale, guidance_rescale)
-        x, prev_d, prev_h = dpmpp_2m_step(x, out, i, schedule, prev_d, prev_h)
+        t_val = schedule.timesteps[i].item()  # int timestep or float sigma (numpy scalar -> Python)
+        out = denoiser(x, time_input(x, t_val), **extra_args)
+        x, prev_d, prev_h = dpmpp_2m_step(x, out, i, schedule, prev_d, prev_h, denoiser.prediction)
         if callback is not None:
             callback({"x": x, "i": i, "t": t_val, "denoised": prev_d})
     return x

@@ -7,9 +7,13 @@ Diffusion-Based Generative Models" (k-diffusion style: plain functions, schedule
   "churn" noise injection of ``s_churn`` / ``s_tmin`` / ``s_tmax`` / ``s_noise`` (sgm
   ``EulerEDMSampler``; with ``s_churn = 0`` the loop is deterministic).
 
-The model function returns the *denoised* estimate D(x; sigma) (k-diffusion convention):
-``model_fn(x, sigma, **extra_args) -> denoised`` with ``sigma`` a (N,) tensor of the batch size.
-Guidance (CFG) lives in the model function.
+The model is a :class:`~common.schedulers.denoiser.Denoiser` of ``time="sigma"`` (k-diffusion's convention,
+``denoiser(x, sigma, **extra_args)`` with ``sigma`` a (N,) tensor of the batch size) returning the denoised
+estimate D(x; sigma) (``prediction="x0"``) or the noise (``"eps"``, ``D = x - sigma eps``). A discrete-time
+VP model (``time="timestep"``) is refused: its Euler step in these coordinates is deterministic DDIM
+(:func:`common.schedulers.ddim.sample_ddim` with eta = 0), and evaluating it between its training timesteps
+(churn) would need a sigma -> timestep interpolation the originals never use. Guidance is folded into the
+denoiser (:mod:`common.schedulers.guidance`).
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import ops
 from tqdm.auto import tqdm
+
+from .denoiser import Denoiser, as_denoiser, time_input, to_denoised
 
 
 def edm_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
@@ -48,11 +54,7 @@ def edm_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: f
     return sig.astype(np.float32)
 
 
-def _as_tensor(v, like: ms.Tensor) -> ms.Tensor:
-    return ms.Tensor(np.full((like.shape[0],), v, dtype=np.float32)).astype(like.dtype)
-
-
-def sample_euler_edm(model_fn: Callable, x, sigmas, *, extra_args: dict | None = None,
+def sample_euler_edm(denoiser: Denoiser, x, sigmas, *, extra_args: dict | None = None,
                      callback: Callable | None = None, disable: bool = False, s_churn: float = 0.0,
                      s_tmin: float = 0.0, s_tmax: float = float("inf"), s_noise: float = 1.0,
                      noise_sampler: Callable | None = None, desc: str = "sampling"):
@@ -64,7 +66,8 @@ def sample_euler_edm(model_fn: Callable, x, sigmas, *, extra_args: dict | None =
     ``x += (sigma_{i+1} - sigma_hat) d``. The last step to sigma 0 returns the denoised estimate.
 
     Args:
-        model_fn: ``model_fn(x, sigma, **extra_args) -> denoised`` (sigma: (N,) float tensor).
+        denoiser: :class:`~common.schedulers.denoiser.Denoiser` with ``time="sigma"`` and prediction ``"x0"``
+            (or ``"eps"``): ``denoiser(x, sigma, **extra_args)`` (sigma: (N,) float tensor).
         x: the start, already at the first noise level (sgm/SVD: ``noise * sqrt(1 + sigma_0^2)``;
             k-diffusion: ``noise * sigma_0``). Not modified.
         sigmas: (n+1,) decreasing levels ending at 0 (:func:`edm_sigmas`), array or list.
@@ -78,6 +81,7 @@ def sample_euler_edm(model_fn: Callable, x, sigmas, *, extra_args: dict | None =
     Returns:
         the sample, same shape/dtype as ``x``.
     """
+    denoiser = as_denoiser(denoiser, "sample_euler_edm", time="sigma", predictions=("x0", "eps"))
     extra_args = extra_args or {}
     sig = np.asarray(sigmas.asnumpy() if isinstance(sigmas, ms.Tensor) else sigmas, dtype=np.float64)
     if sig.ndim != 1 or sig.size < 2:
@@ -92,7 +96,7 @@ def sample_euler_edm(model_fn: Callable, x, sigmas, *, extra_args: dict | None =
         s_hat = s * (gamma + 1.0)
         if gamma > 0:
             x = x + noise_sampler(x) * s_noise * math.sqrt(s_hat ** 2 - s ** 2)
-        denoised = model_fn(x, _as_tensor(s_hat, x), **extra_args)
+        denoised = to_denoised(x, denoiser(x, time_input(x, s_hat), **extra_args), denoiser.prediction, 1.0, s_hat)
         d = (x - denoised) / s_hat
         x = x + d * (s_next - s_hat)
         if callback is not None:

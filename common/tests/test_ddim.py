@@ -2,6 +2,7 @@
 torch re-statements of the diffusers formulas; the sampling loop vs a NumPy reference."""
 from __future__ import annotations
 
+import functools
 import json
 
 import mindspore as ms
@@ -14,12 +15,15 @@ from safetensors.numpy import load_file
 from common.checkpoint import read_state_dict
 from common.golden import golden_root as _golden_root
 from common.schedulers import (
-    cfg_combine,
+    Denoiser,
+    cfg,
     ddim_schedule_from_diffusers,
     ddim_step,
     ddim_timesteps,
     diffusers_alphas_cumprod,
+    diffusers_prediction,
     dynamic_rescale_arr,
+    guided_denoiser,
     ldm_alphas_cumprod,
     make_betas,
     make_ddim_schedule,
@@ -110,7 +114,7 @@ def test_golden_timesteps_of_diffusers_models():
     cfg = json.loads((dv_root / "DropletVideo-V1.0-weights" / "scheduler" / "scheduler_config.json").read_text())
     s = ddim_schedule_from_diffusers(cfg, len(dv))
     np.testing.assert_array_equal(s.timesteps, dv)
-    assert s.prediction == "v" and s.clip_x0 is None and s.alphas[0] == 0.0
+    assert diffusers_prediction(cfg) == "v" and s.clip_x0 is None and s.alphas[0] == 0.0
     # prev_t = t - 1000//3 = 333 (not 332); alpha 1 below 0
     ac = diffusers_alphas_cumprod("scaled_linear", 1000, 0.00085, 0.012, rescale_betas_zero_snr=True)
     np.testing.assert_array_equal(s.alphas_prev, [ac[666], ac[333], 1.0])
@@ -288,20 +292,21 @@ def test_diffusers_style_loop_vs_torch(cfg_name):
     ac = diffusers_alphas_cumprod(cfg["beta_schedule"], 1000, 0.00085, 0.012,
                                   rescale_betas_zero_snr=cfg.get("rescale_betas_zero_snr", False))
     ref = _torch_diffusers_ddim(ac, sched.timesteps.tolist(), f, x, eta, noises, pred)
-    ours = sample_ddim(_ms_wrap(f), ms.Tensor(x), sched, noise=ms.Tensor(noises), disable=True).asnumpy()
+    ours = sample_ddim(Denoiser(_ms_wrap(f), diffusers_prediction(cfg)), ms.Tensor(x), sched, noise=ms.Tensor(noises),
+                       disable=True).asnumpy()
     assert np.all(np.isfinite(ours))
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_clip_sample_default_of_diffusers():
     s = ddim_schedule_from_diffusers({"beta_schedule": "linear"}, 5)
-    assert s.clip_x0 == 1.0 and s.prediction == "eps"
+    assert s.clip_x0 == 1.0 and diffusers_prediction({}) == "eps"
     rng = np.random.default_rng(3)
     x = (3 * rng.standard_normal((2, 3, 4))).astype(np.float32)
     f = _toy_model(-1.3, 2.0)
     ac = diffusers_alphas_cumprod("linear")
     ref = _torch_diffusers_ddim(ac, s.timesteps.tolist(), f, x, 0.0, None, "eps", clip=1.0)
-    ours = sample_ddim(lambda x, t: f(x, t), x, s, disable=True)  # numpy in, numpy out
+    ours = sample_ddim(Denoiser(f), x, s, disable=True)  # numpy in, numpy out
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="unknown DDIMScheduler config keys"):
         ddim_schedule_from_diffusers({"beta_schedul": "linear"}, 5)
@@ -357,8 +362,7 @@ def test_dynamicrafter_style_loop_vs_numpy(variant):
         ac = ldm_alphas_cumprod("linear", 1000, 0.00085, 0.012, rescale_betas_zero_snr=True)
         steps, spacing, v, rescale, eta = 3, "uniform_trailing", True, 0.7, 1.0
         scale_arr = dynamic_rescale_arr(0.7)
-    sched = make_ddim_schedule(ac, steps, spacing=spacing, eta=eta, scale_arr=scale_arr,
-                               prediction="v" if v else "eps")
+    sched = make_ddim_schedule(ac, steps, spacing=spacing, eta=eta, scale_arr=scale_arr)
     noises = rng.standard_normal((len(sched),) + x.shape).astype(np.float32)
 
     def np_model(xx, t):
@@ -367,14 +371,15 @@ def test_dynamicrafter_style_loop_vs_numpy(variant):
         u = np.tanh(0.5 * xx - 0.2 * tt)
         return u, c
 
-    def ms_model(xx, t, context):
+    def ms_model(xx, t, branch):  # [uncond, cond] stacked along the batch
         u, c = np_model(xx.asnumpy(), t.asnumpy())
-        assert t.shape == (2,) and t.dtype == ms.int64
-        return ms.Tensor(u.astype(np.float32)), ms.Tensor(c.astype(np.float32))
+        assert t.shape == (2,) and t.dtype == ms.int64 and branch is None
+        return ms.Tensor(np.concatenate([u, c]).astype(np.float32))
 
     seen = []
-    ours = sample_ddim(ms_model, ms.Tensor(x), sched, extra_args={"context": ctx}, guidance_scale=7.5,
-                       guidance_rescale=rescale, noise=lambda i: ms.Tensor(noises[i]), disable=True,
+    guided = guided_denoiser(ms_model, ("uncond", "cond"), functools.partial(cfg, scale=7.5, rescale=rescale),
+                             prediction="v" if v else "eps")
+    ours = sample_ddim(guided, ms.Tensor(x), sched, noise=lambda i: ms.Tensor(noises[i]), disable=True,
                        callback=lambda d: seen.append((d["i"], d["t"])))
     ref = _numpy_reference_dynamicrafter(ac, sched.timesteps, x, np_model, eta=eta, scale=7.5, rescale=rescale,
                                          v=v, noises=noises, scale_arr=scale_arr)
@@ -385,20 +390,6 @@ def test_dynamicrafter_style_loop_vs_numpy(variant):
     assert seen == list(enumerate(sched.timesteps.tolist()))
 
 
-def test_cfg_combine_and_rescale_ms_matches_numpy():
-    rng = np.random.default_rng(2)
-    u = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
-    c = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
-    out = u + 5.0 * (c - u)
-    std = lambda z: z.reshape(2, -1).std(axis=1, ddof=1).reshape(2, 1, 1, 1)  # noqa: E731
-    want = 0.7 * out * std(c) / std(out) + 0.3 * out
-    got = cfg_combine(ms.Tensor(u), ms.Tensor(c), 5.0, 0.7).asnumpy()
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(cfg_combine(u, c, 5.0), out, rtol=1e-6)
-    # rescaled output has the std of the conditional prediction
-    np.testing.assert_allclose(std(cfg_combine(u, c, 5.0, 1.0)), std(c), rtol=1e-5)
-
-
 def test_step_errors_and_zero_snr_no_nan():
     ac = ldm_alphas_cumprod("linear", 1000, 0.00085, 0.012, rescale_betas_zero_snr=True)
     s = make_ddim_schedule(ac, 3, spacing="uniform_trailing", eta=1.0)
@@ -407,8 +398,10 @@ def test_step_errors_and_zero_snr_no_nan():
         ddim_step(x, x, 0, s, prediction="eps")
     xp, x0 = ddim_step(x, x, 0, s, prediction="v", noise=ms.Tensor(np.zeros((1, 2), np.float32)))
     assert np.all(np.isfinite(xp.asnumpy()))
-    with pytest.raises(ValueError, match=r"\(uncond_out, cond_out\)"):
-        sample_ddim(lambda x, t: x, x, s, guidance_scale=2.0, disable=True)
+    with pytest.raises(TypeError, match="must be a common.schedulers.Denoiser"):
+        sample_ddim(lambda x, t: x, x, s, disable=True)
+    with pytest.raises(ValueError, match="time='timestep'"):
+        sample_ddim(Denoiser(lambda x, t: x, "x0", time="sigma"), x, s, disable=True)
     with pytest.raises(ValueError, match="descending"):
         make_ddim_schedule(ac, 2, timesteps=[1, 500])
     with pytest.raises(ValueError, match="prev_rule"):

@@ -1,11 +1,15 @@
 """DPM-Solver++(2M): exact on a Gaussian toy problem whose probability-flow ODE is solvable in closed form."""
+import functools
+
 import mindspore as ms
 import numpy as np
 import pytest
 
-from common.schedulers.ddim import DDIMSchedule, cfg_combine, ddim_step, diffusers_alphas_cumprod, sample_ddim
+from common.schedulers.ddim import DDIMSchedule, ddim_step, diffusers_alphas_cumprod, sample_ddim
+from common.schedulers.denoiser import Denoiser
 from common.schedulers.dpm_solver import (
     dpmpp_2m_schedule_from_diffusers,
+    dpmpp_2m_schedule_from_sigmas,
     dpmpp_2m_step,
     make_dpmpp_2m_schedule,
     sample_dpmpp_2m,
@@ -17,12 +21,15 @@ MEAN = RNG.standard_normal((2, 3, 4)).astype(np.float32) * 0.5
 STD = (0.2 + RNG.random((2, 3, 4))).astype(np.float32)
 
 
-def gaussian_eps(x, t):
+def _gaussian_eps(x, t):
     """The exact eps-prediction when the data are N(MEAN, STD^2) per element."""
     a = np.float64(AC[int(np.asarray(t).reshape(-1)[0])])
     al, si = np.sqrt(a), np.sqrt(1 - a)
     x0 = MEAN + al * STD ** 2 / (a * STD ** 2 + 1 - a) * (x - al * MEAN)
     return ((x - al * x0) / si).astype(np.float32)
+
+
+gaussian_eps = Denoiser(_gaussian_eps)
 
 
 def exact_endpoint(x_t, t0, a_end=1.0):
@@ -45,7 +52,7 @@ def fine_ddim(ts, final=1.0):
 def test_linspace_schedule_matches_diffusers_dpm_solver_grid():
     s = make_dpmpp_2m_schedule(AC, 4)
     assert s.timesteps.tolist() == [999, 749, 500, 250]
-    assert s.alphas_next[-1] == 1.0 and np.allclose(s.alphas_next[:-1], AC[[749, 500, 250]])
+    assert s.alpha[-1] == 1.0 and s.sigma[-1] == 0.0 and np.allclose(s.alpha[1:-1] ** 2, AC[[749, 500, 250]])
     lead = dpmpp_2m_schedule_from_diffusers({"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "linear",
                                              "steps_offset": 1}, 4, spacing="leading")
     assert lead.timesteps.tolist() == [751, 501, 251, 1]
@@ -84,7 +91,7 @@ def test_second_order_convergence_on_a_log_snr_uniform_grid():
         a0, a1 = fine[ts[0]], fine[ts[-1]]
         z = (x_t - np.sqrt(a0) * MEAN) / np.sqrt(a0 * STD ** 2 + 1 - a0)
         exact = np.sqrt(a1) * MEAN + np.sqrt(a1 * STD ** 2 + 1 - a1) * z
-        errs.append(np.abs(sample_dpmpp_2m(eps_fine, x_t, s, disable=True) - exact).max())
+        errs.append(np.abs(sample_dpmpp_2m(Denoiser(eps_fine), x_t, s, disable=True) - exact).max())
     assert errs[0] > errs[1] > errs[2] > errs[3], errs
     for k in (1, 2):  # asymptotic regime
         assert 3.2 < errs[k] / errs[k + 1] < 5.0, errs
@@ -113,25 +120,78 @@ def test_converges_to_the_fine_ddim_result():
 
 
 def test_mindspore_tensors_guidance_and_callback():
+    from common.schedulers.guidance import cfg, guided_denoiser
+
     x_t = RNG.standard_normal((2, 3, 4)).astype(np.float32)
     s = make_dpmpp_2m_schedule(AC, 6)
 
-    def pair_np(x, t):
-        e = gaussian_eps(x, t)
-        return e * 0.9, e
-
-    def pair_ms(x, t):
-        u, c = pair_np(x.asnumpy(), t.asnumpy())
-        return ms.Tensor(u), ms.Tensor(c)
+    def pair_ms(x, t, branch):  # [uncond, cond] stacked along the batch
+        e = _gaussian_eps(x.asnumpy(), t.asnumpy())
+        return ms.Tensor(np.concatenate([e * 0.9, e]))
 
     seen = []
-    ref = sample_dpmpp_2m(lambda x, t: cfg_combine(*pair_np(x, t), 3.0), x_t, s, disable=True)
-    out = sample_dpmpp_2m(pair_ms, ms.Tensor(x_t), s, guidance_scale=3.0, disable=True,
-                          callback=lambda d: seen.append(d["t"]))
+    ref = sample_dpmpp_2m(Denoiser(lambda x, t: cfg(_gaussian_eps(x, t) * 0.9, _gaussian_eps(x, t), 3.0)), x_t, s,
+                          disable=True)
+    guided = guided_denoiser(pair_ms, ("uncond", "cond"), functools.partial(cfg, scale=3.0), prediction="eps")
+    out = sample_dpmpp_2m(guided, ms.Tensor(x_t), s, disable=True, callback=lambda d: seen.append(d["t"]))
     np.testing.assert_allclose(out.asnumpy(), ref, rtol=1e-5, atol=1e-5)
     assert seen == s.timesteps.tolist()
-    with pytest.raises(ValueError, match="uncond_out, cond_out"):
-        sample_dpmpp_2m(gaussian_eps, x_t, s, guidance_scale=3.0, disable=True)
+
+
+def test_v_and_x0_denoisers_give_the_eps_result():
+    """The same model declared as v- or x0-prediction: DPM-Solver++ converts each to D, same samples."""
+    x_t = RNG.standard_normal((2, 3, 4))
+    s = make_dpmpp_2m_schedule(AC, 8)
+
+    def as_v(x, t):
+        a = float(AC[int(np.asarray(t).reshape(-1)[0])])
+        e = _gaussian_eps(x, t).astype(np.float64)
+        x0 = (x - np.sqrt(1 - a) * e) / np.sqrt(a)
+        return np.sqrt(a) * e - np.sqrt(1 - a) * x0
+
+    def as_x0(x, t):
+        a = float(AC[int(np.asarray(t).reshape(-1)[0])])
+        return (x - np.sqrt(1 - a) * _gaussian_eps(x, t)) / np.sqrt(a)
+
+    ref = sample_dpmpp_2m(gaussian_eps, x_t, s, disable=True)
+    for den in (Denoiser(as_v, "v"), Denoiser(as_x0, "x0")):
+        np.testing.assert_allclose(sample_dpmpp_2m(den, x_t, s, disable=True), ref, rtol=1e-5, atol=1e-5)
+    # DDIM runs the v form too, to its own (first-order) result
+    dd = fine_ddim(s.timesteps)
+    np.testing.assert_allclose(sample_ddim(Denoiser(as_v, "v"), x_t, dd, disable=True),
+                               sample_ddim(gaussian_eps, x_t, dd, disable=True), rtol=1e-4, atol=1e-4)
+
+
+def test_edm_denoiser_on_sigmas_follows_the_ode_and_beats_euler():
+    """An EDM (x0, sigma) denoiser under DPM-Solver++ 2M on EDM sigmas (k-diffusion's sample_dpmpp_2m)."""
+    from common.schedulers.edm import edm_sigmas, sample_euler_edm
+
+    sd = 0.5
+
+    def d_fn(x, sigma):  # ideal denoiser of N(0, sd^2) data (numpy, or MindSpore under Euler)
+        if isinstance(x, ms.Tensor):
+            return ms.Tensor(d_fn(x.asnumpy(), sigma.asnumpy()).astype(np.float32))
+        s = np.asarray(sigma, np.float64).reshape(-1, 1)
+        return x * sd ** 2 / (sd ** 2 + s * s)
+
+    den = Denoiser(d_fn, "x0", time="sigma")
+    x = RNG.standard_normal((3, 4)) * 80.0
+    errs = {}
+    for n in (8, 16, 32):
+        sig = edm_sigmas(n, 0.002, 80.0)
+        exact = x * np.sqrt(sd ** 2 + 0.002 ** 2) / np.sqrt(sd ** 2 + float(sig[0]) ** 2) * sd ** 2 / (sd ** 2 + 0.002 ** 2)
+        sched = dpmpp_2m_schedule_from_sigmas(sig)
+        assert sched.time == "sigma" and np.all(sched.alpha == 1.0)
+        e_dpm = np.abs(sample_dpmpp_2m(den, x, sched, disable=True) - exact).max()
+        e_euler = np.abs(sample_euler_edm(den, ms.Tensor(x.astype(np.float32)), sig, disable=True).asnumpy()
+                         - exact).max()
+        assert e_dpm < e_euler / 2, (n, e_dpm, e_euler)
+        errs[n] = e_dpm
+    assert errs[32] < errs[16] < errs[8] and errs[32] < errs[8] / 5, errs  # Euler (first order) only halves
+    with pytest.raises(ValueError, match="time='sigma'"):
+        sample_dpmpp_2m(gaussian_eps, x, dpmpp_2m_schedule_from_sigmas(edm_sigmas(4)), disable=True)
+    with pytest.raises(ValueError, match="time='timestep'"):
+        sample_dpmpp_2m(den, x, make_dpmpp_2m_schedule(AC, 4), disable=True)
 
 
 def test_bad_schedules_are_refused():
@@ -139,5 +199,5 @@ def test_bad_schedules_are_refused():
         make_dpmpp_2m_schedule(AC, 3, timesteps=[10, 20, 5])
     with pytest.raises(ValueError, match="num_steps"):
         make_dpmpp_2m_schedule(AC, 0)
-    with pytest.raises(ValueError, match="epsilon"):
-        dpmpp_2m_schedule_from_diffusers({"prediction_type": "v_prediction"}, 4)
+    with pytest.raises(ValueError, match="prediction_type"):
+        dpmpp_2m_schedule_from_diffusers({"prediction_type": "flow"}, 4)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.schedulers.denoiser import Denoiser
 from common.schedulers.edm import edm_sigmas, sample_euler_edm
 
 
@@ -64,7 +65,7 @@ def _gaussian_denoiser(sd):
     def fn(x, sigma):
         s = sigma.reshape(-1, 1)
         return x * (sd ** 2) / (sd ** 2 + s * s)
-    return fn
+    return Denoiser(fn, "x0", time="sigma")
 
 
 def test_euler_follows_the_probability_flow_ode():
@@ -89,7 +90,7 @@ def test_euler_matches_a_step_by_step_reference_and_reports_steps():
     sig = edm_sigmas(5, 0.002, 700.0)
     x = rng.standard_normal((2, 4)).astype(np.float32)
     seen = []
-    out = sample_euler_edm(model, ms.Tensor(x), sig, extra_args={"scale": 0.7}, disable=True,
+    out = sample_euler_edm(Denoiser(model, "x0", "sigma"), ms.Tensor(x), sig, extra_args={"scale": 0.7}, disable=True,
                            callback=lambda d: seen.append((d["i"], d["sigma"])))
     ref = torch.tensor(x)
     tw = torch.tensor(w)
@@ -116,6 +117,7 @@ def test_churn_adds_the_given_noise():
 
     x = np.ones((1, 3), np.float32)
     churn = 0.5  # gamma = min(0.5 / 2, sqrt2 - 1) = 0.25
+    model = Denoiser(model, "x0", "sigma")
     out = sample_euler_edm(model, ms.Tensor(x), sig, s_churn=churn, noise_sampler=sampler, disable=True).asnumpy()
     ref = x.copy()
     for i in range(2):
@@ -132,4 +134,13 @@ def test_churn_adds_the_given_noise():
 
 def test_sampler_rejects_bad_sigmas():
     with pytest.raises(ValueError, match="at least 2 levels"):
-        sample_euler_edm(lambda x, s: x, ms.Tensor(np.ones((1, 2), np.float32)), [1.0], disable=True)
+        sample_euler_edm(Denoiser(lambda x, s: x, "x0", "sigma"), ms.Tensor(np.ones((1, 2), np.float32)), [1.0],
+                         disable=True)
+
+
+def test_discrete_time_denoisers_are_refused_with_a_clear_error():
+    x = ms.Tensor(np.ones((1, 2), np.float32))
+    with pytest.raises(ValueError, match="sample_euler_edm: needs a denoiser of time='sigma'"):
+        sample_euler_edm(Denoiser(lambda x, t: x, "eps"), x, [1.0, 0.0], disable=True)
+    with pytest.raises(ValueError, match="runs prediction in"):
+        sample_euler_edm(Denoiser(lambda x, s: x, "v", "sigma"), x, [1.0, 0.0], disable=True)

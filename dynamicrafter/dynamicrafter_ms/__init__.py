@@ -2,6 +2,6 @@
 
 Modules: ``config`` (the original inference YAML, typed), ``model`` (LatentVisualDiffusion),
 ``unet`` / ``attention`` / ``resampler`` (networks), ``sampler`` (DDIM + guidance), ``pipeline``
-(``image_guided_synthesis``), ``data`` (prompt folders), ``weights`` (rename table, loading),
+(``DynamiCrafterPipeline``), ``data`` (prompt folders), ``weights`` (rename table, loading),
 ``inference`` (command line), ``golden_adapter`` (parity harness). See ../README.md.
 """

@@ -16,8 +16,10 @@ from common.golden import GoldenAdapter, GoldenCase, GoldenCheck
 from .config import DynamiCrafterConfig
 from .data import load_frame
 from .model import DynamiCrafter
-from .pipeline import image_guided_synthesis
-from .sampler import ddim_sample, guided_denoiser, make_schedule
+from common.schedulers.ddim import sample_ddim
+
+from .pipeline import DynamiCrafterPipeline
+from .sampler import denoiser, make_schedule, step_noise
 from .weights import load_weights
 
 
@@ -88,11 +90,12 @@ class Adapter(GoldenAdapter):
         c_concat = _t(c.inputs["c_concat"])
         cond = {"context": _t(c.inputs["context"]), "c_concat": c_concat, "fs": fs}
         uncond = {"context": _t(c.inputs["uc_context"]), "c_concat": c_concat, "fs": fs}
-        fn = guided_denoiser(self.model, cond, uncond, float(c.params["guidance_scale"]),
-                             float(c.params.get("guidance_rescale", 0.0)))
+        fn = denoiser(self.model, cond, uncond, float(c.params["guidance_scale"]),
+                      float(c.params.get("guidance_rescale", 0.0)))
         sched = make_schedule(self.model, int(c.params["steps"]), c.params["timestep_spacing"], float(c.params["eta"]))
         noise = c.inputs.get("noise")
-        out = ddim_sample(self.model, c.inputs["x_T"], sched, fn, noise=noise, progress=False)
+        noise = step_noise(c.inputs["x_T"].shape, noise) if sched.eta > 0 else None
+        out = sample_ddim(fn, _t(c.inputs["x_T"]), sched, noise=noise, disable=True)
         assert out.shape[0] == b
         return {"samples": out.asnumpy()}
 
@@ -107,15 +110,18 @@ class Adapter(GoldenAdapter):
         image = c.inputs["image"]  # (B, 3, H, W)
         t = int(c.params["video_length"])
         videos = np.repeat(image[:, :, None], t, axis=2)  # (B, 3, T, H, W)
-        video = image_guided_synthesis(
-            self.model, [c.params["prompt"]] * image.shape[0], videos,
-            n_samples=int(c.params.get("n_samples", 1)), ddim_steps=int(c.params["ddim_steps"]),
-            ddim_eta=float(c.params["ddim_eta"]),
-            unconditional_guidance_scale=float(c.params["unconditional_guidance_scale"]),
-            fs=int(c.params["frame_stride"]), text_input=bool(c.params.get("text_input", True)),
+        n = int(c.params.get("n_samples", 1))
+        out = DynamiCrafterPipeline(self.model)(
+            [c.params["prompt"]] * image.shape[0], videos,
+            num_videos_per_prompt=n, num_inference_steps=int(c.params["ddim_steps"]),
+            eta=float(c.params["ddim_eta"]),
+            guidance_scale=float(c.params["unconditional_guidance_scale"]),
+            frame_stride=int(c.params["frame_stride"]), text_input=bool(c.params.get("text_input", True)),
             multiple_cond_cfg=bool(c.params.get("multiple_cond_cfg", False)),
             timestep_spacing=c.params["timestep_spacing"], guidance_rescale=float(c.params["guidance_rescale"]),
             loop=bool(c.params.get("loop", False)), interp=bool(c.params.get("interp", False)),
-            x_T=c.inputs["x_T"], encode_noise=c.inputs["encode_noise"], progress=False)
-        return {"video": video}
+            latents=c.inputs["x_T"], encode_noise=c.inputs["encode_noise"], output_type="latent", progress=False)
+        # the recorded video is the decoder's raw output (B, n, 3, T, H, W), not the clamped frames
+        lat = out.latents.reshape((image.shape[0], n) + out.latents.shape[1:])
+        return {"video": np.stack([self.model.decode_first_stage(_t(lat[:, j])).asnumpy() for j in range(n)], axis=1)}
 

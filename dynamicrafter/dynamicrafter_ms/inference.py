@@ -28,7 +28,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=str, required=True, help="inference yaml (original schema)")
     p.add_argument("--prompt_dir", type=str, required=True, help="folder with pictures and one prompt .txt file")
     p.add_argument("--n_samples", type=int, default=1, help="videos per prompt (default 1)")
-    p.add_argument("--ddim_steps", type=int, default=50, help="DDIM steps (default 50)")
+    p.add_argument("--ddim_steps", "--num_inference_steps", dest="ddim_steps", type=int, default=50, help="DDIM steps (default 50)")
     p.add_argument("--ddim_eta", type=float, default=1.0, help="DDIM eta, 0 = deterministic (default 1.0)")
     p.add_argument("--bs", type=int, default=1, help="pictures per batch (default 1)")
     p.add_argument("--height", type=int, default=512, help="video height in pixels, multiple of 8 (default 512)")
@@ -127,19 +127,18 @@ def build_model(args):
     return model, cfg
 
 
-def save_results_separate(samples: np.ndarray, filename: str, savedir: Path, fps: int, loop: bool,
+def save_results_separate(frames: np.ndarray, filename: str, savedir: Path, fps: int, loop: bool,
                           save_gif: bool) -> list[Path]:
-    """(n_samples, 3, T, H, W) in [-1, 1] -> ``<savedir>/<stem>_sample<i>.mp4`` (clamped, uint8)."""
+    """(n_samples, T, H, W, 3) in [0, 1] (``VideoOutput.frames``) -> ``<savedir>/<stem>_sample<i>.mp4`` (uint8)."""
     from common.video_io import write_video
 
     paths = []
     stem = filename.split(".")[0]
-    for i, video in enumerate(samples):
+    for i, video in enumerate(frames):
         if loop:
-            video = video[:, :-1]
-        frames = np.clip(video, -1.0, 1.0).transpose(1, 2, 3, 0)  # (T, H, W, 3)
+            video = video[:-1]
         for suffix in (".mp4", ".gif") if save_gif else (".mp4",):
-            paths.append(write_video(frames, savedir / f"{stem}_sample{i}{suffix}", fps=fps, value_range=(-1, 1)))
+            paths.append(write_video(video, savedir / f"{stem}_sample{i}{suffix}", fps=fps, value_range=(0, 1)))
     return paths
 
 
@@ -160,7 +159,7 @@ def run(args) -> list[Path]:
     import mindspore as ms
 
     from .data import load_data_prompts
-    from .pipeline import image_guided_synthesis
+    from .pipeline import DynamiCrafterPipeline
 
     ms.set_context(mode=ms.GRAPH_MODE if args.mode == "graph" else ms.PYNATIVE_MODE)
     if ms.get_context("device_target") == "CPU":
@@ -172,6 +171,7 @@ def run(args) -> list[Path]:
     rng = np.random.default_rng(seed)
     set_attention_chunk(args)
     model, cfg = build_model(args)
+    pipe = DynamiCrafterPipeline(model)
     filenames, videos, prompts = load_data_prompts(args.prompt_dir, (args.height, args.width), args.video_length,
                                                    interp=args.interp)
     print(f"Inference with {args.video_length} frames; {len(prompts)} prompts from {args.prompt_dir}")
@@ -181,15 +181,17 @@ def run(args) -> list[Path]:
     start = time.time()
     for s in range(0, len(prompts), args.bs):
         batch = np.stack(videos[s:s + args.bs])  # (B, 3, T, H, W)
-        samples = image_guided_synthesis(
-            model, prompts[s:s + args.bs], batch, n_samples=args.n_samples, ddim_steps=args.ddim_steps,
-            ddim_eta=args.ddim_eta, unconditional_guidance_scale=args.unconditional_guidance_scale,
-            cfg_img=args.cfg_img, multiple_cond_cfg=args.multiple_cond_cfg, fs=args.frame_stride,
-            text_input=args.text_input, negative_prompt=args.negative_prompt or None,
-            timestep_spacing=args.timestep_spacing, guidance_rescale=args.guidance_rescale, loop=args.loop,
-            interp=args.interp, generator=rng, progress=not args.no_progress)
+        out = pipe(  # the original's flags mapped onto the pipeline's names
+            prompts[s:s + args.bs], batch, num_inference_steps=args.ddim_steps, eta=args.ddim_eta,
+            guidance_scale=args.unconditional_guidance_scale, image_guidance_scale=args.cfg_img,
+            multiple_cond_cfg=args.multiple_cond_cfg, frame_stride=args.frame_stride, text_input=args.text_input,
+            negative_prompt=args.negative_prompt or None, timestep_spacing=args.timestep_spacing,
+            guidance_rescale=args.guidance_rescale, loop=args.loop, interp=args.interp,
+            num_videos_per_prompt=args.n_samples, generator=rng, progress=not args.no_progress)
+        n = args.n_samples
         for j, name in enumerate(filenames[s:s + args.bs]):
-            written += save_results_separate(samples[j], name, out_dir, args.fps, args.loop, args.save_gif)
+            written += save_results_separate(out.frames[j * n:(j + 1) * n], name, out_dir, args.fps, args.loop,
+                                             args.save_gif)
     print(f"Saved in {out_dir}: {', '.join(p.name for p in written)}. Time used: {time.time() - start:.2f} seconds")
     if args.ckpt_path is None:
         print("NOTE: these videos come from RANDOM weights. For real results download model.ckpt from the Hugging "

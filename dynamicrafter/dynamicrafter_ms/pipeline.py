@@ -1,10 +1,11 @@
-"""Image-to-video synthesis (``scripts/evaluation/inference.py:image_guided_synthesis``).
+"""Image-to-video synthesis (``scripts/evaluation/inference.py:image_guided_synthesis``) as one pipeline.
 
 Flow for one batch: the conditioning image -> CLIP ViT tokens -> Resampler (16 tokens per frame);
 the prompt -> OpenCLIP text context; context = ``[text | image tokens]``; the video latent of
 frame 0 (VAE posterior sample) repeated over T frames is concatenated to the noisy latent;
 the unconditional branch is ``""`` (or the negative prompt) + the tokens of an all-zeros image,
-with the same latent; DDIM with classifier-free guidance; VAE decode.
+with the same latent; DDIM with classifier-free guidance (folded into the denoiser); VAE decode.
+Returns a :class:`common.pipeline_utils.VideoOutput`.
 """
 from __future__ import annotations
 
@@ -12,110 +13,159 @@ import mindspore as ms
 import numpy as np
 from mindspore import ops
 
+from common.pipeline_utils import VideoOutput, check_output_type, frames_from_decoded, numpy_generator
+from common.schedulers.ddim import sample_ddim
+
 from .model import DynamiCrafter
-from .sampler import ddim_sample, guided_denoiser, make_schedule
+from .sampler import denoiser, make_schedule, step_noise
 
 
 def _tensor(x, dtype=ms.float32):
     return x.astype(dtype) if isinstance(x, ms.Tensor) else ms.Tensor(np.asarray(x), dtype)
 
 
-def image_guided_synthesis(
-    model: DynamiCrafter,
-    prompts: list[str],
-    videos,
-    *,
-    n_samples: int = 1,
-    ddim_steps: int = 50,
-    ddim_eta: float = 1.0,
-    unconditional_guidance_scale: float = 1.0,
-    cfg_img: float | None = None,
-    multiple_cond_cfg: bool = False,
-    fs: int | None = None,
-    text_input: bool = True,
-    negative_prompt: str | None = None,
-    timestep_spacing: str = "uniform",
-    guidance_rescale: float = 0.0,
-    loop: bool = False,
-    interp: bool = False,
-    x_T=None,
-    encode_noise=None,
-    step_noise=None,
-    generator: np.random.Generator | None = None,
-    progress: bool = True,
-):
-    """Animate ``videos[:, :, 0]`` (the input picture(s)) guided by ``prompts``.
+class DynamiCrafterPipeline:
+    """Callable image(+text)-to-video pipeline around a loaded :class:`DynamiCrafter`."""
 
-    Args:
-        model: a loaded :class:`DynamiCrafter`.
-        prompts: B prompts (one per video).
-        videos: (B, 3, T, H, W) in [-1, 1]: the picture repeated T times (frames 0 and T-1 are the
-            two key frames with ``interp`` / ``loop``).
-        n_samples: (1) videos drawn per input.
-        ddim_steps: (50) DDIM steps. ddim_eta: (1.0) 0 = deterministic DDIM.
-        unconditional_guidance_scale: (1.0) text/image CFG scale; 1.0 = no guidance (one UNet branch).
-        cfg_img / multiple_cond_cfg: multi-condition guidance with image scale ``cfg_img`` (default:
-            the guidance scale); enabled by ``multiple_cond_cfg`` or by giving ``cfg_img``.
-        fs: (None = the UNet's default_fs) frame stride (256) or fps (512/1024) conditioning.
-        text_input: (True) use the prompts; False = empty prompts (image-only animation).
-        negative_prompt: (None = "") text of the unconditional branch.
-        timestep_spacing: ("uniform") or "uniform_trailing" (512/1024).
-        guidance_rescale: (0.0) 0.7 for 512/1024.
-        loop / interp: condition on the first AND last frame latents (others zero).
-        x_T: (B, 4, T, h, w) initial noise (drawn from ``generator`` when None), per sample.
-        encode_noise: (B, 4, T, h, w) VAE posterior draws (drawn when None).
-        step_noise: per-step noise for eta > 0 (``step_noise[i]``; drawn when None).
-        generator: numpy Generator for every draw (``np.random.default_rng(seed)``).
-        progress: show the DDIM progress bar.
+    def __init__(self, model: DynamiCrafter):
+        self.model = model
 
-    Returns:
-        numpy float32 (B, n_samples, 3, T, H, W), not clamped.
-    """
-    rng = generator if generator is not None else np.random.default_rng()
-    videos = _tensor(videos)
-    if videos.ndim != 5:
-        raise ValueError(f"videos must be (B, 3, T, H, W), got {tuple(videos.shape)}")
-    b, _, t, hh, ww = videos.shape
-    if len(prompts) != b:
-        raise ValueError(f"got {len(prompts)} prompts for a batch of {b} videos")
-    unet = model.unet
-    fs_value = unet.default_fs if fs is None else int(fs)
-    fs_t = ms.Tensor(np.full((b,), fs_value, np.int64))
-    if not text_input:
-        prompts = [""] * b
+    def check_inputs(self, prompt, image, num_frames, height, width, num_inference_steps):
+        """Raise ValueError naming the bad argument; returns (prompts, videos (B, 3, T, H, W))."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        videos = _tensor(image)
+        if videos.ndim == 4:  # (B, 3, H, W): one picture per video, repeated over the frames
+            if num_frames is None:
+                raise ValueError("num_frames is required with a (B, 3, H, W) image")
+            videos = ops.tile(videos[:, :, None], (1, 1, int(num_frames), 1, 1))
+        if videos.ndim != 5 or videos.shape[1] != 3:
+            raise ValueError(f"image must be (B, 3, H, W) or (B, 3, T, H, W) in [-1, 1], got {tuple(videos.shape)}")
+        b, _, t, h, w = videos.shape
+        if num_frames is not None and int(num_frames) != t:
+            raise ValueError(f"num_frames={num_frames} but image has {t} frames")
+        if (height is not None and height != h) or (width is not None and width != w):
+            raise ValueError(f"image is {h}x{w} but height x width = {height}x{width}: resize the image first")
+        if len(prompts) != b:
+            raise ValueError(f"got {len(prompts)} prompts for a batch of {b} videos")
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        return prompts, videos
 
-    img = videos[:, :, 0]  # (B, 3, H, W)
-    img_emb = model.embed_image(img)  # (B, 16*T', D)
-    cond_emb = model.get_learned_conditioning(prompts)  # (B, 77, D)
-    cond = {"context": ops.concat([cond_emb, img_emb], axis=1), "fs": fs_t}
-    z = model.encode_first_stage(videos, noise=encode_noise, generator=rng)  # (B, 4, T, h, w)
-    if loop or interp:
-        mask = np.zeros((1, 1, t, 1, 1), np.float32)
-        mask[:, :, 0] = mask[:, :, -1] = 1.0
-        img_cat_cond = z * ms.Tensor(mask)
-    else:
-        img_cat_cond = ops.broadcast_to(z[:, :, :1], z.shape)
-    cond["c_concat"] = img_cat_cond
+    def __call__(
+        self,
+        prompt,
+        image,
+        *,
+        negative_prompt: str | None = None,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 1.0,
+        image_guidance_scale: float | None = None,
+        multiple_cond_cfg: bool = False,
+        guidance_rescale: float = 0.0,
+        eta: float = 1.0,
+        timestep_spacing: str = "uniform",
+        frame_stride: int | None = None,
+        text_input: bool = True,
+        loop: bool = False,
+        interp: bool = False,
+        num_videos_per_prompt: int = 1,
+        seed: int | None = None,
+        generator: np.random.Generator | None = None,
+        latents=None,
+        encode_noise=None,
+        step_noise_draws=None,
+        output_type: str = "np",
+        callback=None,
+        progress: bool = True,
+    ) -> VideoOutput:
+        """Animate the input picture(s) guided by the prompt(s).
 
-    uncond = uncond_img = None
-    guidance = float(unconditional_guidance_scale)
-    if guidance != 1.0:
-        if model.uncond_type == "empty_seq":
-            uc_emb = model.get_learned_conditioning([negative_prompt or ""] * b)
+        Args:
+            prompt: a string or B strings (one per video).
+            image: (B, 3, H, W) in [-1, 1], repeated over ``num_frames``; or the original's (B, 3, T, H, W)
+                video (frames 0 and T-1 are the two key frames with ``interp`` / ``loop``).
+            negative_prompt: (None = "") text of the unconditional branch.
+            num_frames: (None = the image's T) frames; required for a (B, 3, H, W) image.
+            height / width: (None) checked against the image's size if given (the image is not resized).
+            num_inference_steps: (50) DDIM steps (``--ddim_steps``).
+            guidance_scale: (1.0) text/image CFG scale (``--unconditional_guidance_scale``); 1.0 = no guidance.
+            image_guidance_scale / multiple_cond_cfg: two-scale guidance with image scale
+                ``image_guidance_scale`` (``--cfg_img``; default: the guidance scale); on with
+                ``multiple_cond_cfg`` or a given ``image_guidance_scale``.
+            guidance_rescale: (0.0) 0.7 for 512/1024.
+            eta: (1.0) DDIM eta (``--ddim_eta``); 0 = deterministic.
+            timestep_spacing: ("uniform") or "uniform_trailing" (512/1024).
+            frame_stride: (None = the UNet's default_fs) frame stride (256) or fps (512/1024) conditioning.
+            text_input: (True) use the prompts; False = empty prompts (image-only animation).
+            loop / interp: condition on the first AND last frame latents (others zero).
+            num_videos_per_prompt: (1) videos drawn per input (``--n_samples``).
+            seed / generator: (None) numpy ``default_rng(seed)``, or the given numpy Generator (wins), for every draw.
+            latents: (B, 4, T, h, w) initial noise x_T, the same for every video of a prompt (drawn when None).
+            encode_noise: (B, 4, T, h, w) VAE posterior draws (drawn when None).
+            step_noise_draws: per-step noise for eta > 0 (``[i]`` indexed; drawn when None).
+            output_type: ("np") decoded frames, or "latent" (no decoding; ``frames`` None).
+            callback: called after each DDIM step with ``{"x", "i", "t", "denoised"}``.
+            progress: show the DDIM progress bar.
+
+        Returns:
+            :class:`VideoOutput`: frames (B * num_videos_per_prompt, T, H, W, 3) in [0, 1], prompt-major
+            (video j of prompt i at ``i * num_videos_per_prompt + j``); latents the same order, (.., 4, T, h, w).
+        """
+        model = self.model
+        check_output_type(output_type)
+        prompts, videos = self.check_inputs(prompt, image, num_frames, height, width, num_inference_steps)
+        rng = numpy_generator(seed, generator)
+        b, _, t, hh, ww = videos.shape
+        unet = model.unet
+        fs_value = unet.default_fs if frame_stride is None else int(frame_stride)
+        fs_t = ms.Tensor(np.full((b,), fs_value, np.int64))
+        if not text_input:
+            prompts = [""] * b
+
+        img = videos[:, :, 0]  # (B, 3, H, W)
+        img_emb = model.embed_image(img)  # (B, 16*T', D)
+        cond_emb = model.get_learned_conditioning(prompts)  # (B, 77, D)
+        cond = {"context": ops.concat([cond_emb, img_emb], axis=1), "fs": fs_t}
+        z = model.encode_first_stage(videos, noise=encode_noise, generator=rng)  # (B, 4, T, h, w)
+        if loop or interp:
+            mask = np.zeros((1, 1, t, 1, 1), np.float32)
+            mask[:, :, 0] = mask[:, :, -1] = 1.0
+            img_cat_cond = z * ms.Tensor(mask)
         else:
-            uc_emb = ops.zeros_like(cond_emb)
-        uc_img_emb = model.embed_image(ops.zeros_like(img))
-        uncond = {"context": ops.concat([uc_emb, uc_img_emb], axis=1), "c_concat": img_cat_cond, "fs": fs_t}
-        if multiple_cond_cfg or cfg_img is not None:
-            if cfg_img is None or cfg_img != 1.0:
-                uncond_img = {"context": ops.concat([uc_emb, img_emb], axis=1), "c_concat": img_cat_cond, "fs": fs_t}
-    model_fn = guided_denoiser(model, cond, uncond, guidance, guidance_rescale, uncond_img, cfg_img)
-    schedule = make_schedule(model, ddim_steps, timestep_spacing, ddim_eta)
+            img_cat_cond = ops.broadcast_to(z[:, :, :1], z.shape)
+        cond["c_concat"] = img_cat_cond
 
-    noise_shape = (b, unet.out_channels, t) + tuple(z.shape[3:])
-    variants = []
-    for _ in range(n_samples):
-        x0 = x_T if x_T is not None else rng.standard_normal(noise_shape).astype(np.float32)
-        samples = ddim_sample(model, x0, schedule, model_fn, noise=step_noise, generator=rng, progress=progress)
-        variants.append(model.decode_first_stage(samples).asnumpy())  # (B, 3, T, H, W)
-    return np.stack(variants, axis=1)  # (B, n_samples, 3, T, H, W)
+        uncond = uncond_img = None
+        guidance = float(guidance_scale)
+        cfg_img = image_guidance_scale
+        if guidance != 1.0:
+            if model.uncond_type == "empty_seq":
+                uc_emb = model.get_learned_conditioning([negative_prompt or ""] * b)
+            else:
+                uc_emb = ops.zeros_like(cond_emb)
+            uc_img_emb = model.embed_image(ops.zeros_like(img))
+            uncond = {"context": ops.concat([uc_emb, uc_img_emb], axis=1), "c_concat": img_cat_cond, "fs": fs_t}
+            if multiple_cond_cfg or cfg_img is not None:
+                if cfg_img is None or cfg_img != 1.0:
+                    uncond_img = {"context": ops.concat([uc_emb, img_emb], axis=1), "c_concat": img_cat_cond,
+                                  "fs": fs_t}
+        fn = denoiser(model, cond, uncond, guidance, guidance_rescale, uncond_img, cfg_img)
+        schedule = make_schedule(model, num_inference_steps, timestep_spacing, eta)
+
+        noise_shape = (b, unet.out_channels, t) + tuple(z.shape[3:])
+        noise = step_noise(noise_shape, step_noise_draws, rng) if schedule.eta > 0 else None
+        finals, frames = [], []
+        for _ in range(num_videos_per_prompt):
+            x_t = latents if latents is not None else rng.standard_normal(noise_shape).astype(np.float32)
+            x = sample_ddim(fn, _tensor(x_t), schedule, noise=noise, disable=not progress, callback=callback)
+            finals.append(x.asnumpy())
+            if output_type == "np":
+                frames.append(frames_from_decoded(model.decode_first_stage(x).asnumpy(), 1, 2))  # (B, T, H, W, 3)
+
+        def prompt_major(arrs):  # n x (B, ...) -> (B*n, ...), video j of prompt i at i*n + j
+            return np.stack(arrs, axis=1).reshape((-1,) + arrs[0].shape[1:])
+
+        return VideoOutput(frames=prompt_major(frames) if frames else None, latents=prompt_major(finals), seed=seed)

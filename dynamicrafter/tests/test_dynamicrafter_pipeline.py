@@ -4,8 +4,8 @@ from __future__ import annotations
 import mindspore as ms
 import numpy as np
 import pytest
-from dynamicrafter_ms.pipeline import image_guided_synthesis
-from dynamicrafter_ms.sampler import guided_denoiser, make_schedule
+from dynamicrafter_ms.pipeline import DynamiCrafterPipeline
+from dynamicrafter_ms.sampler import denoiser, make_schedule
 
 
 def _branch(rng, b=1, t=2, length=77 + 32, fs=3):
@@ -24,13 +24,13 @@ def test_guidance_batches_branches_like_separate_calls(tiny_model):
         return tiny_model.apply_model(x, t, br["c_concat"], br["context"], br["fs"]).asnumpy()
 
     ec, eu, eui = call(c), call(u), call(ui)
-    guided = guided_denoiser(tiny_model, c, u, 7.5, 0.7)(x, t).asnumpy()
+    guided = denoiser(tiny_model, c, u, 7.5, 0.7)(x, t).asnumpy()
     ref = eu + 7.5 * (ec - eu)
     ref = 0.7 * ref * ec.std(ddof=1) / ref.std(ddof=1) + 0.3 * ref
     np.testing.assert_allclose(guided, ref, atol=1e-4)
-    multi = guided_denoiser(tiny_model, c, u, 7.5, 0.0, uncond_img=ui, cfg_img=2.0)(x, t).asnumpy()
+    multi = denoiser(tiny_model, c, u, 7.5, 0.0, uncond_img=ui, cfg_img=2.0)(x, t).asnumpy()
     np.testing.assert_allclose(multi, eu + 2.0 * (eui - eu) + 7.5 * (ec - eui), atol=1e-4)
-    single = guided_denoiser(tiny_model, c, u, 1.0)(x, t).asnumpy()  # scale 1: the cond branch only
+    single = denoiser(tiny_model, c, u, 1.0)(x, t).asnumpy()  # scale 1: the cond branch only
     np.testing.assert_allclose(single, ec, atol=1e-5)
 
 
@@ -47,22 +47,47 @@ def test_schedule_from_model_buffers(tiny_model):
         make_schedule(tiny_model, 0)
 
 
-def test_synthesis_shapes_seed_and_negative_prompt(tiny_model):
+def test_pipeline_shapes_seed_and_negative_prompt(tiny_model):
     rng = np.random.default_rng(1)
-    videos = np.repeat(rng.uniform(-1, 1, (1, 3, 1, 64, 64)).astype(np.float32), 2, axis=2)
-    kw = dict(ddim_steps=1, ddim_eta=1.0, unconditional_guidance_scale=7.5, progress=False)
-    a = image_guided_synthesis(tiny_model, ["a dog"], videos, generator=np.random.default_rng(5), **kw)
-    b = image_guided_synthesis(tiny_model, ["a dog"], videos, generator=np.random.default_rng(5), **kw)
-    assert a.shape == (1, 1, 3, 2, 64, 64) and np.isfinite(a).all()
-    np.testing.assert_array_equal(a, b)
-    neg = image_guided_synthesis(tiny_model, ["a dog"], videos, generator=np.random.default_rng(5),
-                                 negative_prompt="blurry", **kw)
-    assert not np.array_equal(neg, a)  # runs are bit-reproducible, so any change comes from the prompt
-    two = image_guided_synthesis(tiny_model, ["a dog"], videos, generator=np.random.default_rng(5), n_samples=2,
-                                 loop=True, ddim_steps=1, unconditional_guidance_scale=1.0, progress=False)
-    assert two.shape == (1, 2, 3, 2, 64, 64) and np.abs(two[0, 0] - two[0, 1]).max() > 1e-4
+    image = rng.uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32)
+    videos = np.repeat(image[:, :, None], 2, axis=2)
+    pipe = DynamiCrafterPipeline(tiny_model)
+    kw = dict(num_inference_steps=1, eta=1.0, guidance_scale=7.5, progress=False)
+    a = pipe("a dog", videos, seed=5, **kw)
+    b = pipe(["a dog"], image, num_frames=2, generator=np.random.default_rng(5), **kw)  # (B, 3, H, W) image
+    assert a.frames.shape == (1, 2, 64, 64, 3) and a.frames.dtype == np.float32 and a.latents.shape == (1, 4, 2, 8, 8)
+    assert 0.0 <= a.frames.min() and a.frames.max() <= 1.0
+    np.testing.assert_array_equal(a.frames, b.frames)
+    neg = pipe("a dog", videos, seed=5, negative_prompt="blurry", **kw)
+    assert not np.array_equal(neg.frames, a.frames)  # runs are bit-reproducible, so any change comes from the prompt
+    two = pipe("a dog", videos, seed=5, num_videos_per_prompt=2, loop=True, num_inference_steps=1, progress=False)
+    assert two.frames.shape == (2, 2, 64, 64, 3) and np.abs(two.frames[0] - two.frames[1]).max() > 1e-4
+    lat = pipe("a dog", videos, seed=5, output_type="latent", **kw)
+    assert lat.frames is None
+    np.testing.assert_array_equal(lat.latents, a.latents)
     with pytest.raises(ValueError, match="2 prompts for a batch of 1"):
-        image_guided_synthesis(tiny_model, ["a", "b"], videos, **kw)
+        pipe(["a", "b"], videos, **kw)
+    with pytest.raises(ValueError, match="num_frames is required"):
+        pipe("a", image, **kw)
+    with pytest.raises(ValueError, match="resize the image"):
+        pipe("a", videos, height=32, **kw)
+    with pytest.raises(ValueError, match="output_type"):
+        pipe("a", videos, output_type="pil", **kw)
+
+
+def test_other_samplers_run_the_dynamicrafter_denoiser(tiny_model):
+    """The DC denoiser (eps here) under DPM-Solver++ 2M on the model's own alphas_cumprod."""
+    from common.schedulers import make_dpmpp_2m_schedule, sample_dpmpp_2m, sample_euler_edm
+
+    rng = np.random.default_rng(4)
+    c, u = _branch(rng), _branch(rng)
+    fn = denoiser(tiny_model, c, u, 7.5)
+    x = ms.Tensor(rng.standard_normal((1, 4, 2, 8, 8)).astype(np.float32))
+    sched = make_dpmpp_2m_schedule(tiny_model.buffer("alphas_cumprod"), 3)
+    out = sample_dpmpp_2m(fn, x, sched, disable=True)
+    assert out.shape == x.shape and np.isfinite(out.asnumpy()).all()
+    with pytest.raises(ValueError, match="time='sigma'"):
+        sample_euler_edm(fn, x, [1.0, 0.0], disable=True)
 
 
 def test_float16_denoiser(tiny_dir):

@@ -82,11 +82,12 @@ class Adapter(GoldenAdapter):
 
     def check_pipeline(self, c):
         i, p = c.inputs, c.params
-        out = SVDPipeline(self.model)(i["image"], num_frames=int(p["num_frames"]), num_steps=int(p["num_steps"]),
-                                      fps_id=float(p["fps_id"]), motion_bucket_id=float(p["motion_bucket_id"]),
-                                      cond_aug=float(p["cond_aug"]), decode_chunk_size=int(p["decoding_t"]),
-                                      cond_noise=i["cond_noise"], noise=i["noise"], progress=False)
-        return {"frames": out.frames, "latents": out.latents}
+        out = SVDPipeline(self.model)(i["image"], num_frames=int(p["num_frames"]),
+                                      num_inference_steps=int(p["num_steps"]), fps_id=float(p["fps_id"]),
+                                      motion_bucket_id=float(p["motion_bucket_id"]),
+                                      noise_aug_strength=float(p["cond_aug"]), decode_chunk_size=int(p["decoding_t"]),
+                                      cond_noise=i["cond_noise"], latents=i["noise"], progress=False)
+        return {"frames": out.frames[0].transpose(0, 3, 1, 2), "latents": out.latents}
 
     @staticmethod
     def _check_frames(c):
