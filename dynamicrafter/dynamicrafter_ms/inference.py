@@ -201,14 +201,13 @@ def main(argv=None) -> int:
     """Entry point; returns the exit status."""
     args = get_parser().parse_args(argv)
     from common.checkpoint import CheckpointError
-    from common.config import ConfigError as CommonConfigError
+    from common.config import ConfigError
 
-    from .config import ConfigError
     from .data import PromptDirError
 
     try:
         run(args)
-    except (UsageError, ConfigError, CommonConfigError, PromptDirError, CheckpointError) as e:
+    except (UsageError, ConfigError, PromptDirError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
