@@ -104,7 +104,8 @@ def from_mapping(cls: type, data: Mapping | None, where: str) -> Any:
     Each key of ``data`` must be a field of ``cls``; each value must match the field's annotation:
     ``int`` (not bool), ``float`` (ints and numeric strings such as YAML's ``1e-4`` are converted),
     ``bool``, ``str``, ``list[X]`` / ``tuple[X, ...]`` (either sequence, converted to the declared one),
-    ``dict``, ``Literal[...]``, a dataclass (a nested mapping), ``X | None`` and ``Any``. A
+    ``dict``, ``Literal[...]``, a dataclass (a nested mapping, or an instance passed through), ``X | None``
+    and ``Any``. A
     :class:`ConfigError` raised by the class itself (``__post_init__``) is prefixed with ``where``, so its
     message should start with the key it is about.
 
@@ -192,7 +193,7 @@ def _convert(v: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: {v!r} is not one of {list(args)}")
         return v
     if dataclasses.is_dataclass(tp):
-        return from_mapping(tp, v, where)
+        return v if isinstance(v, tp) else from_mapping(tp, v, where)
     if tp in (list, tuple) or origin in (list, tuple):
         if not isinstance(v, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {_show(v)}")
