@@ -28,7 +28,14 @@ import numpy as np
 from mindspore import nn, ops
 
 from common.config import ConfigError, from_mapping
-from common.nn import GroupNorm, Upsample, conv2d, scaled_dot_product_attention, upsample_nearest2x  # noqa: F401
+from common.nn import (  # noqa: F401
+    AttentionOptions,
+    GroupNorm,
+    Upsample,
+    conv2d,
+    scaled_dot_product_attention,
+    upsample_nearest2x,
+)
 
 #: The SD VAE's latent scale (LDM ``scale_factor``, diffusers ``scaling_factor``). Not a default of this
 #: module: every caller passes the value its config names (AnimateDiff's original hard-codes this one).
@@ -154,7 +161,7 @@ class ResnetBlock(nn.Cell):
         return x + h  # (N, C_out, H, W)
 
 
-class AttnBlock(nn.Cell):
+class AttnBlock(AttentionOptions, nn.Cell):
     """LDM's single-head spatial self-attention over the H*W positions of each image.
 
     ``norm``; ``q``, ``k``, ``v``, ``proj_out`` are 1x1 convs; scores scaled by ``C**-0.5``, softmax
@@ -162,8 +169,8 @@ class AttnBlock(nn.Cell):
 
     Args:
         channels: C.
-        chunk_size: query chunk of the attention (None = the backend default of
-            :func:`common.nn.set_attention_backend`); bounds the (H*W)^2 score matrix of big frames.
+        chunk_size: query chunk of the attention (None = none; :func:`common.nn.set_attention` sets it for a
+            whole model); bounds the (H*W)^2 score matrix of big frames.
         eps: GroupNorm epsilon.
         num_groups: GroupNorm groups (``DDConfig.norm_num_groups``; LDM 32).
     """
@@ -171,7 +178,7 @@ class AttnBlock(nn.Cell):
     def __init__(self, channels: int, chunk_size: int | None = None, eps: float = 1e-6, num_groups: int = 32):
         super().__init__()
         self.channels = channels
-        self.chunk_size = chunk_size
+        self.set_attention_options(chunk_size=chunk_size)
         self.norm = vae_norm(channels, eps, num_groups)
         self.q = conv2d(channels, channels, 1)
         self.k = conv2d(channels, channels, 1)
@@ -185,7 +192,7 @@ class AttnBlock(nn.Cell):
         q = self.q(y).reshape(n, 1, c, h * w).transpose(0, 1, 3, 2)  # (N, 1, HW, C)
         k = self.k(y).reshape(n, 1, c, h * w).transpose(0, 1, 3, 2)
         v = self.v(y).reshape(n, 1, c, h * w).transpose(0, 1, 3, 2)
-        o = scaled_dot_product_attention(q, k, v, chunk_size=self.chunk_size)  # (N, 1, HW, C)
+        o = scaled_dot_product_attention(q, k, v, chunk_size=self.chunk_size, backend=self.attn_backend)  # (N, 1, HW, C)
         o = o.transpose(0, 1, 3, 2).reshape(n, c, h, w)
         return x + self.proj_out(o)
 
@@ -242,7 +249,7 @@ class Encoder(nn.Cell):
 
     Args:
         config: :class:`DDConfig` or a ddconfig mapping.
-        attn_chunk_size: query chunk of the attention blocks (None = backend default).
+        attn_chunk_size: query chunk of the attention blocks (None = none; see :func:`common.nn.set_attention`).
     """
 
     def __init__(self, config, attn_chunk_size: int | None = None):
@@ -313,7 +320,7 @@ class Decoder(nn.Cell):
 
     Args:
         config: :class:`DDConfig` (or subclass) or a ddconfig mapping.
-        attn_chunk_size: query chunk of the attention blocks (None = backend default).
+        attn_chunk_size: query chunk of the attention blocks (None = none; see :func:`common.nn.set_attention`).
     """
 
     #: the config dataclass a subclass reads its extra keys from.
@@ -478,7 +485,7 @@ class AutoencoderKL(nn.Cell):
         embed_dim: latent channels after ``quant_conv`` (SD: 4).
         use_quant_conv: build ``quant_conv`` / ``post_quant_conv`` (LDM True; sgm's
             ``AutoencodingEngine``, i.e. SVD's first stage, has neither: False).
-        attn_chunk_size: query chunk of the attention blocks (None = backend default).
+        attn_chunk_size: query chunk of the attention blocks (None = none; see :func:`common.nn.set_attention`).
         decoder_class: the decoder to build (e.g. a temporal subclass of :class:`Decoder`).
     """
 
