@@ -94,7 +94,7 @@ def load_json(path: str | os.PathLike) -> Any:
 def _existing(path) -> Path:
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{p}: no such config file")
+        raise ConfigError(f"config file not found: {p}")
     return p
 
 

@@ -94,7 +94,7 @@ def test_join():
 
 
 def test_load_yaml_and_json_errors(tmp_path):
-    with pytest.raises(ConfigError, match="no such config file"):
+    with pytest.raises(ConfigError, match="config file not found"):
         load_yaml(tmp_path / "absent.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("a: [1, 2\n")
