@@ -67,15 +67,15 @@ def case_ours(mode: str, size: int, repeats: int, chunk: int | None, split: int 
     from animatediff_ms.sd15 import SD15_UNET
     from mindspore.nn.utils import no_init_parameters
 
-    from common.nn import set_attention_backend
+    from common.nn import set_attention
 
-    if chunk:
-        set_attention_backend("math", chunk)
     kwargs = yaml.safe_load((HERE / "configs" / "inference" / "inference-v2.yaml").read_text())["unet_additional_kwargs"]
     t0 = time.time()
     with no_init_parameters():  # as when loading a checkpoint: no second copy of the weights
         net = UNet3DConditionModel(UNet3DConfig.from_files(SD15_UNET, kwargs))
     _fill_random(net)
+    if chunk:
+        set_attention(net, "math", chunk)
     build = time.time() - t0
     params = sum(int(np.prod(p.shape)) for _, p in net.parameters_and_names())
     rss_build = _peak_mib()

@@ -52,11 +52,12 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     # imported here so that --help is instant
-    from animatediff_ms.config import ConfigError, InferenceConfig
+    from animatediff_ms.config import InferenceConfig
     from animatediff_ms.prompt_config import load_prompt_config
     from animatediff_ms.runner import build_entry_pipeline, make_savedir, run_prompt_config
 
-    from common.nn import set_attention_backend
+    from common.config import ConfigError
+    from common.nn import set_attention
 
     default_inf = args.inference_config or "configs/inference/inference-v1.yaml"
     try:
@@ -66,8 +67,8 @@ def main(argv=None) -> int:
                 raise ConfigError(f"--{k} {v}: H and W must be positive multiples of 8")
         if args.L is not None and args.L < 1:
             raise ConfigError(f"--L {args.L}: at least one frame")
-        if args.attention_chunk_size is not None:
-            set_attention_backend("math", args.attention_chunk_size)
+        if args.attention_chunk_size is not None and args.attention_chunk_size < 1:
+            raise ConfigError(f"--attention_chunk_size {args.attention_chunk_size}: must be >= 1")
         entries = load_prompt_config(args.config, default_inf)
         raw = yaml.safe_load(Path(args.config).read_text())
         for e in entries:
@@ -87,6 +88,12 @@ def main(argv=None) -> int:
         jit = args.mode == "graph"
 
         def make_pipeline(entry):
+            pipe = build_pipeline(entry)
+            for cell in (pipe.unet, pipe.vae, pipe.text_encoder):
+                set_attention(cell, "math", args.attention_chunk_size)
+            return pipe
+
+        def build_pipeline(entry):
             if random_model:
                 from animatediff_ms.demo import tiny_random_pipeline
 

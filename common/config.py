@@ -1,224 +1,224 @@
-"""The original repositories' YAML configs, read as-is, and a registry of their ``target:`` paths.
+"""The one config reader: the original repositories' YAML / JSON files, read as-is into dataclasses.
 
-The LDM family (DynamiCrafter, generative-models, VideoComposer ...) describes every module as
+Every model describes the files it reads as (nested) dataclasses that declare EVERY key the original
+files carry; :func:`from_mapping` builds them and refuses what it does not know:
 
-    unet_config:
-      target: lvdm.modules.networks.openaimodel3d.UNetModel   # dotted class path of the original
-      params: {model_channels: 320, ...}                        # its constructor arguments
+    @dataclass
+    class UNetConfig:
+        model_channels: int
+        channel_mult: tuple[int, ...] = (1, 2, 4, 4)
+        use_checkpoint: bool = unused("gradient checkpointing of the training code", False)
 
-We never import the original path. Our classes (or factories) declare which original path they
-stand for with :func:`register_target`, and :func:`instantiate` maps a node through that registry:
+    unet = from_mapping(UNetConfig, yaml_params, "configs/x.yaml: model.params.unet_config.params")
 
-    @register_target("lvdm.modules.networks.openaimodel3d.UNetModel")
-    class UNetModel(nn.Cell): ...
+A key the port reads but does not use is declared with :func:`unused` and the reason. Errors are one
+:class:`ConfigError` (a ``ValueError``) naming the file and the key path::
 
-    unet = instantiate(cfg.model.params.unet_config)            # UNetModel(**params)
+    configs/x.yaml: model.params.unet_config.params.num_head_chanels: unknown key (did you mean 'num_head_channels'?)
 
-Nested ``*_config`` nodes inside ``params`` are passed through unchanged (as the originals do,
-the receiving class instantiates them itself).
+The LDM family writes every module as ``{target: <dotted path of the original class>, params: {...}}``;
+:func:`from_node` reads such a node (checking the target when asked). There is no registry of targets: each
+model reads its tree into typed dataclasses and builds its modules from them, so every key is checked once,
+in one place, before anything is built.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import json
 import os
+import types
+import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import yaml
 
-__all__ = [
-    "ConfigError", "UnknownTargetError", "AttrDict", "load_yaml", "Registry", "TARGETS",
-    "register_target", "get_target_class", "instantiate",
-]
+__all__ = ["ConfigError", "from_mapping", "from_node", "unused", "join", "load_yaml", "load_json"]
 
 
 class ConfigError(ValueError):
-    """A config that cannot be read or a node that cannot be instantiated."""
+    """A config that cannot be read: the message names the file and the key path at fault."""
 
 
-class UnknownTargetError(ConfigError):
-    """A ``target:`` that no class of ours is registered for."""
+def unused(why: str, default: Any = None) -> Any:
+    """A dataclass field for a key that the original files carry and this port reads but does not use.
 
-
-class AttrDict(dict):
-    """A ``dict`` whose keys can also be read as attributes (``cfg.model.params``).
-
-    Nested mappings (also inside lists) are wrapped on access; plain ``cfg["key"]`` works too.
-    A missing attribute raises ``AttributeError`` naming the key and the keys present.
+    Args:
+        why: the reason it has no effect here (shown in the field's ``metadata["unused"]``).
+        default: its value when the file does not set it (lists / dicts are copied per instance).
     """
-
-    def __getattr__(self, key: str) -> Any:
-        try:
-            return _wrap(self[key])
-        except KeyError:
-            raise AttributeError(f"config has no key '{key}' (keys: {sorted(map(str, self))})") from None
-
-    def __getitem__(self, key):
-        return _wrap(dict.__getitem__(self, key))
-
-    def get(self, key, default=None):
-        return _wrap(dict.get(self, key, default))
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        self[key] = value
-
-    def to_dict(self) -> dict:
-        """A deep copy as plain dicts and lists."""
-        return _unwrap(self)
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"unused": why})
+    return dataclasses.field(default=default, metadata={"unused": why})
 
 
-def _wrap(v: Any) -> Any:
-    if isinstance(v, dict) and not isinstance(v, AttrDict):
-        return AttrDict(v)
-    if isinstance(v, list):
-        return [_wrap(x) for x in v]
-    return v
+def join(where: str, key: str | int) -> str:
+    """``where`` extended by one key: ``"f.yaml"`` + ``"model"`` -> ``"f.yaml: model"``; then
+    ``"f.yaml: model"`` + ``"params"`` -> ``"f.yaml: model.params"``; an int index -> ``"...[3]"``."""
+    if isinstance(key, int):
+        return f"{where}[{key}]"
+    if not where:
+        return str(key)
+    return f"{where}.{key}" if ": " in where else f"{where}: {key}"
 
 
-def _unwrap(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _unwrap(x) for k, x in dict.items(v)}
-    if isinstance(v, list):
-        return [_unwrap(x) for x in v]
-    return v
-
-
-def load_yaml(path: str | os.PathLike) -> AttrDict:
-    """Read a YAML file with ``yaml.safe_load`` (no Python tags) into an :class:`AttrDict`.
+def load_yaml(path: str | os.PathLike) -> Any:
+    """A YAML file through ``yaml.safe_load`` (no Python tags); an empty file gives ``{}``.
 
     Raises:
-        ConfigError: missing file, invalid YAML, or a top level that is not a mapping.
+        ConfigError: the file is missing or not valid YAML.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: no such config file")
+    p = _existing(path)
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: invalid YAML: {e}") from e
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: the top level is a {type(data).__name__}, not a mapping")
-    return AttrDict(data)
+        raise ConfigError(f"{p}: not valid YAML ({e})") from None
+    return {} if data is None else data
 
 
-class Registry:
-    """Original dotted path (``target:``) -> our class or factory."""
-
-    def __init__(self, name: str = "targets"):
-        self.name = name
-        self._table: dict[str, Callable] = {}
-
-    def register(self, *targets: str) -> Callable[[Callable], Callable]:
-        """Decorator: register the decorated class/factory under one or more original paths.
-
-        Registering a path twice for two different objects is an error.
-        """
-        if not targets or not all(isinstance(t, str) and t for t in targets):
-            raise ConfigError("register_target needs one or more non-empty dotted paths")
-
-        def deco(obj: Callable) -> Callable:
-            for t in targets:
-                old = self._table.get(t)
-                if old is not None and old is not obj:
-                    raise ConfigError(f"target '{t}' is already registered to {_name(old)}; "
-                                      f"cannot register {_name(obj)} too")
-                self._table[t] = obj
-            return obj
-
-        return deco
-
-    def get(self, target: str) -> Callable:
-        """The object registered for ``target``; :class:`UnknownTargetError` with close names if none."""
-        try:
-            return self._table[target]
-        except KeyError:
-            raise UnknownTargetError(self._unknown_message(target)) from None
-
-    def names(self) -> list[str]:
-        """Every registered path, sorted."""
-        return sorted(self._table)
-
-    def __contains__(self, target: str) -> bool:
-        return target in self._table
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
-
-    def __len__(self) -> int:
-        return len(self._table)
-
-    def _unknown_message(self, target: str) -> str:
-        names = self.names()
-        close = difflib.get_close_matches(target, names, n=5, cutoff=0.6)
-        leaf = str(target).rsplit(".", 1)[-1]
-        leaves = {n.rsplit(".", 1)[-1]: n for n in names}
-        close += [leaves[m] for m in difflib.get_close_matches(leaf, list(leaves), n=3, cutoff=0.6)
-                  if leaves[m] not in close]
-        hint = f"; close registered targets: {close}" if close else ""
-        return (f"no class is registered for target '{target}' in the {self.name} registry "
-                f"({len(names)} registered{hint}). Register one with @register_target('{target}') "
-                "or import the model package that defines it.")
-
-
-def _name(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
-
-
-#: The default registry shared by all model packages.
-TARGETS = Registry()
-
-
-def register_target(*targets: str, registry: Registry | None = None) -> Callable[[Callable], Callable]:
-    """Decorator registering our class/factory for original ``target:`` path(s) (default registry
-    :data:`TARGETS`)."""
-    return (registry or TARGETS).register(*targets)
-
-
-def get_target_class(target: str, registry: Registry | Mapping[str, Callable] | None = None) -> Callable:
-    """Our class/factory for an original dotted path.
-
-    Args:
-        target: e.g. ``"lvdm.modules.networks.openaimodel3d.UNetModel"``.
-        registry: a :class:`Registry` or a plain ``{path: class}`` mapping (default :data:`TARGETS`).
-    """
-    reg = registry if registry is not None else TARGETS
-    if isinstance(reg, Registry):
-        return reg.get(target)
-    if target in reg:
-        return reg[target]
-    tmp = Registry("given")
-    tmp._table = dict(reg)
-    raise UnknownTargetError(tmp._unknown_message(target))
-
-
-def instantiate(node: Mapping, registry: Registry | Mapping[str, Callable] | None = None, **overrides) -> Any:
-    """Build ``node['target']`` with ``node['params']`` (missing/None = no params) and ``overrides``.
-
-    Args:
-        node: a config mapping with ``target:`` and optional ``params:``.
-        registry: see :func:`get_target_class` (default :data:`TARGETS`).
-        **overrides: keyword arguments that replace / extend ``params``.
+def load_json(path: str | os.PathLike) -> Any:
+    """A JSON file (``config.json`` of a diffusers / transformers folder, open_clip archs).
 
     Raises:
-        ConfigError: the node is not a mapping with a ``target``, ``params`` is not a mapping, or
-            our class rejects the arguments (the message names the target and the class).
-        UnknownTargetError: the target is not registered (close names are listed).
+        ConfigError: the file is missing or not valid JSON.
     """
-    if not isinstance(node, Mapping) or "target" not in node:
-        keys = sorted(node) if isinstance(node, Mapping) else type(node).__name__
-        raise ConfigError(f"cannot instantiate a config node without 'target' (got {keys})")
-    target = node["target"]
-    params = node.get("params") or {}
-    if not isinstance(params, Mapping):
-        raise ConfigError(f"'params' of target '{target}' is a {type(params).__name__}, not a mapping")
-    factory = get_target_class(target, registry)
-    kwargs = {**params, **overrides}
+    p = _existing(path)
     try:
-        return factory(**kwargs)
-    except TypeError as e:
-        if "argument" not in str(e):
-            raise
-        raise ConfigError(f"target '{target}' -> {_name(factory)} rejected its params "
-                          f"{sorted(kwargs)}: {e}") from e
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{p}: not valid JSON ({e})") from None
+
+
+def _existing(path) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    return p
+
+
+def from_mapping(cls: type, data: Mapping | None, where: str) -> Any:
+    """Build dataclass ``cls`` from ``data`` (``None`` = empty), recursing into nested dataclasses.
+
+    Each key of ``data`` must be a field of ``cls``; each value must match the field's annotation:
+    ``int`` (not bool), ``float`` (ints and numeric strings such as YAML's ``1e-4`` are converted),
+    ``bool``, ``str``, ``list[X]`` / ``tuple[X, ...]`` (either sequence, converted to the declared one),
+    ``dict``, ``Literal[...]``, a dataclass (a nested mapping, or an instance passed through), ``X | None``
+    and ``Any``. A
+    :class:`ConfigError` raised by the class itself (``__post_init__``) is prefixed with ``where``, so its
+    message should start with the key it is about.
+
+    Args:
+        cls: the dataclass.
+        data: the mapping read from the file.
+        where: ``"<file>: <key path>"`` of ``data`` (or just ``"<file>"`` at the top level).
+    Raises:
+        ConfigError: an unknown key (with the closest known one), a missing required key, a wrong type.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {_show(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            raise ConfigError(f"{join(where, str(key))}: unknown key{_did_you_mean(str(key), fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(data[name], hints.get(name, Any), join(where, name))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{join(where, name)}: missing (a required key)")
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(join(where, str(e))) from None
+
+
+def from_node(cls: type, node: Mapping | None, where: str, targets: tuple[str, ...] | None = None) -> Any:
+    """``cls`` from the ``params`` of an LDM ``{target, params}`` node.
+
+    Args:
+        cls: the dataclass of the params.
+        node: the node mapping (only the keys ``target`` and ``params``).
+        where: ``"<file>: <key path>"`` of the node.
+        targets: the accepted ``target`` paths (None = any).
+    """
+    n = from_mapping(_Node, node, where)
+    if targets is not None and n.target not in targets:
+        raise ConfigError(f"{join(where, 'target')}: {n.target!r} is not supported (expected "
+                          f"{' or '.join(repr(t) for t in targets)})")
+    return from_mapping(cls, n.params, join(where, "params"))
+
+
+@dataclasses.dataclass
+class _Node:
+    target: str
+    params: dict | None = None
+
+
+def _did_you_mean(key: str, known) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.75)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (known keys: {', '.join(sorted(known))})"
+
+
+def _show(v: Any) -> str:
+    text = repr(v)
+    return f"{type(v).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def _convert(v: Any, tp: Any, where: str) -> Any:
+    """``v`` checked against annotation ``tp`` (and converted where the annotation asks for it)."""
+    if tp is Any or tp is object:
+        return v
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        if v is None and type(None) in args:
+            return None
+        errors = []
+        for a in (a for a in args if a is not type(None)):
+            try:
+                return _convert(v, a, where)
+            except ConfigError as e:
+                errors.append(e)
+        if len(errors) == 1:
+            raise errors[0]
+        raise ConfigError(f"{where}: expected {_name(tp)}, got {_show(v)}")
+    if origin is typing.Literal:
+        if v not in args:
+            raise ConfigError(f"{where}: {v!r} is not one of {list(args)}")
+        return v
+    if dataclasses.is_dataclass(tp):
+        return v if isinstance(v, tp) else from_mapping(tp, v, where)
+    if tp in (list, tuple) or origin in (list, tuple):
+        if not isinstance(v, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {_show(v)}")
+        item = args[0] if args else Any
+        out = [_convert(x, item, join(where, i)) for i, x in enumerate(v)]
+        return tuple(out) if (origin or tp) is tuple else out
+    if tp is dict or origin in (dict, Mapping):
+        if not isinstance(v, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {_show(v)}")
+        return dict(v)
+    if tp is float:
+        if isinstance(v, str):
+            try:
+                return float(v)
+            except ValueError:
+                pass
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+    elif tp is int:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+    elif isinstance(tp, type) and isinstance(v, tp):
+        return v
+    raise ConfigError(f"{where}: expected {_name(tp)}, got {_show(v)}")
+
+
+def _name(tp: Any) -> str:
+    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")

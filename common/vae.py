@@ -20,15 +20,25 @@ chunk's frame count.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 
 import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from common.nn import GroupNorm, Upsample, conv2d, scaled_dot_product_attention, upsample_nearest2x  # noqa: F401
+from common.config import ConfigError, from_mapping
+from common.nn import (  # noqa: F401
+    AttentionOptions,
+    GroupNorm,
+    Upsample,
+    conv2d,
+    scaled_dot_product_attention,
+    upsample_nearest2x,
+)
 
-#: LDM's ``scale_factor`` of the SD VAE latents (DynamiCrafter, SVD, AnimateDiff, VideoComposer).
+#: The SD VAE's latent scale (LDM ``scale_factor``, diffusers ``scaling_factor``). Not a default of this
+#: module: every caller passes the value its config names (AnimateDiff's original hard-codes this one).
 SD_SCALE_FACTOR = 0.18215
 
 
@@ -54,6 +64,8 @@ class DDConfig:
         give_pre_end: the decoder returns the features before ``norm_out`` (default False).
         tanh_out: tanh on the decoder output (default False).
         use_linear_attn: LDM's linear attention switch; only False is supported.
+        norm_num_groups: groups of every GroupNorm. Not an LDM key (LDM's ``Normalize`` hard-codes 32,
+            the default); diffusers' ``vae/config.json`` names it ``norm_num_groups``.
     """
 
     double_z: bool = True
@@ -71,41 +83,34 @@ class DDConfig:
     give_pre_end: bool = False
     tanh_out: bool = False
     use_linear_attn: bool = False
+    norm_num_groups: int = 32
 
     def __post_init__(self):
         self.ch_mult = tuple(int(m) for m in self.ch_mult)
         self.attn_resolutions = tuple(int(r) for r in self.attn_resolutions)
         if not self.ch_mult:
-            raise ValueError("ddconfig.ch_mult must list at least one level")
+            raise ConfigError("ch_mult: must list at least one level")
         if self.attn_type not in ("vanilla", "vanilla-xformers", "none"):
-            raise ValueError(f"ddconfig.attn_type {self.attn_type!r} is not supported: "
-                             "expected 'vanilla', 'vanilla-xformers' or 'none'")
+            raise ConfigError(f"attn_type: {self.attn_type!r} is not supported: "
+                              "expected 'vanilla', 'vanilla-xformers' or 'none'")
         if self.use_linear_attn:
-            raise ValueError("ddconfig.use_linear_attn=True (LDM linear attention) is not supported")
-        for c in {self.ch * m for m in self.ch_mult}:
-            if c % 32:
-                raise ValueError(f"ddconfig: level width {c} (ch {self.ch} x ch_mult) is not divisible "
-                                 "into the 32 GroupNorm groups")
+            raise ConfigError("use_linear_attn: true (LDM linear attention) is not supported")
+        if self.norm_num_groups < 1:
+            raise ConfigError(f"norm_num_groups: {self.norm_num_groups} is not positive")
+        for c in sorted({self.ch * m for m in self.ch_mult}):
+            if c % self.norm_num_groups:
+                raise ConfigError(f"ch_mult: level width {c} (ch {self.ch} x ch_mult) is not divisible "
+                                  f"into the {self.norm_num_groups} GroupNorm groups")
 
     @classmethod
-    def from_dict(cls, d, ignore=()):
-        """Build from a YAML ``ddconfig`` mapping (or return a DDConfig unchanged).
-
-        Args:
-            d: mapping with the keys above (or an instance of this class).
-            ignore: extra keys to drop silently (e.g. a subclass's keys read elsewhere).
-        Raises:
-            ValueError naming any unknown key.
-        """
+    def read(cls, d, where: str = "ddconfig"):
+        """A YAML ``ddconfig`` mapping read by :func:`common.config.from_mapping` (unknown keys refused),
+        an instance of this class unchanged, or the common fields of another DDConfig."""
         if isinstance(d, cls):
             return d
         if isinstance(d, DDConfig):
-            d = dataclasses.asdict(d)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(k for k in d if k not in names and k not in ignore)
-        if unknown:
-            raise ValueError(f"ddconfig: unknown keys {unknown}; known keys are {sorted(names)}")
-        return cls(**{k: v for k, v in d.items() if k in names})
+            d = {f.name: getattr(d, f.name) for f in dataclasses.fields(d) if f.name in cls.__dataclass_fields__}
+        return from_mapping(cls, d, where)
 
 
 def nonlinearity(x):
@@ -113,9 +118,9 @@ def nonlinearity(x):
     return x * ops.sigmoid(x)
 
 
-def vae_norm(channels: int, eps: float = 1e-6) -> GroupNorm:
-    """The VAE's normalisation: GroupNorm(32 groups, eps 1e-6), affine."""
-    return GroupNorm(32, channels, eps=eps)
+def vae_norm(channels: int, eps: float = 1e-6, num_groups: int = 32) -> GroupNorm:
+    """The VAE's normalisation: GroupNorm(``num_groups``, eps 1e-6), affine (LDM's ``Normalize``: 32 groups)."""
+    return GroupNorm(num_groups, channels, eps=eps)
 
 
 class ResnetBlock(nn.Cell):
@@ -129,16 +134,18 @@ class ResnetBlock(nn.Cell):
         out_channels: output width (default ``in_channels``).
         dropout: dropout probability before ``conv2`` (training only).
         eps: GroupNorm epsilon (1e-6 in the VAE).
+        num_groups: GroupNorm groups (``DDConfig.norm_num_groups``; LDM 32).
     """
 
-    def __init__(self, in_channels: int, out_channels: int | None = None, dropout: float = 0.0, eps: float = 1e-6):
+    def __init__(self, in_channels: int, out_channels: int | None = None, dropout: float = 0.0, eps: float = 1e-6,
+                 num_groups: int = 32):
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.norm1 = vae_norm(in_channels, eps)
+        self.norm1 = vae_norm(in_channels, eps, num_groups)
         self.conv1 = conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = vae_norm(out_channels, eps)
+        self.norm2 = vae_norm(out_channels, eps, num_groups)
         self.dropout = nn.Dropout(p=dropout)
         self.conv2 = conv2d(out_channels, out_channels, 3, padding=1)
         self.has_shortcut = in_channels != out_channels
@@ -154,7 +161,7 @@ class ResnetBlock(nn.Cell):
         return x + h  # (N, C_out, H, W)
 
 
-class AttnBlock(nn.Cell):
+class AttnBlock(AttentionOptions, nn.Cell):
     """LDM's single-head spatial self-attention over the H*W positions of each image.
 
     ``norm``; ``q``, ``k``, ``v``, ``proj_out`` are 1x1 convs; scores scaled by ``C**-0.5``, softmax
@@ -162,16 +169,17 @@ class AttnBlock(nn.Cell):
 
     Args:
         channels: C.
-        chunk_size: query chunk of the attention (None = the backend default of
-            :func:`common.nn.set_attention_backend`); bounds the (H*W)^2 score matrix of big frames.
+        chunk_size: query chunk of the attention (None = none; :func:`common.nn.set_attention` sets it for a
+            whole model); bounds the (H*W)^2 score matrix of big frames.
         eps: GroupNorm epsilon.
+        num_groups: GroupNorm groups (``DDConfig.norm_num_groups``; LDM 32).
     """
 
-    def __init__(self, channels: int, chunk_size: int | None = None, eps: float = 1e-6):
+    def __init__(self, channels: int, chunk_size: int | None = None, eps: float = 1e-6, num_groups: int = 32):
         super().__init__()
         self.channels = channels
-        self.chunk_size = chunk_size
-        self.norm = vae_norm(channels, eps)
+        self.set_attention_options(chunk_size=chunk_size)
+        self.norm = vae_norm(channels, eps, num_groups)
         self.q = conv2d(channels, channels, 1)
         self.k = conv2d(channels, channels, 1)
         self.v = conv2d(channels, channels, 1)
@@ -184,7 +192,7 @@ class AttnBlock(nn.Cell):
         q = self.q(y).reshape(n, 1, c, h * w).transpose(0, 1, 3, 2)  # (N, 1, HW, C)
         k = self.k(y).reshape(n, 1, c, h * w).transpose(0, 1, 3, 2)
         v = self.v(y).reshape(n, 1, c, h * w).transpose(0, 1, 3, 2)
-        o = scaled_dot_product_attention(q, k, v, chunk_size=self.chunk_size)  # (N, 1, HW, C)
+        o = scaled_dot_product_attention(q, k, v, chunk_size=self.chunk_size, backend=self.attn_backend)  # (N, 1, HW, C)
         o = o.transpose(0, 1, 3, 2).reshape(n, c, h, w)
         return x + self.proj_out(o)
 
@@ -241,12 +249,12 @@ class Encoder(nn.Cell):
 
     Args:
         config: :class:`DDConfig` or a ddconfig mapping.
-        attn_chunk_size: query chunk of the attention blocks (None = backend default).
+        attn_chunk_size: query chunk of the attention blocks (None = none; see :func:`common.nn.set_attention`).
     """
 
     def __init__(self, config, attn_chunk_size: int | None = None):
         super().__init__()
-        cfg = DDConfig.from_dict(config)
+        cfg = DDConfig.read(config)
         self.config = cfg
         self.attn_chunk_size = attn_chunk_size
         self.num_resolutions = len(cfg.ch_mult)
@@ -272,12 +280,12 @@ class Encoder(nn.Cell):
         self.down = nn.CellList(levels)
         self.mid = _Mid(self.make_resblock(block_in, block_in), self.make_attn(block_in),
                         self.make_resblock(block_in, block_in))
-        self.norm_out = vae_norm(block_in)
+        self.norm_out = vae_norm(block_in, num_groups=cfg.norm_num_groups)
         self.conv_out = conv2d(block_in, 2 * cfg.z_channels if cfg.double_z else cfg.z_channels, 3, padding=1)
 
     def make_resblock(self, in_channels: int, out_channels: int) -> nn.Cell:
         """Factory of every res block (levels and mid)."""
-        return ResnetBlock(in_channels, out_channels, dropout=self.config.dropout)
+        return ResnetBlock(in_channels, out_channels, dropout=self.config.dropout, num_groups=self.config.norm_num_groups)
 
     def make_downsample(self, channels: int) -> nn.Cell:
         """Factory of the per-level Downsample (key ``down.{i}.downsample``)."""
@@ -287,7 +295,7 @@ class Encoder(nn.Cell):
         """Factory of every attention block (levels at ``attn_resolutions`` and mid)."""
         if self.config.attn_type == "none":
             return Identity()
-        return AttnBlock(channels, chunk_size=self.attn_chunk_size)
+        return AttnBlock(channels, chunk_size=self.attn_chunk_size, num_groups=self.config.norm_num_groups)
 
     def construct(self, x):
         h = self.conv_in(x)  # (N, ch, H, W)
@@ -312,7 +320,7 @@ class Decoder(nn.Cell):
 
     Args:
         config: :class:`DDConfig` (or subclass) or a ddconfig mapping.
-        attn_chunk_size: query chunk of the attention blocks (None = backend default).
+        attn_chunk_size: query chunk of the attention blocks (None = none; see :func:`common.nn.set_attention`).
     """
 
     #: the config dataclass a subclass reads its extra keys from.
@@ -323,7 +331,7 @@ class Decoder(nn.Cell):
 
     def __init__(self, config, attn_chunk_size: int | None = None):
         super().__init__()
-        cfg = self.config_class.from_dict(config)
+        cfg = self.config_class.read(config)
         self.config = cfg
         self.attn_chunk_size = attn_chunk_size
         self.num_resolutions = len(cfg.ch_mult)
@@ -350,18 +358,18 @@ class Decoder(nn.Cell):
                 curr_res *= 2
             levels[i] = level
         self.up = nn.CellList(levels)
-        self.norm_out = vae_norm(block_in)
+        self.norm_out = vae_norm(block_in, num_groups=cfg.norm_num_groups)
         self.conv_out = self.make_conv_out(block_in, cfg.out_ch)
 
     def make_resblock(self, in_channels: int, out_channels: int) -> nn.Cell:
         """Factory of every res block (mid and levels); called as ``block(h, *args)``."""
-        return ResnetBlock(in_channels, out_channels, dropout=self.config.dropout)
+        return ResnetBlock(in_channels, out_channels, dropout=self.config.dropout, num_groups=self.config.norm_num_groups)
 
     def make_attn(self, channels: int) -> nn.Cell:
         """Factory of every attention block; called as ``attn(h, *args)``."""
         if self.config.attn_type == "none":
             return Identity()
-        return AttnBlock(channels, chunk_size=self.attn_chunk_size)
+        return AttnBlock(channels, chunk_size=self.attn_chunk_size, num_groups=self.config.norm_num_groups)
 
     def make_upsample(self, channels: int) -> nn.Cell:
         """Factory of the per-level Upsample (key ``up.{i}.upsample``); called as ``upsample(h)``."""
@@ -454,6 +462,11 @@ class DiagonalGaussian:
         return self.mean + self.std * noise
 
 
+def _check_scale(scale_factor):
+    if isinstance(scale_factor, bool) or not isinstance(scale_factor, numbers.Real) or not scale_factor > 0:
+        raise ValueError(f"scale_factor must be a positive number (the config's scale_factor), got {scale_factor!r}")
+
+
 def _check_chunk(chunk_size):
     if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size <= 0):
         raise ValueError(f"chunk_size must be None (all frames at once) or a positive int, got {chunk_size!r}")
@@ -472,21 +485,17 @@ class AutoencoderKL(nn.Cell):
         embed_dim: latent channels after ``quant_conv`` (SD: 4).
         use_quant_conv: build ``quant_conv`` / ``post_quant_conv`` (LDM True; sgm's
             ``AutoencodingEngine``, i.e. SVD's first stage, has neither: False).
-        attn_chunk_size: query chunk of the attention blocks (None = backend default).
+        attn_chunk_size: query chunk of the attention blocks (None = none; see :func:`common.nn.set_attention`).
         decoder_class: the decoder to build (e.g. a temporal subclass of :class:`Decoder`).
     """
-
-    #: keys of LDM ``first_stage_config.params`` that do not change the network.
-    NON_MODEL_KEYS = ("monitor", "lossconfig", "ckpt_path", "ignore_keys", "image_key", "colorize_nlabels",
-                      "input_dim", "use_fp16", "test", "logdir")
 
     def __init__(self, ddconfig, embed_dim: int | None = None, use_quant_conv: bool = True,
                  attn_chunk_size: int | None = None, decoder_class: type = Decoder):
         super().__init__()
-        dec_cfg = decoder_class.config_class.from_dict(ddconfig)
-        enc_cfg = DDConfig(**{f.name: getattr(dec_cfg, f.name) for f in dataclasses.fields(DDConfig)})
+        dec_cfg = decoder_class.config_class.read(ddconfig)
+        enc_cfg = DDConfig.read(dec_cfg)
         if not enc_cfg.double_z:
-            raise ValueError("AutoencoderKL needs ddconfig.double_z: true (the encoder outputs mean and logvar)")
+            raise ConfigError("ddconfig.double_z: AutoencoderKL needs true (the encoder outputs mean and logvar)")
         self.config = dec_cfg
         self.use_quant_conv = use_quant_conv
         if use_quant_conv:
@@ -501,22 +510,6 @@ class AutoencoderKL(nn.Cell):
             self.quant_conv = conv2d(2 * enc_cfg.z_channels, 2 * self.embed_dim, 1)
             self.post_quant_conv = conv2d(self.embed_dim, enc_cfg.z_channels, 1)
         self.downscale = 2 ** (len(enc_cfg.ch_mult) - 1)  # f: pixels per latent along H and W
-
-    @classmethod
-    def from_config(cls, params: dict, **kwargs) -> AutoencoderKL:
-        """Build from LDM ``first_stage_config`` (``{target, params}``) or its ``params`` mapping.
-
-        ``monitor``, ``lossconfig`` and other training-only keys are ignored; any other key than
-        ``ddconfig`` / ``embed_dim`` is an error. ``kwargs`` go to the constructor.
-        """
-        if "params" in params and "ddconfig" not in params:
-            params = params["params"]
-        if "ddconfig" not in params:
-            raise ValueError(f"first_stage_config params lack 'ddconfig' (keys: {sorted(params)})")
-        unknown = sorted(k for k in params if k not in ("ddconfig", "embed_dim") + cls.NON_MODEL_KEYS)
-        if unknown:
-            raise ValueError(f"first_stage_config params: unknown keys {unknown}")
-        return cls(params["ddconfig"], params.get("embed_dim"), **kwargs)
 
     def latent_size(self, height: int, width: int) -> tuple[int, int]:
         """Latent (h, w) of a (height, width) image: every Downsample halves with floor."""
@@ -579,14 +572,17 @@ class AutoencoderKL(nn.Cell):
         return self.decoder(z)
 
     # ---- frame batches (N, C, H, W), chunked ------------------------------------------------
-    def encode_frames(self, x, noise=None, sample: bool = True, generator=None, chunk_size: int | None = None,
-                      scale_factor: float = SD_SCALE_FACTOR):
+    def encode_frames(self, x, noise=None, sample: bool = True, generator=None, chunk_size: int | None = None, *,
+                      scale_factor: float):
         """Frames (N, C, H, W) -> ``scale_factor * latents`` (N, embed_dim, h, w), ``chunk_size`` frames at a time.
+
+        ``scale_factor`` is the config's (LDM ``scale_factor``, diffusers ``scaling_factor``); no default.
 
         ``noise`` is (N, embed_dim, h, w); when None and ``sample`` it is drawn for all N frames at
         once from ``generator`` (so chunking does not change the draws).
         """
         _check_chunk(chunk_size)
+        _check_scale(scale_factor)
         x = self._check_image(x)
         n = x.shape[0]
         if sample and noise is None:
@@ -599,10 +595,11 @@ class AutoencoderKL(nn.Cell):
         z = outs[0] if len(outs) == 1 else ops.concat(outs, axis=0)
         return z * scale_factor
 
-    def decode_frames(self, z, scale_factor: float = SD_SCALE_FACTOR, chunk_size: int | None = None):
+    def decode_frames(self, z, scale_factor: float, chunk_size: int | None = None):
         """Scaled latents (N, embed_dim, h, w) -> frames (N, out_ch, H, W): ``decode_chunk(z / scale_factor)``
         for ``chunk_size`` frames at a time (None = all at once; SVD's ``decode_chunk_size``)."""
         _check_chunk(chunk_size)
+        _check_scale(scale_factor)
         z = _to_tensor(z, "z")
         if z.ndim != 4:
             raise ValueError(f"z must be (N, {self.embed_dim}, h, w), got {tuple(z.shape)}")
@@ -611,8 +608,8 @@ class AutoencoderKL(nn.Cell):
         return outs[0] if len(outs) == 1 else ops.concat(outs, axis=0)
 
     # ---- videos (B, C, T, H, W) -----------------------------------------------------------
-    def encode_video(self, x, noise=None, sample: bool = True, generator=None, chunk_size: int | None = None,
-                     scale_factor: float = SD_SCALE_FACTOR):
+    def encode_video(self, x, noise=None, sample: bool = True, generator=None, chunk_size: int | None = None, *,
+                     scale_factor: float):
         """Video (B, C, T, H, W) in [-1, 1] -> ``scale_factor * latents`` (B, embed_dim, T, h, w).
 
         Frames are encoded as images in (b t) order (DynamiCrafter ``encode_first_stage``).
@@ -623,7 +620,7 @@ class AutoencoderKL(nn.Cell):
             sample: sample the posterior (True, as the originals) or use its mean.
             generator: int seed / np Generator / RandomState for drawing noise.
             chunk_size: frames per encoder call (None = all B*T at once; 1 = ``perframe_ae``).
-            scale_factor: latent scale (SD 0.18215).
+            scale_factor: latent scale from the config (no default; the SD VAE's is 0.18215).
         """
         x = _to_tensor(x, "video")
         if x.ndim != 5:
@@ -637,16 +634,16 @@ class AutoencoderKL(nn.Cell):
             if tuple(noise.shape) != want:
                 raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {want} (B, C, T, h, w)")
             noise = noise.transpose(0, 2, 1, 3, 4).reshape(b * t, self.embed_dim, h, w)
-        z = self.encode_frames(frames, noise, sample, generator, chunk_size, scale_factor)  # (b*t, e, h, w)
+        z = self.encode_frames(frames, noise, sample, generator, chunk_size, scale_factor=scale_factor)  # (b*t, e, h, w)
         _, e, h, w = z.shape
         return z.reshape(b, t, e, h, w).transpose(0, 2, 1, 3, 4)
 
-    def decode_video(self, z, scale_factor: float = SD_SCALE_FACTOR, chunk_size: int | None = None):
+    def decode_video(self, z, scale_factor: float, chunk_size: int | None = None):
         """Scaled latents (B, embed_dim, T, h, w) -> video (B, out_ch, T, H, W), not clamped.
 
         Args:
             z: latents (e.g. the sampler's output).
-            scale_factor: latent scale; the decoder sees ``z / scale_factor``.
+            scale_factor: latent scale from the config; the decoder sees ``z / scale_factor``.
             chunk_size: frames per decoder call: None = all B*T frames batched, 1 = per frame
                 (DynamiCrafter ``perframe_ae``), k = k frames at a time (memory bound).
         """

@@ -112,14 +112,14 @@ def worker_ms(mode: str, runs: int, count: bool, chunk: int, split: int = 1) -> 
     from dynamicrafter_ms.config import DynamiCrafterConfig
     from dynamicrafter_ms.unet import UNetModel
 
-    from common.nn import set_attention_backend
+    from common.nn import set_attention
 
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
     ms.runtime.launch_blocking()
-    set_attention_backend("math", chunk_size=chunk or None)  # as inference.py on CPU
     t0 = time.perf_counter()
     cfg = DynamiCrafterConfig.from_yaml(CONFIG)
     unet = UNetModel(cfg.unet)
+    set_attention(unet, "math", chunk_size=chunk or None)  # as inference.py on CPU
     unet.set_train(False)
     build = time.perf_counter() - t0
     args = [ms.Tensor(a) for a in _inputs(cfg.unet.context_dim)]

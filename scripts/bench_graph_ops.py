@@ -181,7 +181,7 @@ def time_table() -> None:
     import mindspore as ms
     import numpy as np
 
-    from common.nn import multi_head_attention, set_attention_backend
+    from common.nn import multi_head_attention
 
     print("\nmulti_head_attention, best of 3 calls (s):")
     print("| (B, Lq, Lk, C, heads) | eager transpose | eager slices | jit transpose | jit slices | max diff |")
@@ -193,16 +193,14 @@ def time_table() -> None:
         row, outs = [], []
         for jit in (False, True):
             for layout in ("transpose", "slices"):
-                set_attention_backend("math", None, heads_layout=layout)
                 fn = ms.jit(multi_head_attention) if jit else multi_head_attention
-                outs.append(fn(q, k, v, h).asnumpy())
+                outs.append(fn(q, k, v, h, heads_layout=layout).asnumpy())
                 best = float("inf")
                 for _ in range(3):
                     t = time.perf_counter()
-                    fn(q, k, v, h).asnumpy()
+                    fn(q, k, v, h, heads_layout=layout).asnumpy()
                     best = min(best, time.perf_counter() - t)
                 row.append(best)
-        set_attention_backend("math", None)
         diff = max(float(np.abs(o - outs[0]).max()) for o in outs)
         print(f"| {(b, lq, lk, c, h)} | " + " | ".join(f"{t:.3f}" for t in row) + f" | {diff:.1e} |")
 

@@ -65,7 +65,7 @@ def child_ours(kind: str, h: int, w: int, frames: int, train_frames: int, repeat
     import mindspore as ms
     import numpy as np
 
-    from common.nn import set_attention_backend, set_feed_forward_chunk_size
+    from common.nn import set_attention, set_feed_forward_chunk_size
     from common.train import AdamW
     from svd_ms.config import load_svd_config
     from svd_ms.denoiser import Denoiser
@@ -73,8 +73,6 @@ def child_ours(kind: str, h: int, w: int, frames: int, train_frames: int, repeat
     from svd_ms.video_unet import VideoUNet, temporal_parameter_names
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    if chunk:
-        set_attention_backend("math", chunk)
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     unet = VideoUNet(load_svd_config(HERE / "configs" / "svd.yaml").unet)
@@ -82,6 +80,7 @@ def child_ours(kind: str, h: int, w: int, frames: int, train_frames: int, repeat
     out = {"build_s": time.perf_counter() - t0, "rss_after_build_gib": _rss_gib(),
            "params": int(sum(int(np.prod(p.shape)) for p in unet.get_parameters()))}
     if chunk:
+        set_attention(unet, "math", chunk)
         out["attn_chunk_size"] = chunk
     if ff_chunk:
         set_feed_forward_chunk_size(unet, ff_chunk)

@@ -92,7 +92,7 @@ def main(argv=None) -> Path:
     args = build_parser().parse_args(argv)
     import mindspore as ms
 
-    from common.nn import set_attention_backend, set_feed_forward_chunk_size
+    from common.nn import set_attention, set_feed_forward_chunk_size
     from common.video_io import write_video
     from svd_ms.model import load_svd_model
     from svd_ms.pipeline import SVDPipeline
@@ -112,8 +112,6 @@ def main(argv=None) -> Path:
     for flag in ("attn_chunk_size", "ff_chunk_size"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise SystemExit(f"error: --{flag} must be >= 1, got {getattr(args, flag)}")
-    if args.attn_chunk_size:
-        set_attention_backend("math", args.attn_chunk_size)
     if random_weights:
         print(f"NOTE: no --SVD.checkpoint given: the weights are RANDOM ({config.name}); the clip shows noise, "
               "not your picture in motion. Pass a released checkpoint for real videos.", file=sys.stderr)
@@ -122,6 +120,8 @@ def main(argv=None) -> Path:
     if report is not None:
         print(f"loaded {args.checkpoint}: {report.loaded} tensors, {report.ignored} unused tensors skipped "
               f"({time.time() - t0:.1f} s)", file=sys.stderr)
+    if args.attn_chunk_size:
+        set_attention(model, "math", args.attn_chunk_size)
     if args.ff_chunk_size:
         set_feed_forward_chunk_size(model, args.ff_chunk_size)
     scfg = model.cfg.sampler

@@ -166,7 +166,7 @@ def run(cfg: dict, svd_config: Path) -> int:
 
 def main(argv=None) -> int:
     from common.checkpoint import CheckpointError
-    from svd_ms.config import SVDConfigError
+    from common.config import ConfigError
     from svd_ms.data import BadVideoError, MetadataError
 
     try:
@@ -175,7 +175,7 @@ def main(argv=None) -> int:
     except BadVideoError as e:  # a bad row found before training (--train.on_bad_video=stop)
         print(f"error: {e} (--train.on_bad_video=stop)", file=sys.stderr)
         return 2
-    except (OptionError, MetadataError, SVDConfigError, CheckpointError, FileNotFoundError) as e:
+    except (OptionError, MetadataError, ConfigError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)  # bad option, metadata, config or checkpoint: one line
         return 1
 

@@ -17,10 +17,10 @@ from mindspore.nn.utils import no_init_parameters
 
 from common.clip.hf_clip import CLIPTextConfig, CLIPTextModel
 from common.clip.hf_tokenizer import CLIPTokenizer
-from common.vae import AutoencoderKL
+from common.config import ConfigError
+from common.vae import SD_SCALE_FACTOR, AutoencoderKL
 
-from .config import ConfigError, InferenceConfig, UNet3DConfig, read_json
-from .convert.ldm import vae_ddconfig_from_diffusers
+from .config import InferenceConfig, UNet3DConfig, VAEConfig
 from .loading import load_text_encoder, load_unet_2d, load_vae_diffusers, read_weights
 from .models import UNet3DConditionModel
 from .pipeline import AnimationPipeline
@@ -52,11 +52,16 @@ def build_unet(pretrained_model_path, unet_additional_kwargs: dict, load: bool =
 
 
 def build_vae(pretrained_model_path, load: bool = True, what: str = "pretrained_model_path") -> AutoencoderKL:
-    """diffusers ``vae/`` -> :class:`common.vae.AutoencoderKL` (LDM key names)."""
+    """diffusers ``vae/`` -> :class:`common.vae.AutoencoderKL` (LDM key names), sizes and GroupNorm groups
+    from ``vae/config.json``. Its ``scaling_factor`` must be the one the AnimateDiff pipeline uses (the
+    original hard-codes 0.18215)."""
     d = _need(Path(pretrained_model_path), "vae", ("config.json",), what)
-    dd, embed = vae_ddconfig_from_diffusers(read_json(d / "config.json"), str(d / "config.json"))
+    cfg = VAEConfig.from_file(d / "config.json")
+    if cfg.scaling_factor != SD_SCALE_FACTOR:
+        raise ConfigError(f"{d / 'config.json'}: scaling_factor: {cfg.scaling_factor} is not supported (the "
+                          f"AnimateDiff pipeline, as the original, scales latents by {SD_SCALE_FACTOR})")
     with no_init_parameters():
-        vae = AutoencoderKL(dd, embed)
+        vae = AutoencoderKL(cfg.ddconfig(), cfg.latent_channels)
     if load:
         load_vae_diffusers(vae, d, what)
     return vae

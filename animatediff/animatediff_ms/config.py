@@ -9,35 +9,17 @@
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
+from common.config import ConfigError, from_mapping, load_json, load_yaml, unused
+from common.vae import SD_SCALE_FACTOR, DDConfig
 
+__all__ = ["ConfigError", "MotionModuleConfig", "UNet3DAdditionalKwargs", "UNet3DConfig", "VAEConfig",
+           "SchedulerConfig", "InferenceConfig"]
 
-class ConfigError(ValueError):
-    """A config file or value that cannot be used (the message names the file/key)."""
-
-
-def read_yaml(path) -> Any:
-    """YAML file -> Python object; a missing or unreadable file raises :class:`ConfigError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from e
-
-
-def read_json(path) -> dict:
-    """JSON file -> dict; a missing file raises :class:`ConfigError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    return json.loads(path.read_text())
+_TRAINING = "a key of the training config (training is not ported)"
 
 
 @dataclass
@@ -58,32 +40,37 @@ class MotionModuleConfig:
 
     num_attention_heads: int = 8
     num_transformer_block: int = 2
-    attention_block_types: tuple = ("Temporal_Self", "Temporal_Self")
+    attention_block_types: tuple[str, ...] = ("Temporal_Self", "Temporal_Self")
     temporal_position_encoding: bool = False
     temporal_position_encoding_max_len: int = 24
     temporal_attention_dim_div: int = 1
     zero_initialize: bool = True
-    cross_frame_attention_mode: Any = None
+    cross_frame_attention_mode: Literal[None] = None
 
-    @classmethod
-    def from_dict(cls, d: dict | None, where: str = "motion_module_kwargs") -> MotionModuleConfig:
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown keys {unknown}")
-        cfg = cls(**d)
-        cfg.attention_block_types = tuple(cfg.attention_block_types)
-        for t in cfg.attention_block_types:
+    def __post_init__(self):
+        self.attention_block_types = tuple(self.attention_block_types)
+        for t in self.attention_block_types:
             if t != "Temporal_Self":
-                raise ConfigError(f"{where}.attention_block_types: {t!r} is not supported (only 'Temporal_Self')")
-        if cfg.cross_frame_attention_mode is not None:
-            raise ConfigError(f"{where}.cross_frame_attention_mode must be null")
-        return cfg
+                raise ConfigError(f"attention_block_types: {t!r} is not supported (only 'Temporal_Self')")
 
 
 @dataclass
-class UNet3DConfig:
+class UNet3DAdditionalKwargs:
+    """``unet_additional_kwargs`` of the inference yaml (see :class:`UNet3DConfig`)."""
+
+    use_inflated_groupnorm: bool = False
+    use_motion_module: bool = False
+    motion_module_resolutions: tuple[int, ...] = (1, 2, 4, 8)
+    motion_module_mid_block: bool = False
+    motion_module_decoder_only: bool = False
+    motion_module_type: Literal["Vanilla", None] = None
+    motion_module_kwargs: MotionModuleConfig = field(default_factory=MotionModuleConfig)
+    unet_use_cross_frame_attention: Literal[False, None] = None
+    unet_use_temporal_attention: Literal[False, None] = None
+
+
+@dataclass
+class UNet3DConfig(UNet3DAdditionalKwargs):
     """The inflated UNet: SD-1.5 ``unet/config.json`` fields + ``unet_additional_kwargs``.
 
     Attributes (UNet2DConditionModel schema, diffusers 0.11 naming):
@@ -122,21 +109,19 @@ class UNet3DConfig:
     mid_block_scale_factor: float = 1.0
     center_input_sample: bool = False
     sample_size: int | None = None
-    use_inflated_groupnorm: bool = False
-    use_motion_module: bool = False
-    motion_module_resolutions: tuple = (1, 2, 4, 8)
-    motion_module_mid_block: bool = False
-    motion_module_decoder_only: bool = False
-    motion_module_type: str | None = None
-    motion_module_kwargs: MotionModuleConfig = field(default_factory=MotionModuleConfig)
-
-    # keys of unet/config.json that do not change the network (or that the reference overrides)
-    _IGNORED_2D = ("_class_name", "_diffusers_version", "_name_or_path", "down_block_types", "up_block_types",
-                   "act_fn", "sample_size", "dual_cross_attention", "only_cross_attention", "upcast_attention",
-                   "resnet_time_scale_shift", "class_embed_type", "num_class_embeds", "mid_block_type")
-    _ADDITIONAL = ("use_inflated_groupnorm", "use_motion_module", "motion_module_resolutions",
-                   "motion_module_mid_block", "motion_module_decoder_only", "motion_module_type",
-                   "motion_module_kwargs", "unet_use_cross_frame_attention", "unet_use_temporal_attention")
+    act_fn: Literal["silu", "swish"] = "silu"
+    resnet_time_scale_shift: Literal["default"] = "default"
+    dual_cross_attention: Literal[False] = False
+    only_cross_attention: Literal[False] = False
+    upcast_attention: Literal[False] = False
+    class_embed_type: Literal[None] = None
+    num_class_embeds: Literal[None] = None
+    _class_name: Any = unused("diffusers' class name", "UNet2DConditionModel")
+    _diffusers_version: Any = unused("the diffusers version that wrote the file")
+    _name_or_path: Any = unused("where diffusers loaded the file from")
+    down_block_types: Any = unused("the reference forces the 3-D block types")
+    up_block_types: Any = unused("the reference forces the 3-D block types")
+    mid_block_type: Any = unused("the reference forces UNetMidBlock3DCrossAttn")
 
     @property
     def heads(self) -> list[int]:
@@ -161,55 +146,74 @@ class UNet3DConfig:
     def mid_has_motion(self) -> bool:
         return self.use_motion_module and self.motion_module_mid_block
 
+    def __post_init__(self):
+        self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
+        self.motion_module_resolutions = tuple(self.motion_module_resolutions)
+        if self.num_levels != 4:
+            raise ConfigError(f"block_out_channels: must have 4 entries (the reference forces 4 "
+                              f"block types), got {list(self.block_out_channels)}")
+        if len(self.heads) != self.num_levels:
+            raise ConfigError(f"attention_head_dim: has {len(self.heads)} entries for {self.num_levels} levels")
+        if self.use_motion_module and self.motion_module_type != "Vanilla":
+            raise ConfigError(f"motion_module_type: {self.motion_module_type!r} is not supported (only 'Vanilla')")
+
     @classmethod
     def from_files(cls, unet_config: dict | str | Path, unet_additional_kwargs: dict | None = None,
                    where: str = "unet/config.json") -> UNet3DConfig:
         """Combine ``unet/config.json`` (dict or path) and ``unet_additional_kwargs`` (dict)."""
         if not isinstance(unet_config, dict):
             where = str(unet_config)
-            unet_config = read_json(unet_config)
-        d = dict(unet_config)
-        extra = dict(unet_additional_kwargs or {})
-        for k in list(extra):
-            if k not in cls._ADDITIONAL:
-                raise ConfigError(f"unet_additional_kwargs: unknown key {k!r}")
-        for k in ("unet_use_cross_frame_attention", "unet_use_temporal_attention"):
-            if extra.pop(k, None):
-                raise ConfigError(f"unet_additional_kwargs.{k}=true is not supported")
-        for k in ("dual_cross_attention", "upcast_attention", "only_cross_attention"):
-            if d.get(k):
-                raise ConfigError(f"{where}: {k}=true is not supported")
-        if d.get("class_embed_type") is not None or d.get("num_class_embeds") is not None:
-            raise ConfigError(f"{where}: class embeddings are not supported")
-        if d.get("resnet_time_scale_shift", "default") != "default":
-            raise ConfigError(f"{where}: resnet_time_scale_shift must be 'default'")
-        if d.get("act_fn", "silu") not in ("silu", "swish"):
-            raise ConfigError(f"{where}: act_fn {d.get('act_fn')!r} is not supported (silu)")
-        known = {f.name for f in fields(cls)}
-        kw = {}
-        for k, v in d.items():
-            if k in cls._IGNORED_2D:
-                continue
-            if k not in known:
-                raise ConfigError(f"{where}: unknown key {k!r}")
-            kw[k] = v
-        kw["sample_size"] = d.get("sample_size")
-        mm = extra.pop("motion_module_kwargs", None)
-        kw.update(extra)
-        cfg = cls(**kw)
-        cfg.block_out_channels = tuple(int(c) for c in cfg.block_out_channels)
-        cfg.motion_module_resolutions = tuple(cfg.motion_module_resolutions)
-        cfg.motion_module_kwargs = MotionModuleConfig.from_dict(mm)
-        if cfg.num_levels != 4:
-            raise ConfigError(f"{where}: block_out_channels must have 4 entries (the reference forces 4 "
-                              f"block types), got {list(cfg.block_out_channels)}")
-        if len(cfg.heads) != cfg.num_levels:
-            raise ConfigError(f"{where}: attention_head_dim has {len(cfg.heads)} entries for "
-                              f"{cfg.num_levels} levels")
-        if cfg.use_motion_module and cfg.motion_module_type != "Vanilla":
-            raise ConfigError(f"unet_additional_kwargs.motion_module_type: {cfg.motion_module_type!r} "
-                              f"is not supported (only 'Vanilla')")
-        return cfg
+            unet_config = load_json(unet_config)
+        extra = from_mapping(UNet3DAdditionalKwargs, unet_additional_kwargs, "unet_additional_kwargs")
+        for k in unet_config:
+            if k in UNet3DAdditionalKwargs.__dataclass_fields__:
+                raise ConfigError(f"{where}: {k}: belongs in unet_additional_kwargs, not in unet/config.json")
+        return from_mapping(cls, {**unet_config, **{f.name: getattr(extra, f.name)
+                                                    for f in fields(UNet3DAdditionalKwargs)}}, where)
+
+
+@dataclass
+class VAEConfig:
+    """``vae/config.json`` of the diffusers SD folder (``AutoencoderKL`` schema), as an LDM ddconfig.
+
+    block_out_channels: widths per level (multiples of the first). layers_per_block: res blocks per encoder level.
+    latent_channels: z channels (= embed_dim). norm_num_groups: GroupNorm groups (32 for SD).
+    scaling_factor: the latent scale (absent from SD-1.5's file: diffusers' default 0.18215, which the
+    original AnimateDiff pipeline hard-codes).
+    """
+
+    block_out_channels: tuple[int, ...] = (64,)
+    layers_per_block: int = 2
+    latent_channels: int = 4
+    in_channels: int = 3
+    out_channels: int = 3
+    sample_size: int = 256
+    norm_num_groups: int = 32
+    scaling_factor: float = SD_SCALE_FACTOR
+    act_fn: Literal["silu"] = "silu"
+    down_block_types: tuple[Literal["DownEncoderBlock2D"], ...] = ()
+    up_block_types: tuple[Literal["UpDecoderBlock2D"], ...] = ()
+    _class_name: Any = unused("diffusers' class name", "AutoencoderKL")
+    _diffusers_version: Any = unused("the diffusers version that wrote the file")
+    _name_or_path: Any = unused("where diffusers loaded the file from")
+
+    def __post_init__(self):
+        ch = self.block_out_channels
+        if not ch or any(c % ch[0] for c in ch):
+            raise ConfigError(f"block_out_channels: {list(ch)} are not multiples of the first")
+
+    def ddconfig(self) -> DDConfig:
+        """The LDM ``ddconfig`` of this VAE (no attention outside the mid blocks, as diffusers' SD VAE)."""
+        ch = self.block_out_channels
+        return DDConfig(double_z=True, z_channels=self.latent_channels, resolution=self.sample_size,
+                        in_channels=self.in_channels, out_ch=self.out_channels, ch=ch[0],
+                        ch_mult=tuple(c // ch[0] for c in ch), num_res_blocks=self.layers_per_block,
+                        attn_resolutions=(), norm_num_groups=self.norm_num_groups)
+
+    @classmethod
+    def from_file(cls, path) -> VAEConfig:
+        """Read ``vae/config.json``."""
+        return from_mapping(cls, load_json(path), str(path))
 
 
 @dataclass
@@ -231,34 +235,49 @@ class SchedulerConfig:
     num_train_timesteps: int = 1000
     beta_start: float = 0.0001
     beta_end: float = 0.02
-    beta_schedule: str = "linear"
+    beta_schedule: Literal["linear", "scaled_linear"] = "linear"
     steps_offset: int = 0
     clip_sample: bool = True
     set_alpha_to_one: bool = True
-    prediction_type: str = "epsilon"
+    prediction_type: Literal["epsilon"] = "epsilon"
+    trained_betas: Literal[None] = None
     sampler: str = "ddim"
 
     SAMPLERS = ("ddim", "dpmpp_2m")
 
+    def __post_init__(self):
+        if self.sampler not in self.SAMPLERS:
+            raise ConfigError(f"sampler: {self.sampler!r} is not one of {list(self.SAMPLERS)}")
+
     @classmethod
     def from_dict(cls, d: dict | None, where: str = "noise_scheduler_kwargs") -> SchedulerConfig:
-        d = dict(d or {})
-        for k in ("trained_betas",):
-            if d.get(k) is not None:
-                raise ConfigError(f"{where}.{k} is not supported")
-            d.pop(k, None)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown keys {unknown}")
-        cfg = cls(**d)
-        if cfg.beta_schedule not in ("linear", "scaled_linear"):
-            raise ConfigError(f"{where}.beta_schedule: {cfg.beta_schedule!r} (expected 'linear' or 'scaled_linear')")
-        if cfg.prediction_type != "epsilon":
-            raise ConfigError(f"{where}.prediction_type: only 'epsilon' is supported")
-        if cfg.sampler not in cls.SAMPLERS:
-            raise ConfigError(f"sampler: {cfg.sampler!r} is not one of {list(cls.SAMPLERS)}")
-        return cfg
+        return from_mapping(cls, d, where)
+
+
+@dataclass
+class _InferenceFile:
+    """The keys of ``configs/inference/inference-v*.yaml`` (and of the training yaml, which carries the same two)."""
+
+    unet_additional_kwargs: dict
+    noise_scheduler_kwargs: dict | None = None
+    sampler: str | None = None
+    image_finetune: Any = unused(_TRAINING)
+    output_dir: Any = unused(_TRAINING)
+    pretrained_model_path: Any = unused(_TRAINING + "; inference takes --pretrained_model_path")
+    train_data: Any = unused(_TRAINING)
+    validation_data: Any = unused(_TRAINING)
+    trainable_modules: Any = unused(_TRAINING)
+    unet_checkpoint_path: Any = unused(_TRAINING)
+    learning_rate: Any = unused(_TRAINING)
+    train_batch_size: Any = unused(_TRAINING)
+    max_train_steps: Any = unused(_TRAINING)
+    max_grad_norm: Any = unused(_TRAINING)
+    cfg_random_null_text: Any = unused(_TRAINING)
+    cfg_random_null_text_ratio: Any = unused(_TRAINING)
+    global_seed: Any = unused(_TRAINING)
+    mixed_precision_training: Any = unused(_TRAINING)
+    enable_xformers_memory_efficient_attention: Any = unused("xformers: the same numbers here")
+    is_debug: Any = unused(_TRAINING)
 
 
 @dataclass
@@ -271,11 +290,10 @@ class InferenceConfig:
 
     @classmethod
     def load(cls, path) -> InferenceConfig:
-        d = read_yaml(path)
-        if not isinstance(d, dict) or "unet_additional_kwargs" not in d:
-            raise ConfigError(f"{path}: not an inference config (no 'unet_additional_kwargs')")
-        sched = dict(d.get("noise_scheduler_kwargs") or {})
-        if "sampler" in d:
-            sched["sampler"] = d["sampler"]
-        return cls(unet_additional_kwargs=dict(d["unet_additional_kwargs"] or {}),
+        f = from_mapping(_InferenceFile, load_yaml(path), str(path))
+        sched = dict(f.noise_scheduler_kwargs or {})
+        if f.sampler is not None:
+            sched["sampler"] = f.sampler
+        from_mapping(UNet3DAdditionalKwargs, f.unet_additional_kwargs, f"{path}: unet_additional_kwargs")
+        return cls(unet_additional_kwargs=dict(f.unet_additional_kwargs),
                    scheduler=SchedulerConfig.from_dict(sched, f"{path}: noise_scheduler_kwargs"), path=str(path))

@@ -12,15 +12,45 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .config import ConfigError, SchedulerConfig, read_yaml
+from common.config import ConfigError, from_mapping, join, load_yaml, unused
 
-KNOWN_KEYS = {"inference_config", "motion_module", "motion_module_lora_configs", "adapter_lora_path",
-              "adapter_lora_scale", "dreambooth_path", "lora_model_path", "lora_alpha", "seed", "steps",
-              "guidance_scale", "prompt", "n_prompt", "H", "W", "L", "sampler", "save_mp4", "random_seed",
-              # keys of the original's SparseCtrl configs (not supported here, refused below)
-              "controlnet_path", "controlnet_config", "controlnet_images", "controlnet_image_indexs",
-              "normalize_condition_images"}
+from .config import SchedulerConfig
+
+
+@dataclass
+class _EntryKeys:
+    """Every key of a prompt-config entry with its type (checked by :func:`common.config.from_mapping`;
+    the values are validated and resolved into a :class:`PromptEntry` below)."""
+
+    steps: int
+    guidance_scale: float
+    prompt: list[str] | str
+    inference_config: str | None = None
+    motion_module: Any = None
+    motion_module_lora_configs: list | None = None
+    adapter_lora_path: Any = None
+    adapter_lora_scale: float = 1.0
+    dreambooth_path: Any = None
+    lora_model_path: Any = None
+    lora_alpha: float = 0.8
+    seed: Any = -1
+    n_prompt: list[str] | str | None = None
+    H: int | None = None
+    W: int | None = None
+    L: int | None = None
+    sampler: str | None = None
+    save_mp4: bool = False
+    random_seed: Any = unused("written by the original into the config it saves next to the videos")
+    # the original's SparseCtrl keys (not supported by this port: a controlnet_path is refused below)
+    controlnet_path: Any = None
+    controlnet_config: Any = None
+    controlnet_images: Any = None
+    controlnet_image_indexs: Any = None
+    normalize_condition_images: Any = None
+
+
 WEIGHT_KEYS = ("motion_module", "adapter_lora_path", "dreambooth_path", "lora_model_path")
 
 
@@ -76,7 +106,7 @@ def load_prompt_config(path, default_inference_config: str | None = None, check_
         check_files: raise ConfigError (one line naming the key) when a named weight file does not exist.
     """
     path = Path(path)
-    data = read_yaml(path)
+    data = load_yaml(path)
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list) or not data:
@@ -84,12 +114,8 @@ def load_prompt_config(path, default_inference_config: str | None = None, check_
     base = path.parent
     out = []
     for i, e in enumerate(data):
-        where = f"{path}[{i}]"
-        if not isinstance(e, dict):
-            raise ConfigError(f"{where}: an entry must be a mapping")
-        unknown = sorted(set(e) - KNOWN_KEYS)
-        if unknown:
-            raise ConfigError(f"{where}: unknown keys {unknown}")
+        where = join(str(path), i)
+        from_mapping(_EntryKeys, e, where)  # unknown keys, missing steps / guidance_scale, wrong types
         if e.get("controlnet_path"):
             raise ConfigError(f"{where}.controlnet_path: SparseCtrl is not supported by this port")
         inf = e.get("inference_config") or default_inference_config
@@ -132,8 +158,6 @@ def load_prompt_config(path, default_inference_config: str | None = None, check_
         if len(seeds) != len(prompts) or not all(isinstance(s, int) for s in seeds):
             raise ConfigError(f"{where}.seed: {len(seeds)} integer seeds for {len(prompts)} prompts")
         entry.prompts, entry.n_prompts, entry.seeds = list(prompts), [str(x) for x in n], seeds
-        if "steps" not in e or "guidance_scale" not in e:
-            raise ConfigError(f"{where}: 'steps' and 'guidance_scale' are required")
         entry.steps, entry.guidance_scale = int(e["steps"]), float(e["guidance_scale"])
         for k in ("H", "W", "L"):
             if e.get(k) is not None:

@@ -90,14 +90,14 @@ def test_motion_modules_placed_by_resolution():
 
 
 def test_config_errors_name_the_key():
-    with pytest.raises(ConfigError, match="unknown key 'use_fancy_norm'"):
+    with pytest.raises(ConfigError, match="unet_additional_kwargs: use_fancy_norm: unknown key"):
         UNet3DConfig.from_files(TINY_UNET, dict(kwargs(2), use_fancy_norm=True))
     with pytest.raises(ConfigError, match="motion_module_type"):
         UNet3DConfig.from_files(TINY_UNET, dict(kwargs(2), motion_module_type="Conv"))
     with pytest.raises(ConfigError, match="attention_block_types"):
         UNet3DConfig.from_files(TINY_UNET, dict(kwargs(2), motion_module_kwargs=dict(
             kwargs(2)["motion_module_kwargs"], attention_block_types=["Temporal_Cross"])))
-    with pytest.raises(ConfigError, match="block_out_channels must have 4 entries"):
+    with pytest.raises(ConfigError, match="block_out_channels: must have 4 entries"):
         UNet3DConfig.from_files(dict(TINY_UNET, block_out_channels=[32, 32, 32]), kwargs(2))
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from animatediff_ms.config import ConfigError, InferenceConfig, UNet3DConfig, read_json
+from animatediff_ms.config import ConfigError, InferenceConfig, UNet3DConfig
 from animatediff_ms.convert.ldm import (
     fold_position_ids,
     ldm_unet_renames,
@@ -38,6 +38,7 @@ from mindspore.nn.utils import no_init_parameters
 from common.checkpoint import match_state_dict
 from common.cli import converter_parser, run_converter, write_state_dict
 from common.clip.hf_clip import CLIPTextConfig, CLIPTextModel
+from common.config import load_json
 from common.vae import AutoencoderKL
 
 KINDS = ("motion_module", "dreambooth", "lora", "adapter", "motion_lora")
@@ -47,7 +48,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 def _config(folder, sub: str, default: dict) -> dict:
     if folder is None:
         return default
-    return read_json(Path(folder) / sub / "config.json")
+    return load_json(Path(folder) / sub / "config.json")
 
 
 def _inference(path: str | None, sd: dict | None) -> InferenceConfig:

@@ -20,7 +20,7 @@ from pathlib import Path
 import mindspore as ms
 from mindspore import nn, ops
 
-from common.nn import LayerNorm, linear, scaled_dot_product_attention
+from common.nn import AttentionOptions, LayerNorm, linear, scaled_dot_product_attention
 
 from .layers import Embedding, activation, causal_mask
 
@@ -80,7 +80,7 @@ class CLIPTextConfig:
         return cls.from_dict(d, source=str(path))
 
 
-class CLIPAttention(nn.Cell):
+class CLIPAttention(AttentionOptions, nn.Cell):
     """HF ``CLIPAttention``: ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj`` (all with bias)."""
 
     def __init__(self, width: int, heads: int):
@@ -100,7 +100,7 @@ class CLIPAttention(nn.Cell):
             return t.reshape(b, l, self.heads, d).transpose(0, 2, 1, 3)  # (B, H, L, d)
 
         out = scaled_dot_product_attention(heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)),
-                                           mask=mask)
+                                           mask=mask, chunk_size=self.chunk_size, backend=self.attn_backend)
         return self.out_proj(out.transpose(0, 2, 1, 3).reshape(b, l, w))
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import Normal, XavierUniform, initializer
 
-from common.nn import LayerNorm, linear, scaled_dot_product_attention
+from common.nn import AttentionOptions, LayerNorm, linear, scaled_dot_product_attention
 
 
 class Embedding(nn.Cell):
@@ -57,7 +57,7 @@ def causal_mask(length: int) -> ms.Tensor:
     return ms.Tensor(np.tril(np.ones((length, length), dtype=np.bool_)))
 
 
-class MultiheadSelfAttention(nn.Cell):
+class MultiheadSelfAttention(AttentionOptions, nn.Cell):
     """Self-attention with ``torch.nn.MultiheadAttention`` keys (``in_proj_weight``, ``in_proj_bias``, ``out_proj``).
 
     Args:
@@ -82,7 +82,8 @@ class MultiheadSelfAttention(nn.Cell):
         b, l, w = x.shape
         qkv = self.matmul_t(x.reshape(b * l, w), self.in_proj_weight) + self.in_proj_bias  # (B*L, 3w)
         qkv = qkv.reshape(b, l, 3, self.heads, w // self.heads).transpose(2, 0, 3, 1, 4)  # (3, B, H, L, d)
-        out = scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], mask=mask)  # (B, H, L, d)
+        out = scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], mask=mask, chunk_size=self.chunk_size,
+                                           backend=self.attn_backend)  # (B, H, L, d)
         out = out.transpose(0, 2, 1, 3).reshape(b, l, w)
         return self.out_proj(out)
 

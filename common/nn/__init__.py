@@ -1,10 +1,10 @@
 """Shared MindSpore building blocks (parameter names follow the original PyTorch state dicts)."""
 from .attention import (
-                        Attention,
-                        get_attention_backend,
-                        multi_head_attention,
-                        scaled_dot_product_attention,
-                        set_attention_backend,
+    Attention,
+    AttentionOptions,
+    multi_head_attention,
+    scaled_dot_product_attention,
+    set_attention,
 )
 from .embeddings import TimestepEmbedding, sinusoidal_position_table, timestep_embedding
 from .layers import (
@@ -22,7 +22,7 @@ from .layers import (
 from .norm import GroupNorm, LayerNorm
 
 __all__ = [
-    "Attention", "scaled_dot_product_attention", "multi_head_attention", "set_attention_backend", "get_attention_backend",
+    "Attention", "scaled_dot_product_attention", "multi_head_attention", "AttentionOptions", "set_attention",
     "timestep_embedding", "TimestepEmbedding", "sinusoidal_position_table",
     "linear", "conv2d", "TemporalConv", "gelu", "in_graph", "GELU", "GEGLU", "GELUProj", "FeedForward",
     "set_feed_forward_chunk_size",

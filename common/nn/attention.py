@@ -3,7 +3,13 @@
 ``scaled_dot_product_attention`` is a plain function used by every model; ``Attention`` is the
 LDM / diffusers attention module (``to_q``, ``to_k``, ``to_v``, ``to_out.0``) built on it.
 
-Backends (one switch, :func:`set_attention_backend`):
+Options, per model instance: every cell that attends (:class:`Attention`, the VAE's ``AttnBlock``, the CLIP
+towers' attentions, ...) is an :class:`AttentionOptions` and holds ``attn_backend``, ``chunk_size`` and
+``heads_layout`` as plain Python attributes, which graph mode compiles as constants. :func:`set_attention`
+sets them on every such cell inside a model (as :func:`common.nn.set_feed_forward_chunk_size` does for the
+feed-forwards), so two models in one process keep their own settings; no global is mutated.
+
+Backends (``attn_backend``):
 
 * ``"math"`` (default, every device): ``BatchMatMul(transpose_b)`` -> softmax in float32 ->
   ``BatchMatMul``. With ``chunk_size`` the queries are processed ``chunk_size`` at a time, so the
@@ -24,40 +30,73 @@ Figures: ``python scripts/bench_graph_ops.py``.
 from __future__ import annotations
 
 import math
+import numbers
 
 import mindspore as ms
 from mindspore import nn, ops
 
 from .layers import in_graph, linear
 
-_BACKEND = {"name": "math", "chunk_size": None, "heads_layout": "auto"}
+_BACKENDS = ("math", "flash")
 _LAYOUTS = ("auto", "transpose", "slices")
 
 
-def set_attention_backend(name: str = "math", chunk_size: int | None = None, heads_layout: str = "auto") -> None:
-    """Select the attention implementation for every model.
-
-    Args:
-        name: ``"math"`` (portable, default) or ``"flash"`` (Ascend fused kernel).
-        chunk_size: default query chunk for the math path (None = no chunking). A call's own
-            ``chunk_size`` argument wins over this.
-        heads_layout: how :func:`multi_head_attention` separates the heads: ``"auto"`` (slices in
-            graph mode, transposes in PyNative), ``"transpose"`` or ``"slices"`` (module docstring).
-    """
-    if name not in ("math", "flash"):
-        raise ValueError(f"unknown attention backend {name!r}: expected 'math' or 'flash'")
-    if chunk_size is not None and chunk_size <= 0:
-        raise ValueError(f"attention chunk_size must be positive, got {chunk_size}")
+def _check_options(backend: str, chunk_size, heads_layout: str):
+    """Validated options; ``chunk_size`` as a Python int (NumPy integers too) or None: graph constants."""
+    if backend not in _BACKENDS:
+        raise ValueError(f"unknown attention backend {backend!r}: expected 'math' or 'flash'")
+    if chunk_size is not None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size <= 0:
+            raise ValueError(f"attention chunk_size must be a positive int or None, got {chunk_size!r}")
+        chunk_size = int(chunk_size)
     if heads_layout not in _LAYOUTS:
         raise ValueError(f"unknown heads_layout {heads_layout!r}: expected one of {', '.join(_LAYOUTS)}")
-    _BACKEND["name"] = name
-    _BACKEND["chunk_size"] = chunk_size
-    _BACKEND["heads_layout"] = heads_layout
+    return backend, chunk_size, heads_layout
 
 
-def get_attention_backend() -> dict:
-    """The current backend settings (a copy)."""
-    return dict(_BACKEND)
+class AttentionOptions:
+    """Mixin of every cell that attends: its options are plain attributes (graph constants).
+
+    ``attn_backend`` (``"math"`` / ``"flash"``), ``chunk_size`` (query chunk of the math path, None = all
+    queries at once), ``heads_layout`` (``"auto"`` / ``"transpose"`` / ``"slices"``). Set them for a whole
+    model with :func:`set_attention`; a cell passes them to :func:`multi_head_attention` /
+    :func:`scaled_dot_product_attention` through :meth:`attention_kwargs`.
+    """
+
+    attn_backend: str = "math"
+    chunk_size: int | None = None
+    heads_layout: str = "auto"
+
+    def set_attention_options(self, backend: str = "math", chunk_size: int | None = None,
+                              heads_layout: str = "auto") -> None:
+        """Set this cell's options (validated)."""
+        self.attn_backend, self.chunk_size, self.heads_layout = _check_options(backend, chunk_size, heads_layout)
+
+
+def set_attention(cell: nn.Cell, backend: str = "math", chunk_size: int | None = None,
+                  heads_layout: str = "auto") -> int:
+    """Set the attention options of every :class:`AttentionOptions` cell inside ``cell`` (itself included).
+
+    Call it on the model you built, before it runs (or is compiled): the options are Python constants of
+    each cell, so another model in the same process keeps its own.
+
+    Args:
+        cell: the model (or any cell).
+        backend: ``"math"`` (portable, default) or ``"flash"`` (Ascend fused kernel).
+        chunk_size: query chunk of the math path (None = no chunking); bounds the score matrices of long
+            sequences.
+        heads_layout: how :func:`multi_head_attention` separates the heads: ``"auto"`` (slices in graph
+            mode, transposes in PyNative), ``"transpose"`` or ``"slices"`` (module docstring).
+    Returns:
+        the number of attention cells set.
+    """
+    options = _check_options(backend, chunk_size, heads_layout)
+    n = 0
+    for _, sub in cell.cells_and_names():
+        if isinstance(sub, AttentionOptions):
+            sub.set_attention_options(*options)
+            n += 1
+    return n
 
 
 _bmm_t = ops.BatchMatMul(transpose_b=True)
@@ -98,7 +137,8 @@ def _math_attention(q, k, v, mask, scale):
     return _bmm(p, v)  # (..., Lq, Dv)
 
 
-def scaled_dot_product_attention(q, k, v, mask=None, scale: float | None = None, chunk_size: int | None = None):
+def scaled_dot_product_attention(q, k, v, mask=None, scale: float | None = None, chunk_size: int | None = None,
+                                 backend: str = "math"):
     """softmax(q k^T * scale + mask) v, with the softmax in float32.
 
     Args:
@@ -108,16 +148,16 @@ def scaled_dot_product_attention(q, k, v, mask=None, scale: float | None = None,
         mask: None, a bool tensor (True = attend) or an additive float tensor, broadcastable to
             (..., Lq, Lk).
         scale: score scale, default ``D ** -0.5``.
-        chunk_size: process the queries this many at a time (memory bound for long sequences);
-            default from :func:`set_attention_backend`.
+        chunk_size: process the queries this many at a time (memory bound for long sequences; None = all).
+        backend: ``"math"`` or ``"flash"`` (Ascend).
     Returns:
         (..., Lq, Dv) in the dtype of ``v``.
     """
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
-    if _BACKEND["name"] == "flash":
+    if backend == "flash":
         return _flash_attention(q, k, v, mask, scale)
-    chunk = chunk_size if chunk_size is not None else _BACKEND["chunk_size"]
+    chunk = chunk_size
     lq = q.shape[-2]
     if chunk is None or chunk >= lq:
         return _math_attention(q, k, v, mask, scale)
@@ -160,9 +200,8 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(b, l, h * d)
 
 
-def _head_slices() -> bool:
-    layout = _BACKEND["heads_layout"]
-    if _BACKEND["name"] == "flash" or layout == "transpose":
+def _head_slices(backend: str, layout: str) -> bool:
+    if backend == "flash" or layout == "transpose":
         return False
     if layout == "slices":
         return True
@@ -178,16 +217,18 @@ def _head_mask(mask, h: int):
     return mask[:, i] if axis == 1 else mask[i]
 
 
-def multi_head_attention(q, k, v, heads: int, mask=None, scale: float | None = None, chunk_size: int | None = None):
+def multi_head_attention(q, k, v, heads: int, mask=None, scale: float | None = None, chunk_size: int | None = None,
+                         backend: str = "math", heads_layout: str = "auto"):
     """Attention of packed heads: q (B, Lq, H*D), k (B, Lk, H*D), v (B, Lk, H*Dv) -> (B, Lq, H*Dv).
 
     Head h uses channels ``h*D:(h+1)*D`` (the LDM / diffusers / open_clip packing). ``mask`` as for
     :func:`scaled_dot_product_attention` with the heads on axis 1 when it has 4 axes. The heads are
-    separated by transposes or by slices (``heads_layout``, module docstring); same numbers.
+    separated by transposes or by slices (``heads_layout``, module docstring); same numbers. ``chunk_size``
+    and ``backend`` as for :func:`scaled_dot_product_attention`.
     """
-    if not _head_slices():
+    if not _head_slices(backend, heads_layout):
         out = scaled_dot_product_attention(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads),
-                                           mask=mask, scale=scale, chunk_size=chunk_size)
+                                           mask=mask, scale=scale, chunk_size=chunk_size, backend=backend)
         return merge_heads(out)
     qs = ops.split(q, q.shape[-1] // heads, -1)  # H x (B, Lq, D)
     ks = ops.split(k, k.shape[-1] // heads, -1)
@@ -196,11 +237,11 @@ def multi_head_attention(q, k, v, heads: int, mask=None, scale: float | None = N
     for h in range(heads):
         qh = qs[h] if not outs else ops.depend(qs[h], outs[-1])  # one head after another (one score matrix alive)
         outs.append(scaled_dot_product_attention(qh, ks[h], vs[h], mask=_head_mask(mask, h), scale=scale,
-                                                 chunk_size=chunk_size))
+                                                 chunk_size=chunk_size, backend=backend))
     return ops.concat(outs, axis=-1)  # (B, Lq, H*Dv)
 
 
-class Attention(nn.Cell):
+class Attention(AttentionOptions, nn.Cell):
     """Multi-head self/cross attention with LDM/diffusers parameter names.
 
     ``to_q`` (query_dim -> heads*dim_head), ``to_k`` / ``to_v`` (context_dim -> heads*dim_head),
@@ -214,7 +255,7 @@ class Attention(nn.Cell):
         dropout: output dropout (training only).
         qkv_bias: bias on the q/k/v projections (LDM: False).
         out_dim: output width (default ``query_dim``).
-        chunk_size: query chunk for the memory-bounded path (None = backend default).
+        chunk_size: query chunk for the memory-bounded path (None = none; see :func:`set_attention`).
     """
 
     def __init__(self, query_dim: int, context_dim: int | None = None, heads: int = 8, dim_head: int = 64,
@@ -226,7 +267,7 @@ class Attention(nn.Cell):
         self.heads = heads
         self.dim_head = dim_head
         self.scale = dim_head ** -0.5
-        self.chunk_size = chunk_size
+        self.set_attention_options(chunk_size=chunk_size)
         self.to_q = linear(query_dim, inner, bias=qkv_bias)
         self.to_k = linear(context_dim, inner, bias=qkv_bias)
         self.to_v = linear(context_dim, inner, bias=qkv_bias)
@@ -234,7 +275,8 @@ class Attention(nn.Cell):
 
     def attend(self, q, k, v, mask=None):
         """q (B, Lq, H*D), k/v (B, Lk, H*D) -> (B, Lq, H*D) (before ``to_out``)."""
-        return multi_head_attention(q, k, v, self.heads, mask=mask, scale=self.scale, chunk_size=self.chunk_size)
+        return multi_head_attention(q, k, v, self.heads, mask=mask, scale=self.scale, chunk_size=self.chunk_size,
+                                    backend=self.attn_backend, heads_layout=self.heads_layout)
 
     def construct(self, x, context=None, mask=None):
         # x (B, Lq, query_dim), context (B, Lk, context_dim) or None

@@ -1,132 +1,115 @@
-"""Tests of common.config: YAML reading, attribute access, the target registry and instantiate."""
+"""Tests of common.config: the one reader of the originals' YAML / JSON into dataclasses."""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import pytest
 
-from common.config import (
-    TARGETS,
-    AttrDict,
-    ConfigError,
-    Registry,
-    UnknownTargetError,
-    get_target_class,
-    instantiate,
-    load_yaml,
-    register_target,
-)
-
-YAML = """
-model:
-  target: lvdm.models.ddpm3d.LatentVisualDiffusion
-  params:
-    linear_start: 0.00085
-    image_size: [8, 8]
-    unet_config:
-      target: lvdm.modules.networks.openaimodel3d.UNetModel
-      params:
-        model_channels: 32
-        channel_mult: [1, 2]
-    stages:
-      - {target: a.B, params: {x: 1}}
-"""
+from common.config import ConfigError, from_mapping, from_node, join, load_json, load_yaml, unused
 
 
-class DummyUNet:
-    def __init__(self, model_channels, channel_mult=(1,), dropout=0.0):
-        self.model_channels, self.channel_mult, self.dropout = model_channels, list(channel_mult), dropout
+@dataclass
+class Inner:
+    num_head_channels: int
+    channel_mult: tuple[int, ...] = (1, 2)
+    scale: float = 1.0
+    kind: Literal["eps", "v"] = "eps"
+    use_checkpoint: bool = unused("training only", False)
+
+    def __post_init__(self):
+        if self.num_head_channels <= 0:
+            raise ConfigError(f"num_head_channels: {self.num_head_channels} is not positive")
 
 
-class DummyLVD:
-    def __init__(self, unet_config, linear_start, image_size, stages=()):
-        self.unet = instantiate(unet_config, REG)  # the original style: nested nodes built inside
-        self.linear_start, self.image_size = linear_start, image_size
+@dataclass
+class Outer:
+    inner: Inner
+    items: list[Inner] = field(default_factory=list)
+    size: int | None = None
+    extra: dict = field(default_factory=dict)
+    anything: Any = None
 
 
-REG = Registry("test")
-REG.register("lvdm.modules.networks.openaimodel3d.UNetModel")(DummyUNet)
-REG.register("lvdm.models.ddpm3d.LatentVisualDiffusion")(DummyLVD)
+def test_nested_build_converts_types():
+    o = from_mapping(Outer, {"inner": {"num_head_channels": 8, "channel_mult": [1, 4], "scale": "1e-4"},
+                             "items": [{"num_head_channels": 2}], "size": None, "anything": [1]}, "x.yaml")
+    assert o.inner == Inner(8, (1, 4), 1e-4)
+    assert o.items == [Inner(2)] and o.size is None and o.anything == [1]
+    assert isinstance(from_mapping(Inner, {"num_head_channels": 1, "scale": 2}, "x").scale, float)
 
 
-def test_load_yaml_attribute_and_item_access(tmp_path):
-    p = tmp_path / "c.yaml"
-    p.write_text(YAML)
-    cfg = load_yaml(p)
-    assert cfg.model.params.unet_config.params.model_channels == 32
-    assert cfg["model"]["params"]["image_size"] == [8, 8]
-    assert cfg.model.params.stages[0].params.x == 1
-    assert cfg.model.params.get("missing", 5) == 5
-    assert type(cfg.to_dict()["model"]) is dict
-    with pytest.raises(AttributeError, match="nope"):
-        _ = cfg.model.nope
+def test_unknown_key_names_file_path_and_close_key():
+    with pytest.raises(ConfigError) as e:
+        from_mapping(Outer, {"inner": {"num_head_chanels": 8}}, "configs/x.yaml: model.params")
+    assert str(e.value) == ("configs/x.yaml: model.params.inner.num_head_chanels: unknown key "
+                            "(did you mean 'num_head_channels'?)")
+    with pytest.raises(ConfigError, match=r"x.yaml: zzz: unknown key \(known keys: anything, extra, inner"):
+        from_mapping(Outer, {"zzz": 1}, "x.yaml")
 
 
-def test_load_yaml_errors(tmp_path):
-    with pytest.raises(ConfigError, match="no such config"):
+@pytest.mark.parametrize("data, message", [
+    ({"inner": {}}, r"x.yaml: inner.num_head_channels: missing \(a required key\)"),
+    ({"inner": {"num_head_channels": "8"}}, r"x.yaml: inner.num_head_channels: expected int, got str '8'"),
+    ({"inner": {"num_head_channels": True}}, r"inner.num_head_channels: expected int, got bool True"),
+    ({"inner": {"num_head_channels": 8, "channel_mult": 3}}, r"inner.channel_mult: expected a list, got int 3"),
+    ({"inner": {"num_head_channels": 8, "channel_mult": [1, "a"]}}, r"inner.channel_mult\[1\]: expected int"),
+    ({"inner": {"num_head_channels": 8, "kind": "x0"}}, r"inner.kind: 'x0' is not one of \['eps', 'v'\]"),
+    ({"inner": {"num_head_channels": 8, "scale": "big"}}, r"inner.scale: expected float, got str 'big'"),
+    ({"inner": {"num_head_channels": 8}, "size": 1.5}, r"x.yaml: size: expected int, got float 1.5"),
+    ({"inner": {"num_head_channels": 8}, "extra": [1]}, r"extra: expected a mapping, got list"),
+    ({"inner": [1]}, r"x.yaml: inner: expected a mapping, got list"),
+    ({"inner": {"num_head_channels": 0}}, r"^x.yaml: inner.num_head_channels: 0 is not positive$"),
+])
+def test_errors_name_the_key_and_the_type(data, message):
+    with pytest.raises(ConfigError, match=message):
+        from_mapping(Outer, data, "x.yaml")
+
+
+def test_config_error_is_a_value_error_and_unused_is_documented():
+    assert issubclass(ConfigError, ValueError)
+    f = {f.name: f for f in Inner.__dataclass_fields__.values()}["use_checkpoint"]
+    assert f.metadata["unused"] == "training only"
+    a, b = Outer(Inner(1)), Outer(Inner(1))
+    assert a.extra is not b.extra
+
+
+def test_from_node_checks_node_keys_and_target():
+    node = {"target": "lvdm.X", "params": {"num_head_channels": 4}}
+    assert from_node(Inner, node, "f.yaml: unet_config").num_head_channels == 4
+    assert from_node(Inner, node, "f", targets=("lvdm.X",)).num_head_channels == 4
+    with pytest.raises(ConfigError, match=r"f.yaml: unet_config.target: 'lvdm.X' is not supported"):
+        from_node(Inner, node, "f.yaml: unet_config", targets=("sgm.Y",))
+    with pytest.raises(ConfigError, match=r"f.yaml: unet_config.parms: unknown key \(did you mean 'params'"):
+        from_node(Inner, {"target": "a", "parms": {}}, "f.yaml: unet_config")
+    with pytest.raises(ConfigError, match=r"unet_config.params.num_head_channels: missing"):
+        from_node(Inner, {"target": "a"}, "f.yaml: unet_config")
+
+
+def test_join():
+    assert join("", "a") == "a"
+    assert join("f.yaml", "model") == "f.yaml: model"
+    assert join(join("f.yaml", "model"), "params") == "f.yaml: model.params"
+    assert join("f.yaml: emb_models", 2) == "f.yaml: emb_models[2]"
+
+
+def test_load_yaml_and_json_errors(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
         load_yaml(tmp_path / "absent.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("a: [1, 2\n")
-    with pytest.raises(ConfigError, match="bad.yaml"):
+    with pytest.raises(ConfigError, match="not valid YAML"):
         load_yaml(bad)
     unsafe = tmp_path / "unsafe.yaml"
-    unsafe.write_text("a: !!python/object/apply:os.system ['echo hi']\n")
-    with pytest.raises(ConfigError, match="unsafe.yaml"):
+    unsafe.write_text("a: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
         load_yaml(unsafe)
-    lst = tmp_path / "list.yaml"
-    lst.write_text("- 1\n- 2\n")
-    with pytest.raises(ConfigError, match="not a mapping"):
-        load_yaml(lst)
-
-
-def test_instantiate_nested_with_overrides(tmp_path):
-    p = tmp_path / "c.yaml"
-    p.write_text(YAML)
-    cfg = load_yaml(p)
-    m = instantiate(cfg.model, REG)
-    assert isinstance(m, DummyLVD) and isinstance(m.unet, DummyUNet)
-    assert m.unet.model_channels == 32 and m.unet.channel_mult == [1, 2] and m.linear_start == 0.00085
-    u = instantiate(cfg.model.params.unet_config, REG, dropout=0.5, model_channels=8)
-    assert (u.dropout, u.model_channels) == (0.5, 8)
-    assert get_target_class("lvdm.models.ddpm3d.LatentVisualDiffusion", REG) is DummyLVD
-    # plain mapping registry and node without params
-    obj = instantiate({"target": "x.Y"}, {"x.Y": dict})
-    assert obj == {}
-
-
-def test_unknown_target_names_close_ones():
-    with pytest.raises(UnknownTargetError) as err:
-        get_target_class("lvdm.modules.networks.openaimodel3d.UNetModel3D", REG)
-    msg = str(err.value)
-    assert "'lvdm.modules.networks.openaimodel3d.UNetModel3D'" in msg
-    assert "lvdm.modules.networks.openaimodel3d.UNetModel'" in msg
-    with pytest.raises(UnknownTargetError) as err:
-        instantiate({"target": "sgm.models.LatentVisualDiffusion", "params": {}}, REG)
-    assert "lvdm.models.ddpm3d.LatentVisualDiffusion" in str(err.value)
-    with pytest.raises(UnknownTargetError, match="zzz"):
-        get_target_class("zzz", {"a.B": dict})
-
-
-def test_bad_nodes_and_params():
-    with pytest.raises(ConfigError, match="without 'target'"):
-        instantiate({"params": {}}, REG)
-    with pytest.raises(ConfigError, match="not a mapping"):
-        instantiate({"target": "lvdm.modules.networks.openaimodel3d.UNetModel", "params": [1]}, REG)
-    with pytest.raises(ConfigError, match=r"UNetModel.*DummyUNet.*bogus"):
-        instantiate({"target": "lvdm.modules.networks.openaimodel3d.UNetModel",
-                     "params": {"model_channels": 4, "bogus": 1}}, REG)
-
-
-def test_register_target_default_registry_and_conflicts():
-    name = "tests.common.config.OnlyHere"
-
-    @register_target(name, "tests.common.config.Alias")
-    def factory(a=1):
-        return ("built", a)
-
-    assert name in TARGETS and get_target_class("tests.common.config.Alias") is factory
-    assert instantiate({"target": name, "params": {"a": 3}}) == ("built", 3)
-    register_target(name)(factory)  # same object again: fine
-    with pytest.raises(ConfigError, match="already registered"):
-        register_target(name)(dict)
-    with pytest.raises(ConfigError):
-        register_target()
-    assert isinstance(AttrDict({"a": {"b": 1}}).a, AttrDict)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load_yaml(empty) == {}
+    js = tmp_path / "c.json"
+    js.write_text('{"a": 1}')
+    assert load_json(js) == {"a": 1}
+    js.write_text("{a")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_json(js)

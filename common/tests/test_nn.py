@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from mindspore import nn
 
 from common.nn import (
     Attention,
@@ -18,7 +19,7 @@ from common.nn import (
     Upsample,
     multi_head_attention,
     scaled_dot_product_attention,
-    set_attention_backend,
+    set_attention,
     set_feed_forward_chunk_size,
     timestep_embedding,
 )
@@ -84,17 +85,40 @@ def test_attention_matches_torch(chunk, masking):
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
-def test_attention_backend_switch_validates():
+def test_attention_options_validate():
+    attn = Attention(8, heads=2, dim_head=4)
     with pytest.raises(ValueError, match="unknown attention backend"):
-        set_attention_backend("cuda-magic")
-    set_attention_backend("math", chunk_size=2)
-    try:
-        q = randn(1, 2, 5, 4)
-        a = scaled_dot_product_attention(T(q), T(q), T(q)).asnumpy()
-    finally:
-        set_attention_backend("math", None)
+        set_attention(attn, "cuda-magic")
+    with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+        set_attention(attn, chunk_size=0)
+    with pytest.raises(ValueError, match="unknown heads_layout"):
+        set_attention(attn, heads_layout="diagonal")
+    assert set_attention(attn, chunk_size=np.int64(2)) == 1
+    assert type(attn.chunk_size) is int and attn.chunk_size == 2  # a Python int: a graph constant
+    q = randn(1, 2, 5, 4)
+    a = scaled_dot_product_attention(T(q), T(q), T(q), chunk_size=2).asnumpy()
     b = scaled_dot_product_attention(T(q), T(q), T(q)).asnumpy()
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_two_models_keep_their_own_attention_options():
+    """Options live on each model's cells: setting one model leaves the other alone, eager and compiled."""
+    ms.set_seed(0)
+    a = nn.SequentialCell([Attention(16, heads=2, dim_head=8), Attention(16, heads=2, dim_head=8)])
+    b = nn.SequentialCell([Attention(16, heads=2, dim_head=8), Attention(16, heads=2, dim_head=8)])
+    for cell_b, cell_a in zip(b, a):
+        for name, prm in cell_b.parameters_and_names():
+            prm.set_data(dict(cell_a.parameters_and_names())[name].copy())
+    assert set_attention(a, chunk_size=3, heads_layout="slices") == 2
+    assert set_attention(b, heads_layout="transpose") == 2
+    assert [(m.chunk_size, m.heads_layout) for m in a] == [(3, "slices")] * 2
+    assert [(m.chunk_size, m.heads_layout) for m in b] == [(None, "transpose")] * 2
+    x = T(randn(2, 7, 16))
+    out_a, out_b = a(x).asnumpy(), b(x).asnumpy()
+    np.testing.assert_allclose(out_a, out_b, atol=1e-6)
+    np.testing.assert_allclose(ms.jit(a.construct)(x).asnumpy(), out_a, atol=1e-6)
+    np.testing.assert_allclose(ms.jit(b.construct)(x).asnumpy(), out_b, atol=1e-6)
+    assert [(m.chunk_size, m.heads_layout) for m in b] == [(None, "transpose")] * 2
 
 
 @pytest.mark.parametrize("masking", ["none", "per_head", "shared_head", "3d"])
@@ -109,18 +133,13 @@ def test_multi_head_attention_slices_equal_transposes(masking):
     tmask = None if mask is None else torch.tensor(mask.asnumpy())
     ref = F.scaled_dot_product_attention(*heads, tv, attn_mask=tmask).transpose(1, 2).reshape(2, 9, 18).numpy()
     outs = {}
-    try:
-        for layout in ("transpose", "slices"):
-            set_attention_backend("math", chunk_size=4, heads_layout=layout)
-            outs[layout] = multi_head_attention(T(q), T(k), T(v), 3, mask=mask).asnumpy()
-            outs[layout + " jit"] = ms.jit(multi_head_attention)(T(q), T(k), T(v), 3, mask=mask).asnumpy()
-    finally:
-        set_attention_backend("math", None)
+    for layout in ("transpose", "slices"):
+        kw = dict(mask=mask, chunk_size=4, heads_layout=layout)
+        outs[layout] = multi_head_attention(T(q), T(k), T(v), 3, **kw).asnumpy()
+        outs[layout + " jit"] = ms.jit(multi_head_attention)(T(q), T(k), T(v), 3, **kw).asnumpy()
     for name, out in outs.items():
         np.testing.assert_array_equal(out, outs["transpose"], err_msg=name)
     np.testing.assert_allclose(outs["transpose"], ref, atol=1e-5)
-    with pytest.raises(ValueError, match="unknown heads_layout"):
-        set_attention_backend("math", heads_layout="diagonal")
 
 
 def test_attention_module_cross_attention_matches_manual():

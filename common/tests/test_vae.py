@@ -11,7 +11,10 @@ import torch
 import yaml
 
 from common import golden
+from common.config import ConfigError
+from common.nn import GroupNorm
 from common.vae import (
+    SD_SCALE_FACTOR,
     AttnBlock,
     AutoencoderKL,
     DDConfig,
@@ -21,6 +24,7 @@ from common.vae import (
     upsample_nearest2x,
 )
 
+S = SD_SCALE_FACTOR  # the tiny VAEs' latent scale (passed explicitly: the VAE has no default)
 _DC_CASES = golden.cases_with("dynamicrafter", "vae_encode")  # the cases recording vae_encode and vae_decode
 
 # tiny in-code config: 2 levels (one down/upsample, a width change -> nin_shortcut), attention at 16
@@ -34,7 +38,7 @@ def load_dc_vae(case):
     sd = torch.load(case.path(case.manifest.get("checkpoint", "model.ckpt")), weights_only=True)["state_dict"]
     pre = "first_stage_model."
     sd = {k[len(pre):]: v.numpy() for k, v in sd.items() if k.startswith(pre)}
-    vae = AutoencoderKL.from_config(cfg)
+    vae = AutoencoderKL(cfg["params"]["ddconfig"], cfg["params"]["embed_dim"])
     load_numpy(vae, sd)
     return vae
 
@@ -123,25 +127,25 @@ def test_shapes_odd_sizes(tiny_vae):
     x = _video(h=15, w=9)
     m, lv = tiny_vae.encode_moments(x[:, :, 0])
     assert tuple(m.shape) == (1, 4, 7, 4) == (1, 4) + tiny_vae.latent_size(15, 9)
-    z = tiny_vae.encode_video(x, generator=0)
+    z = tiny_vae.encode_video(x, generator=0, scale_factor=S)
     assert tuple(z.shape) == (1, 4, 3, 7, 4)
-    assert tuple(tiny_vae.decode_video(z).shape) == (1, 3, 3, 14, 8)
+    assert tuple(tiny_vae.decode_video(z, S).shape) == (1, 3, 3, 14, 8)
 
 
 def test_chunked_decode_equals_batched(tiny_vae):
     z = np.random.default_rng(1).standard_normal((2, 4, 2, 4, 6)).astype(np.float32)
-    full = tiny_vae.decode_video(z).asnumpy()
+    full = tiny_vae.decode_video(z, S).asnumpy()
     for chunk in (1, 3):  # per frame, uneven last chunk
-        np.testing.assert_allclose(tiny_vae.decode_video(z, chunk_size=chunk).asnumpy(), full, rtol=0, atol=2e-5)
-    frames = tiny_vae.decode_frames(z.transpose(0, 2, 1, 3, 4).reshape(4, 4, 4, 6), chunk_size=100).asnumpy()
+        np.testing.assert_allclose(tiny_vae.decode_video(z, S, chunk_size=chunk).asnumpy(), full, rtol=0, atol=2e-5)
+    frames = tiny_vae.decode_frames(z.transpose(0, 2, 1, 3, 4).reshape(4, 4, 4, 6), S, chunk_size=100).asnumpy()
     np.testing.assert_allclose(frames.reshape(2, 2, 3, 8, 12).transpose(0, 2, 1, 3, 4), full, atol=2e-5)
 
 
 def test_encode_sampling_and_chunks(tiny_vae):
     x = _video(b=2, t=2)
-    mean_z = tiny_vae.encode_video(x, sample=False).asnumpy()
-    a = tiny_vae.encode_video(x, generator=7).asnumpy()
-    b = tiny_vae.encode_video(x, generator=np.random.default_rng(7), chunk_size=1).asnumpy()
+    mean_z = tiny_vae.encode_video(x, sample=False, scale_factor=S).asnumpy()
+    a = tiny_vae.encode_video(x, generator=7, scale_factor=S).asnumpy()
+    b = tiny_vae.encode_video(x, generator=np.random.default_rng(7), chunk_size=1, scale_factor=S).asnumpy()
     np.testing.assert_allclose(a, b, atol=2e-6)  # the draws do not depend on chunking
     assert np.abs(a - mean_z).max() > 1e-3  # ... and they are used
     noise = np.random.default_rng(3).standard_normal(a.shape).astype(np.float32)
@@ -149,7 +153,7 @@ def test_encode_sampling_and_chunks(tiny_vae):
     m = m.asnumpy().reshape(2, 2, 4, 8, 12).transpose(0, 2, 1, 3, 4)
     lv = lv.asnumpy().reshape(2, 2, 4, 8, 12).transpose(0, 2, 1, 3, 4)
     want = 0.18215 * (m + np.exp(0.5 * lv) * noise)
-    got = tiny_vae.encode_video(x, noise=noise, chunk_size=3).asnumpy()
+    got = tiny_vae.encode_video(x, noise=noise, chunk_size=3, scale_factor=S).asnumpy()
     np.testing.assert_allclose(got, want, atol=1e-6)
     np.testing.assert_allclose(mean_z, 0.18215 * m, atol=1e-6)
 
@@ -196,29 +200,63 @@ def test_attention_chunking_and_torch_reference():
 
 
 def test_config_errors():
-    with pytest.raises(ValueError, match="unknown keys \\['bogus'\\]"):
+    with pytest.raises(ConfigError, match="ddconfig: bogus: unknown key"):
         AutoencoderKL(dict(TINY, bogus=1), embed_dim=4)
     with pytest.raises(ValueError, match="double_z"):
         AutoencoderKL(dict(TINY, double_z=False), embed_dim=4)
     with pytest.raises(ValueError, match="embed_dim is required"):
         AutoencoderKL(TINY)
     with pytest.raises(ValueError, match="attn_type"):
-        DDConfig.from_dict(dict(TINY, attn_type="linear"))
-    with pytest.raises(ValueError, match="lack 'ddconfig'"):
-        AutoencoderKL.from_config({"embed_dim": 4})
-    with pytest.raises(ValueError, match="unknown keys \\['extra'\\]"):
-        AutoencoderKL.from_config({"ddconfig": TINY, "embed_dim": 4, "extra": 1, "monitor": "x"})
+        DDConfig.read(dict(TINY, attn_type="linear"))
+    with pytest.raises(ConfigError, match="ddconfig: ch_mult: level width 24 .* not divisible into the 32 GroupNorm"):
+        DDConfig.read(dict(TINY, ch=24))
+    with pytest.raises(ConfigError, match="ddconfig: norm_num_groups: expected int"):
+        DDConfig.read(dict(TINY, norm_num_groups="8"))
+
+
+def test_scale_factor_has_no_default(tiny_vae):
+    z = np.zeros((1, 4, 1, 8, 8), np.float32)
+    with pytest.raises(TypeError, match="scale_factor"):
+        tiny_vae.decode_video(z)
+    with pytest.raises(TypeError, match="scale_factor"):
+        tiny_vae.encode_video(_video())
+    with pytest.raises(ValueError, match="positive number"):
+        tiny_vae.decode_video(z, None)
+
+
+def test_other_group_count_builds_runs_and_matches_torch():
+    """norm_num_groups from the config (diffusers' vae/config.json key) reaches every GroupNorm: a VAE of
+    width 8 (impossible with 32 groups) with 4 groups runs, and its res block matches torch's group_norm(4)."""
+    ms.set_seed(3)
+    cfg = dict(TINY, ch=8, ch_mult=[1, 2], norm_num_groups=4)
+    vae = AutoencoderKL(cfg, embed_dim=4)
+    groups = {c.num_groups for _, c in vae.cells_and_names() if isinstance(c, GroupNorm)}
+    assert groups == {4}
+    x = _video(h=16, w=16)
+    z = vae.encode_video(x, generator=0, scale_factor=0.5)
+    assert tuple(z.shape) == (1, 4, 3, 8, 8)
+    assert tuple(vae.decode_video(z, 0.5).shape) == (1, 3, 3, 16, 16)
+    blk = vae.decoder.up[0].block[0]  # 16 -> 8 channels: norm1 over 16, norm2 over 8, nin_shortcut
+    h = np.random.default_rng(5).standard_normal((2, 16, 5, 6)).astype(np.float32)
+    sd = {k: torch.from_numpy(v) for k, v in state_numpy(blk).items()}
+    F = torch.nn.functional
+    t = F.conv2d(F.silu(F.group_norm(torch.from_numpy(h), 4, sd["norm1.weight"], sd["norm1.bias"], 1e-6)),
+                 sd["conv1.weight"], sd["conv1.bias"], padding=1)
+    t = F.conv2d(F.silu(F.group_norm(t, 4, sd["norm2.weight"], sd["norm2.bias"], 1e-6)),
+                 sd["conv2.weight"], sd["conv2.bias"], padding=1)
+    ref = F.conv2d(torch.from_numpy(h), sd["nin_shortcut.weight"], sd["nin_shortcut.bias"]) + t
+    np.testing.assert_allclose(blk(ms.Tensor(h)).asnumpy(), ref.numpy(), atol=2e-5)
 
 
 def test_input_errors(tiny_vae):
     with pytest.raises(ValueError, match="noise has shape"):
-        tiny_vae.encode_video(_video(), noise=np.zeros((1, 4, 3, 8, 8), np.float32))
+        tiny_vae.encode_video(_video(), noise=np.zeros((1, 4, 3, 8, 8), np.float32), scale_factor=S)
     with pytest.raises(ValueError, match=r"video must be \(B, C, T, H, W\)"):
-        tiny_vae.encode_video(_video()[:, :, 0])
+        tiny_vae.encode_video(_video()[:, :, 0], scale_factor=S)
     with pytest.raises(ValueError, match=r"z must be \(B, 4, T, h, w\)"):
-        tiny_vae.decode_video(np.zeros((1, 3, 2, 8, 8), np.float32))
+        tiny_vae.decode_video(np.zeros((1, 3, 2, 8, 8), np.float32), S)
     with pytest.raises(ValueError, match="chunk_size"):
-        tiny_vae.decode_video(np.zeros((1, 4, 2, 8, 8), np.float32), chunk_size=0)
+        tiny_vae.decode_video(np.zeros((1, 4, 2, 8, 8), np.float32), S, chunk_size=0)
     with pytest.raises(ValueError, match=r"x must be \(N, 3, H, W\)"):
         tiny_vae.encode_moments(np.zeros((1, 4, 8, 8), np.float32))
 
@@ -264,15 +302,15 @@ def test_decoder_extension_hooks():
     plain = AutoencoderKL(cfg, embed_dim=4, use_quant_conv=False)
     load_numpy(plain, state_numpy(vae))
     z = np.random.default_rng(0).standard_normal((1, 4, 3, 2, 2)).astype(np.float32)
-    diff = vae.decode_video(z, chunk_size=2).asnumpy() - plain.decode_video(z, chunk_size=2).asnumpy()
+    diff = vae.decode_video(z, S, chunk_size=2).asnumpy() - plain.decode_video(z, S, chunk_size=2).asnumpy()
     assert np.abs(diff).max() > 1e-3  # the frame counts (2, then 1) reached the blocks
     conv_vae = _FrameVAE(cfg, embed_dim=4, decoder_class=_ConvOutDecoder, use_quant_conv=False)
     load_numpy(conv_vae, state_numpy(plain))
-    diff = conv_vae.decode_video(z, chunk_size=2).asnumpy() - plain.decode_video(z, chunk_size=2).asnumpy()
+    diff = conv_vae.decode_video(z, S, chunk_size=2).asnumpy() - plain.decode_video(z, S, chunk_size=2).asnumpy()
     np.testing.assert_allclose(diff[:, :, :2], 2.0, atol=1e-5)  # conv_out got the frame count
     np.testing.assert_allclose(diff[:, :, 2], 1.0, atol=1e-5)
-    a = vae.decode_video(z, chunk_size=2).asnumpy()[:, :, 2]
-    b = vae.decode_video(z[:, :, 2:], chunk_size=1).asnumpy()[:, :, 0]
+    a = vae.decode_video(z, S, chunk_size=2).asnumpy()[:, :, 2]
+    b = vae.decode_video(z[:, :, 2:], S, chunk_size=1).asnumpy()[:, :, 0]
     np.testing.assert_allclose(a, b, atol=1e-5)  # last chunk of 1 frame == a 1-frame call
 
 
@@ -286,7 +324,7 @@ _GRAPH_SCRIPT = textwrap.dedent("""
     vae = AutoencoderKL(cfg, embed_dim=4)
     for k, p in vae.parameters_and_names():
         p.set_data(ms.Tensor(d["p:" + k]))
-    video = vae.decode_video(d["z"]).asnumpy()
+    video = vae.decode_video(d["z"], 0.18215).asnumpy()
     whole = vae(ms.Tensor(d["z2d"])).asnumpy()
     mean, logvar = vae.encode_moments(d["x"])
     np.savez(sys.argv[2], video=video, whole=whole, mean=mean.asnumpy(), logvar=logvar.asnumpy())
@@ -304,7 +342,7 @@ def test_graph_mode_matches_pynative(tiny_vae, tmp_path):
                          capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     g = np.load(tmp_path / "out.npz")
-    np.testing.assert_allclose(g["video"], tiny_vae.decode_video(z).asnumpy(), atol=1e-5)
+    np.testing.assert_allclose(g["video"], tiny_vae.decode_video(z, S).asnumpy(), atol=1e-5)
     np.testing.assert_allclose(g["whole"], tiny_vae.decode(z2d).asnumpy(), atol=1e-5)
     mean, logvar = tiny_vae.encode_moments(x)
     np.testing.assert_allclose(g["mean"], mean.asnumpy(), atol=1e-5)

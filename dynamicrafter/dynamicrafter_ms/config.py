@@ -1,32 +1,23 @@
-"""Typed view of the original DynamiCrafter inference YAML (``configs/inference_*_v1.0.yaml``).
+"""Typed view of the original DynamiCrafter YAML (``configs/inference_*_v1.0.yaml``, also the training ones).
 
 The YAML keeps the original schema (``model.target`` / ``model.params`` with ``unet_config``,
 ``first_stage_config``, ``cond_stage_config``, ``img_cond_stage_config``,
-``image_proj_stage_config``); this module reads the sizes from it into dataclasses. Nothing is
-hard-coded: every width, depth, level and frame count comes from the file.
+``image_proj_stage_config``); this module reads it with :func:`common.config.from_mapping` into dataclasses
+that declare every key the released files carry (an unknown key is an error naming the file and key path).
+Nothing is hard-coded: every width, depth, level and frame count comes from the file.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
+from common.config import ConfigError, from_mapping, from_node, join, load_yaml, unused
+from common.vae import DDConfig
 
+__all__ = ["ConfigError", "UNetConfig", "ResamplerConfig", "AutoencoderConfig", "OpenCLIPTextConfig",
+           "OpenCLIPImageConfig", "DiffusionConfig", "DynamiCrafterConfig"]
 
-class ConfigError(ValueError):
-    """A config file that cannot be read or misses a key (the message names the file and key)."""
-
-
-def _take(cls, params: dict, where: str):
-    """Build dataclass ``cls`` from the keys of ``params`` it knows (others are ignored)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {k: v for k, v in (params or {}).items() if k in names}
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ConfigError(f"{where}: {e}") from None
+_TRAINING = "training only (this port runs inference)"
 
 
 @dataclass
@@ -60,7 +51,7 @@ class UNetConfig:
     transformer_depth: int = 1
     context_dim: int = 1024
     use_linear: bool = True
-    use_checkpoint: bool = False
+    use_checkpoint: bool = unused("gradient checkpointing of the training code", False)
     conv_resample: bool = True
     dims: int = 2
     use_scale_shift_norm: bool = False
@@ -72,7 +63,7 @@ class UNetConfig:
     use_relative_position: bool = False
     use_causal_attention: bool = False
     temporal_length: int | None = 16
-    use_fp16: bool = False
+    use_fp16: bool = unused("dtype is chosen by this port, float32 by default", False)
     addition_attention: bool = True
     image_cross_attention: bool = True
     image_cross_attention_scale_learnable: bool = False
@@ -83,14 +74,14 @@ class UNetConfig:
         for name in ("use_scale_shift_norm", "resblock_updown", "tempspatial_aware",
                      "use_relative_position", "use_causal_attention"):
             if getattr(self, name):
-                raise ConfigError(f"unet_config.params.{name}: true is not supported "
+                raise ConfigError(f"{name}: true is not supported "
                                   f"(no released DynamiCrafter model uses it)")
         if self.dims != 2:
-            raise ConfigError(f"unet_config.params.dims: {self.dims} is not supported (the released UNets use 2)")
+            raise ConfigError(f"dims: {self.dims} is not supported (the released UNets use 2)")
         if self.num_head_channels == -1 and self.num_heads == -1:
-            raise ConfigError("unet_config.params: either num_heads or num_head_channels has to be set")
+            raise ConfigError("num_heads: either num_heads or num_head_channels has to be set")
         if self.addition_attention and self.num_head_channels == -1:
-            raise ConfigError("unet_config.params: addition_attention needs num_head_channels (init_attn uses "
+            raise ConfigError("addition_attention: addition_attention needs num_head_channels (init_attn uses "
                               "8 heads x num_head_channels)")
 
     def heads_for(self, ch: int) -> tuple[int, int]:
@@ -122,10 +113,44 @@ class ResamplerConfig:
 
 @dataclass
 class AutoencoderConfig:
-    """``first_stage_config.params`` (``lvdm.models.autoencoder.AutoencoderKL``): embed_dim and ``ddconfig``."""
+    """``first_stage_config.params`` (``lvdm.models.autoencoder.AutoencoderKL``): embed_dim and ``ddconfig``.
 
+    The VAE's GroupNorms have 32 groups: LDM's ``Normalize`` hard-codes them (no key in the YAML).
+    """
+
+    ddconfig: DDConfig
     embed_dim: int = 4
-    ddconfig: dict = field(default_factory=dict)
+    monitor: Any = unused("validation metric of the training code")
+    lossconfig: Any = unused("the autoencoder's training loss (torch.nn.Identity in the releases)")
+
+
+@dataclass
+class OpenCLIPTextConfig:
+    """``cond_stage_config.params`` (``FrozenOpenCLIPEmbedder``).
+
+    arch: open_clip model name (ViT-H-14, or an arch of ``open_clip_archs.json``). layer: ``"last"`` or
+    ``"penultimate"`` transformer output.
+    """
+
+    arch: str = "ViT-H-14"
+    layer: Literal["last", "penultimate"] = "last"
+    version: Any = unused("open_clip's pretrained tag: the weights come from the checkpoint", "laion2b_s32b_b79k")
+    freeze: bool = unused("inference only: every tower is frozen", True)
+    device: Any = unused("MindSpore places tensors itself", "cuda")
+
+
+@dataclass
+class OpenCLIPImageConfig:
+    """``img_cond_stage_config.params`` (``FrozenOpenCLIPImageEmbedderV2``).
+
+    arch: open_clip model name. antialias: antialiased resize to 224 (the original's default True).
+    """
+
+    arch: str = "ViT-H-14"
+    antialias: bool = True
+    version: Any = unused("open_clip's pretrained tag: the weights come from the checkpoint", "laion2b_s32b_b79k")
+    freeze: bool = unused("inference only: every tower is frozen", True)
+    device: Any = unused("MindSpore places tensors itself", "cuda")
 
 
 @dataclass
@@ -138,15 +163,16 @@ class DiffusionConfig:
     x0 rescale of the 512/1024 models. fps_condition_type: "fs" (frame stride) or "fps".
     perframe_ae: encode/decode one frame at a time. uncond_type: "empty_seq" ("" prompt) or "zero_embed".
     image_size: latent [h, w] at training. channels: latent channels. conditioning_key: "hybrid".
+    The other keys are the training code's (declared so that the released files read as they are).
     """
 
+    scale_factor: float
     timesteps: int = 1000
     linear_start: float = 0.00085
     linear_end: float = 0.012
     beta_schedule: str = "linear"
     rescale_betas_zero_snr: bool = False
     parameterization: str = "eps"
-    scale_factor: float = 0.18215
     use_dynamic_rescale: bool = False
     base_scale: float = 0.7
     turning_step: int = 400
@@ -156,59 +182,81 @@ class DiffusionConfig:
     image_size: Any = None
     channels: int = 4
     conditioning_key: str = "hybrid"
+    num_timesteps_cond: Any = unused(_TRAINING, 1)
+    first_stage_key: Any = unused(_TRAINING, "video")
+    cond_stage_key: Any = unused(_TRAINING, "caption")
+    cond_stage_trainable: Any = unused(_TRAINING, False)
+    image_proj_model_trainable: Any = unused(_TRAINING, True)
+    scale_by_std: bool = unused("training only: scale_factor is read as given", False)
+    use_ema: Any = unused("the released checkpoints hold no EMA weights", False)
+    uncond_prob: Any = unused(_TRAINING, 0.0)
+    rand_cond_frame: Any = unused(_TRAINING, False)
+    interp_mode: Any = unused("training only: at inference --interp selects the two-frame mode", False)
+    log_every_t: Any = unused(_TRAINING, 100)
 
     def __post_init__(self):
         if self.parameterization not in ("eps", "v"):
-            raise ConfigError(f"model.params.parameterization: {self.parameterization!r} is not 'eps' or 'v'")
+            raise ConfigError(f"parameterization: {self.parameterization!r} is not 'eps' or 'v'")
         if self.uncond_type not in ("empty_seq", "zero_embed"):
-            raise ConfigError(f"model.params.uncond_type: {self.uncond_type!r} is not 'empty_seq' or 'zero_embed'")
+            raise ConfigError(f"uncond_type: {self.uncond_type!r} is not 'empty_seq' or 'zero_embed'")
         if self.conditioning_key != "hybrid":
-            raise ConfigError(f"model.params.conditioning_key: {self.conditioning_key!r} is not supported "
+            raise ConfigError(f"conditioning_key: {self.conditioning_key!r} is not supported "
                               "(DynamiCrafter uses 'hybrid')")
 
 
 @dataclass
+class _ModelNode:
+    target: Literal["lvdm.models.ddpm3d.LatentVisualDiffusion"]
+    params: dict
+    base_learning_rate: Any = unused(_TRAINING)
+    scale_lr: Any = unused(_TRAINING)
+    pretrained_checkpoint: Any = unused(_TRAINING)
+
+
+@dataclass
+class _File:
+    model: _ModelNode
+    data: Any = unused("the training data module")
+    lightning: Any = unused("the training loop's settings (PyTorch Lightning)")
+
+
+#: the stage nodes of ``model.params``: key -> (field of DynamiCrafterConfig, dataclass of its params)
+_STAGES = {"unet_config": ("unet", UNetConfig), "first_stage_config": ("autoencoder", AutoencoderConfig),
+           "cond_stage_config": ("text_encoder", OpenCLIPTextConfig),
+           "img_cond_stage_config": ("image_encoder", OpenCLIPImageConfig),
+           "image_proj_stage_config": ("resampler", ResamplerConfig)}
+
+
+@dataclass
 class DynamiCrafterConfig:
-    """Everything read from one inference YAML."""
+    """Everything read from one DynamiCrafter YAML."""
 
     diffusion: DiffusionConfig
     unet: UNetConfig
     resampler: ResamplerConfig
     autoencoder: AutoencoderConfig
-    text_encoder: dict
-    image_encoder: dict
+    text_encoder: OpenCLIPTextConfig
+    image_encoder: OpenCLIPImageConfig
     path: str | None = None
 
     @classmethod
     def from_dict(cls, cfg: dict, where: str = "<config>") -> DynamiCrafterConfig:
-        """Build from the parsed YAML (the whole file, with a top-level ``model`` key)."""
-        if not isinstance(cfg, dict) or "model" not in cfg:
-            raise ConfigError(f"{where}: no top-level 'model' key (expected the original inference yaml schema)")
-        params = cfg["model"].get("params") or {}
-        for key in ("unet_config", "first_stage_config", "cond_stage_config", "img_cond_stage_config",
-                    "image_proj_stage_config"):
+        """Build from the parsed YAML (the whole file, with a top-level ``model`` key).
+
+        Raises:
+            ConfigError: a missing or unknown key, a wrong type or an unsupported option (file and key named).
+        """
+        top = from_mapping(_File, cfg, where)
+        params = dict(top.model.params)
+        at = join(join(where, "model"), "params")
+        for key in _STAGES:
             if key not in params:
-                raise ConfigError(f"{where}: model.params.{key} is missing")
-        return cls(
-            diffusion=_take(DiffusionConfig, params, f"{where}: model.params"),
-            unet=_take(UNetConfig, params["unet_config"].get("params"), f"{where}: unet_config"),
-            resampler=_take(ResamplerConfig, params["image_proj_stage_config"].get("params"),
-                            f"{where}: image_proj_stage_config"),
-            autoencoder=_take(AutoencoderConfig, params["first_stage_config"].get("params"),
-                              f"{where}: first_stage_config"),
-            text_encoder=dict(params["cond_stage_config"].get("params") or {}),
-            image_encoder=dict(params["img_cond_stage_config"].get("params") or {}),
-            path=where,
-        )
+                raise ConfigError(f"{join(at, key)}: missing (a required key)")
+        stages = {name: from_node(stage_cls, params.pop(key), join(at, key))
+                  for key, (name, stage_cls) in _STAGES.items()}
+        return cls(diffusion=from_mapping(DiffusionConfig, params, at), path=where, **stages)
 
     @classmethod
     def from_yaml(cls, path) -> DynamiCrafterConfig:
-        """Read an inference YAML (original schema)."""
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            cfg = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({e})") from None
-        return cls.from_dict(cfg, str(p))
+        """Read a YAML file (original schema)."""
+        return cls.from_dict(load_yaml(path), str(path))

@@ -142,21 +142,20 @@ def save_results_separate(frames: np.ndarray, filename: str, savedir: Path, fps:
     return paths
 
 
-def set_attention_chunk(args) -> int | None:
-    """Bound the attention score matrices: ``--attention_chunk`` or a size-based default."""
-    from common.nn import set_attention_backend
-
+def attention_chunk(args) -> int | None:
+    """The query chunk that bounds the attention score matrices: ``--attention_chunk`` or a size-based default."""
     tokens = (args.height // 8) * (args.width // 8)
     chunk = args.attention_chunk or (None if tokens <= 1024 else 512 if tokens <= 2560 else 128)
     if args.attention_chunk < 0:
         raise UsageError(f"--attention_chunk must be >= 0, got {args.attention_chunk}")
-    set_attention_backend("math", chunk_size=chunk)
     return chunk
 
 
 def run(args) -> list[Path]:
     """Run the whole inference; returns the written files."""
     import mindspore as ms
+
+    from common.nn import set_attention
 
     from .data import load_data_prompts
     from .pipeline import DynamiCrafterPipeline
@@ -169,8 +168,9 @@ def run(args) -> list[Path]:
     seed = args.seed if args.seed >= 0 else int(np.random.SeedSequence().entropy % 2 ** 31)
     ms.set_seed(seed)
     rng = np.random.default_rng(seed)
-    set_attention_chunk(args)
+    chunk = attention_chunk(args)
     model, cfg = build_model(args)
+    set_attention(model, "math", chunk_size=chunk)
     pipe = DynamiCrafterPipeline(model)
     filenames, videos, prompts = load_data_prompts(args.prompt_dir, (args.height, args.width), args.video_length,
                                                    interp=args.interp)
@@ -203,14 +203,13 @@ def main(argv=None) -> int:
     """Entry point; returns the exit status."""
     args = get_parser().parse_args(argv)
     from common.checkpoint import CheckpointError
-    from common.config import ConfigError as CommonConfigError
+    from common.config import ConfigError
 
-    from .config import ConfigError
     from .data import PromptDirError
 
     try:
         run(args)
-    except (UsageError, ConfigError, CommonConfigError, PromptDirError, CheckpointError) as e:
+    except (UsageError, ConfigError, PromptDirError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ from mindspore import Parameter, nn, ops
 
 from common.clip import OpenCLIP, OpenCLIPTextTower, clip_preprocess, load_open_clip_config
 from common.clip.tokenizer import SimpleTokenizer
+from common.config import ConfigError, join
 from common.nn import GroupNorm, LayerNorm
 from common.vae import AutoencoderKL
 
@@ -100,12 +101,11 @@ class FrozenOpenCLIPImageEmbedderV2(nn.Cell):
         return self.model.visual.forward_tokens(pixels)
 
 
-def _clip_config(params: dict, where: str, search_dirs):
-    arch = params.get("arch", "ViT-H-14")
+def _clip_config(arch: str, where: str, search_dirs):
     try:
         return load_open_clip_config(arch, search_dirs=search_dirs)
     except ValueError as e:
-        raise ValueError(f"{where}: {e}") from None
+        raise ConfigError(f"{where}: {e}") from None
 
 
 class DynamiCrafter(nn.Cell):
@@ -125,13 +125,13 @@ class DynamiCrafter(nn.Cell):
         if clip_search_dirs is None:
             clip_search_dirs = (str(Path(cfg.path).parent),) if cfg.path and Path(cfg.path).exists() else ()
         self.model = DiffusionWrapper(UNetModel(cfg.unet))
-        self.first_stage_model = AutoencoderKL.from_config({"embed_dim": cfg.autoencoder.embed_dim,
-                                                            "ddconfig": cfg.autoencoder.ddconfig})
-        text_cfg = _clip_config(cfg.text_encoder, "cond_stage_config", clip_search_dirs)
-        image_cfg = _clip_config(cfg.image_encoder, "img_cond_stage_config", clip_search_dirs)
-        self.cond_stage_model = FrozenOpenCLIPEmbedder(text_cfg, layer=cfg.text_encoder.get("layer", "last"),
-                                                       tokenizer=tokenizer)
-        self.embedder = FrozenOpenCLIPImageEmbedderV2(image_cfg, antialias=cfg.image_encoder.get("antialias", True))
+        self.first_stage_model = AutoencoderKL(cfg.autoencoder.ddconfig, cfg.autoencoder.embed_dim)
+        text_cfg = _clip_config(cfg.text_encoder.arch, join(cfg.path or "", "model.params.cond_stage_config.params.arch"),
+                                clip_search_dirs)
+        image_cfg = _clip_config(cfg.image_encoder.arch,
+                                 join(cfg.path or "", "model.params.img_cond_stage_config.params.arch"), clip_search_dirs)
+        self.cond_stage_model = FrozenOpenCLIPEmbedder(text_cfg, layer=cfg.text_encoder.layer, tokenizer=tokenizer)
+        self.embedder = FrozenOpenCLIPImageEmbedderV2(image_cfg, antialias=cfg.image_encoder.antialias)
         self.image_proj_model = Resampler(cfg.resampler)
         self.scale_factor = float(d.scale_factor)
         self.parameterization = d.parameterization

@@ -12,12 +12,12 @@ from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
 from common.nn import GELU, LayerNorm, linear
-from common.nn.attention import multi_head_attention
+from common.nn.attention import AttentionOptions, multi_head_attention
 
 from .config import ResamplerConfig
 
 
-class PerceiverAttention(nn.Cell):
+class PerceiverAttention(AttentionOptions, nn.Cell):
     """Queries from the latents; keys/values from ``[image tokens | latents]``.
 
     LayerNorm ``norm1`` on the image tokens and ``norm2`` on the latents; ``to_q``, ``to_kv``
@@ -43,7 +43,8 @@ class PerceiverAttention(nn.Cell):
         latents = self.norm2(latents)
         q = self.to_q(latents)
         k, v = ops.chunk(self.to_kv(ops.concat([x, latents], axis=1)), 2, axis=-1)
-        out = multi_head_attention(q, k, v, self.heads, scale=self.scale)  # (b, n2, inner)
+        out = multi_head_attention(q, k, v, self.heads, scale=self.scale, chunk_size=self.chunk_size,
+                                   backend=self.attn_backend, heads_layout=self.heads_layout)  # (b, n2, inner)
         return self.to_out(out)  # (b, n2, dim)
 
 

@@ -8,9 +8,11 @@ import mindspore as ms
 import numpy as np
 import pytest
 from dynamicrafter_ms.attention import ImageCrossAttention, TemporalTransformer
-from dynamicrafter_ms.config import ConfigError, DynamiCrafterConfig, ResamplerConfig, UNetConfig
+from dynamicrafter_ms.config import DynamiCrafterConfig, ResamplerConfig, UNetConfig
 from dynamicrafter_ms.resampler import Resampler
 from dynamicrafter_ms.unet import UNetModel
+
+from common.config import ConfigError
 
 
 def _np(t):
@@ -210,7 +212,18 @@ def test_config_refuses_unsupported_options(tiny_cfg_dict):
     with pytest.raises(ConfigError, match="use_relative_position"):
         DynamiCrafterConfig.from_dict(tiny_cfg_dict)
     with pytest.raises(ConfigError, match="image_proj_stage_config"):
-        DynamiCrafterConfig.from_dict({"model": {"params": {"unet_config": {}, "first_stage_config": {},
+        DynamiCrafterConfig.from_dict({"model": {"target": "lvdm.models.ddpm3d.LatentVisualDiffusion",
+                                                 "params": {"unet_config": {}, "first_stage_config": {},
                                                             "cond_stage_config": {}, "img_cond_stage_config": {}}}})
     with pytest.raises(ConfigError, match="num_heads or num_head_channels"):
         UNetConfig(num_head_channels=-1, num_heads=-1)
+    tiny_cfg_dict["model"]["params"]["unet_config"]["params"]["use_relative_position"] = False
+    tiny_cfg_dict["model"]["params"]["unet_config"]["params"]["num_head_chanels"] = 8
+    with pytest.raises(ConfigError) as e:
+        DynamiCrafterConfig.from_dict(tiny_cfg_dict, "configs/x.yaml")
+    assert str(e.value) == ("configs/x.yaml: model.params.unet_config.params.num_head_chanels: unknown key "
+                            "(did you mean 'num_head_channels'?)")
+    del tiny_cfg_dict["model"]["params"]["unet_config"]["params"]["num_head_chanels"]
+    del tiny_cfg_dict["model"]["params"]["scale_factor"]
+    with pytest.raises(ConfigError, match=r"^configs/x.yaml: model.params.scale_factor: missing"):
+        DynamiCrafterConfig.from_dict(tiny_cfg_dict, "configs/x.yaml")

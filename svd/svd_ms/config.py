@@ -2,29 +2,19 @@
 
 The YAML is read as the original repository writes it (``model.target: sgm.models.diffusion.DiffusionEngine``,
 ``params.network_config`` / ``conditioner_config`` / ``first_stage_config`` / ``sampler_config`` /
-``denoiser_config`` and, for training, ``loss_fn_config``). Every size comes from the file; the
-dataclasses below only name the fields this port uses and give the original defaults.
+``denoiser_config`` and, for training, ``loss_fn_config``) with :func:`common.config.from_mapping`: the
+dataclasses below declare every key the released files carry (those without effect here as
+:func:`~common.config.unused`), so an unknown key is an error naming the file and key path. Every size comes
+from the file.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-import yaml
+from common.config import ConfigError, from_mapping, from_node, join, load_yaml, unused
 
-
-class SVDConfigError(ValueError):
-    """A config file that this port cannot read (names the file and the key at fault)."""
-
-
-def _pick(cls, params: dict, where: str):
-    """Build dataclass ``cls`` from the keys of ``params`` that it declares (others are ignored)."""
-    names = {f.name for f in fields(cls)}
-    try:
-        return cls(**{k: v for k, v in params.items() if k in names})
-    except TypeError as e:  # a required field is missing
-        raise SVDConfigError(f"{where}: {e}") from None
+_AUTOCAST = "torch autocast switch; this port runs float32 unless told otherwise"
 
 
 @dataclass
@@ -72,27 +62,27 @@ class VideoUNetConfig:
     disable_temporal_crossattention: bool = False
     max_ddpm_temb_period: int = 10000
     time_downup: bool = False
-    spatial_transformer_attn_type: str = "softmax"
-    use_checkpoint: bool = False
+    spatial_transformer_attn_type: str = unused("'softmax' or 'softmax-xformers': the same numbers here", "softmax")
+    use_checkpoint: bool = unused("gradient checkpointing of the torch code (train.py has its own recompute)", False)
 
     def __post_init__(self):
         if self.num_heads == -1 and self.num_head_channels == -1:
-            raise SVDConfigError("network_config: set num_heads or num_head_channels (both are -1)")
+            raise ConfigError("num_heads: set num_heads or num_head_channels (both are -1)")
         if self.time_downup:
-            raise SVDConfigError("network_config.time_downup=True (temporal down/upsampling) is not supported")
+            raise ConfigError("time_downup: true (temporal down/upsampling) is not supported")
         if self.dims != 2:
-            raise SVDConfigError(f"network_config.dims={self.dims}: only 2 is supported")
+            raise ConfigError(f"dims: {self.dims}: only 2 is supported")
         if self.merge_strategy not in ("fixed", "learned", "learned_with_images"):
-            raise SVDConfigError(f"network_config.merge_strategy={self.merge_strategy!r}: expected fixed, "
-                                 "learned or learned_with_images")
+            raise ConfigError(f"merge_strategy: {self.merge_strategy!r}: expected fixed, "
+                              "learned or learned_with_images")
         if isinstance(self.transformer_depth, int):
             self.transformer_depth = [self.transformer_depth] * len(self.channel_mult)
         if self.transformer_depth_middle is None:
             self.transformer_depth_middle = self.transformer_depth[-1]
         if isinstance(self.video_kernel_size, (list, tuple)):
             if list(self.video_kernel_size[1:]) != [1, 1]:
-                raise SVDConfigError(f"network_config.video_kernel_size={self.video_kernel_size}: only (k, 1, 1) "
-                                     "temporal kernels are supported")
+                raise ConfigError(f"video_kernel_size: {self.video_kernel_size}: only (k, 1, 1) "
+                                  "temporal kernels are supported")
             self.video_kernel_size = int(self.video_kernel_size[0])
 
     def heads_at(self, ch: int) -> tuple[int, int]:
@@ -133,8 +123,8 @@ class AutoencoderDDConfig:
         if isinstance(self.video_kernel_size, (list, tuple)):
             self.video_kernel_size = int(self.video_kernel_size[0])
         if self.time_mode != "conv-only":
-            raise SVDConfigError(f"first_stage decoder time_mode={self.time_mode!r}: only 'conv-only' (the "
-                                 "released VideoDecoder) is supported")
+            raise ConfigError(f"time_mode: {self.time_mode!r}: only 'conv-only' (the "
+                              "released VideoDecoder) is supported")
 
 
 @dataclass
@@ -149,6 +139,7 @@ class OpenCLIPImageConfig:
     repeat_to_max_len: bool = False
     num_image_crops: int = 0
     output_tokens: bool = False
+    freeze: bool = unused("inference only: the tower is frozen", True)
 
 
 @dataclass
@@ -223,121 +214,262 @@ class SVDConfig:
     first_stage_encoder: AutoencoderDDConfig
     sampler: SamplerConfig
     loss: LossConfig | None
+    scale_factor: float
     first_stage_kind: str = "video"
     first_stage_embed_dim: int = 4
-    scale_factor: float = 0.18215
     ckpt_path: str | None = None
     source: str = ""
 
 
-def _target_tail(node: dict) -> str:
-    return str(node.get("target", "")).rsplit(".", 1)[-1]
+# ---- the YAML tree around the dataclasses above (sgm's nodes, key by key) --------------------------------
+
+@dataclass
+class _FirstStageKL:
+    """``sgm.models.autoencoder.AutoencoderKL`` / ``AutoencoderKLModeOnly`` params."""
+
+    ddconfig: AutoencoderDDConfig
+    embed_dim: int = 4
+    lossconfig: Any = unused("the autoencoder's training loss (torch.nn.Identity)")
+    monitor: Any = unused("validation metric of the training code")
+
+
+@dataclass
+class _AutoencodingEngine:
+    """``sgm.models.autoencoder.AutoencodingEngine`` params (SVD's first stage)."""
+
+    encoder_config: dict
+    decoder_config: dict
+    regularizer_config: Any = unused("DiagonalGaussianRegularizer: the posterior, built into the VAE")
+    loss_config: Any = unused("the autoencoder's training loss (torch.nn.Identity)")
+    monitor: Any = unused("validation metric of the training code")
+
+
+@dataclass
+class _Embedder:
+    """One entry of ``GeneralConditioner``'s ``emb_models``."""
+
+    target: str
+    params: dict | None = None
+    input_key: str | None = None
+    is_trainable: Any = unused("training decides what it trains (train.py temporal_only)", False)
+    ucg_rate: Any = unused("classifier-free-guidance dropout of training (train.py ucg_rate)", 0.0)
+
+
+@dataclass
+class _ImagePredictionEmbedder:
+    open_clip_embedding_config: dict
+    n_cond_frames: Literal[1] = 1
+    n_copies: Literal[1] = 1
+
+
+@dataclass
+class _TimestepEmbedder:
+    outdim: int
+
+
+@dataclass
+class _EncoderEmbedder:
+    encoder_config: dict
+    is_ae: Literal[True] = True
+    scale_factor: float = 1.0
+    n_cond_frames: Literal[1] = 1
+    n_copies: Literal[1] = 1
+    disable_encoder_autocast: Any = unused(_AUTOCAST, False)
+
+
+@dataclass
+class _Conditioner:
+    emb_models: list[_Embedder]
+
+
+@dataclass
+class _Sampler:
+    discretization_config: dict | None = None
+    guider_config: dict | None = None
+    num_steps: int | None = None
+    s_churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = float("inf")
+    s_noise: float = 1.0
+    verbose: Any = unused("progress is the pipeline's progress argument", False)
+
+
+@dataclass
+class _Discretization:
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+
+
+@dataclass
+class _Guider:
+    max_scale: float
+    min_scale: float = 1.0
+    num_frames: int | None = None
+
+
+@dataclass
+class _Denoiser:
+    scaling_config: dict
+
+
+@dataclass
+class _NoParams:
+    pass
+
+
+@dataclass
+class _Loss:
+    sigma_sampler_config: dict
+    loss_weighting_config: dict
+    loss_type: str = "l2"
+    offset_noise_level: float = 0.0
+    batch2model_keys: Any = unused("train.py always hands the UNet num_video_frames and image_only_indicator")
+
+
+@dataclass
+class _SigmaSampler:
+    p_mean: float = -1.2
+    p_std: float = 1.2
+
+
+@dataclass
+class _Weighting:
+    sigma_data: float = 0.5
+
+
+@dataclass
+class _Engine:
+    """``sgm.models.diffusion.DiffusionEngine`` params."""
+
+    network_config: dict
+    conditioner_config: dict
+    first_stage_config: dict
+    scale_factor: float
+    sampler_config: dict | None = None
+    denoiser_config: dict | None = None
+    loss_fn_config: dict | None = None
+    ckpt_path: str | None = None
+    disable_first_stage_autocast: Any = unused(_AUTOCAST, False)
+
+
+@dataclass
+class _Model:
+    target: Literal["sgm.models.diffusion.DiffusionEngine"]
+    params: dict
+
+
+_SGM = "sgm.modules."
+_IMAGE_EMBEDDER = _SGM + "encoders.modules.FrozenOpenCLIPImagePredictionEmbedder"
+_TIMESTEP_EMBEDDER = _SGM + "encoders.modules.ConcatTimestepEmbedderND"
+_ENCODER_EMBEDDER = _SGM + "encoders.modules.VideoPredictionEmbedderWithEncoder"
 
 
 def _parse_conditioner(node: dict, where: str) -> ConditionerConfig:
-    emb_models = (node.get("params") or {}).get("emb_models")
-    if not emb_models:
-        raise SVDConfigError(f"{where}: conditioner_config.params.emb_models is empty")
+    cond = from_node(_Conditioner, node, where, targets=(_SGM + "GeneralConditioner",))
+    if not cond.emb_models:
+        raise ConfigError(f"{join(where, 'params.emb_models')}: is empty")
     image = image_index = enc = enc_index = None
     enc_embed, enc_scale = 4, 1.0
     keys, outdims, idxs = [], [], []
-    for i, m in enumerate(emb_models):
-        kind = _target_tail(m)
-        p = m.get("params") or {}
-        if kind == "FrozenOpenCLIPImagePredictionEmbedder":
-            image = _pick(OpenCLIPImageConfig, (p.get("open_clip_embedding_config") or {}).get("params") or {},
-                          f"{where}: emb_models[{i}]")
+    for i, m in enumerate(cond.emb_models):
+        at = join(join(where, "params.emb_models"), i)
+        if m.target == _IMAGE_EMBEDDER:
+            p = from_mapping(_ImagePredictionEmbedder, m.params, join(at, "params"))
+            image = from_node(OpenCLIPImageConfig, p.open_clip_embedding_config,
+                              join(at, "params.open_clip_embedding_config"),
+                              targets=(_SGM + "encoders.modules.FrozenOpenCLIPImageEmbedder",))
             image_index = i
-            if p.get("n_cond_frames", 1) != 1 or p.get("n_copies", 1) != 1:
-                raise SVDConfigError(f"{where}: emb_models[{i}] n_cond_frames/n_copies != 1 is not supported")
-        elif kind == "ConcatTimestepEmbedderND":
-            keys.append(m.get("input_key"))
-            outdims.append(int(p["outdim"]))
+        elif m.target == _TIMESTEP_EMBEDDER:
+            keys.append(m.input_key)
+            outdims.append(from_mapping(_TimestepEmbedder, m.params, join(at, "params")).outdim)
             idxs.append(i)
-        elif kind == "VideoPredictionEmbedderWithEncoder":
-            ep = (p.get("encoder_config") or {}).get("params") or {}
-            enc = _pick(AutoencoderDDConfig, ep.get("ddconfig") or {}, f"{where}: emb_models[{i}] ddconfig")
-            enc_embed = int(ep.get("embed_dim", 4))
-            enc_scale = float(p.get("scale_factor", 1.0))
-            enc_index = i
-            if not p.get("is_ae", False):
-                raise SVDConfigError(f"{where}: emb_models[{i}] is_ae=False is not supported")
+        elif m.target == _ENCODER_EMBEDDER:
+            p = from_mapping(_EncoderEmbedder, m.params, join(at, "params"))
+            kl = from_node(_FirstStageKL, p.encoder_config, join(at, "params.encoder_config"),
+                           targets=("sgm.models.autoencoder.AutoencoderKLModeOnly",))
+            enc, enc_embed, enc_scale, enc_index = kl.ddconfig, kl.embed_dim, p.scale_factor, i
         else:
-            raise SVDConfigError(f"{where}: emb_models[{i}] target {m.get('target')!r} is not an SVD embedder")
+            raise ConfigError(f"{join(at, 'target')}: {m.target!r} is not an SVD embedder")
     if image is None or enc is None or not keys:
-        raise SVDConfigError(f"{where}: the conditioner needs the OpenCLIP image embedder, the "
-                             "VideoPredictionEmbedderWithEncoder and ConcatTimestepEmbedderND embedders")
+        raise ConfigError(f"{where}: the conditioner needs the OpenCLIP image embedder, the "
+                          "VideoPredictionEmbedderWithEncoder and ConcatTimestepEmbedderND embedders")
     return ConditionerConfig(image=image, image_index=image_index, vector_keys=keys, vector_outdims=outdims,
                              vector_indices=idxs, encoder=enc, encoder_index=enc_index, encoder_embed_dim=enc_embed,
                              encoder_scale_factor=enc_scale)
 
 
+def _parse_first_stage(node: dict, where: str) -> tuple[str, AutoencoderDDConfig, AutoencoderDDConfig, int]:
+    """(kind, decoder ddconfig, encoder ddconfig, embed_dim) of ``first_stage_config``."""
+    target = node.get("target") if isinstance(node, dict) else None
+    if target == "sgm.models.autoencoder.AutoencodingEngine":  # SVD's 2-D encoder + temporal VideoDecoder
+        eng = from_node(_AutoencodingEngine, node, where)
+        at = join(where, "params")
+        dec = from_node(AutoencoderDDConfig, eng.decoder_config, join(at, "decoder_config"),
+                        targets=(_SGM + "autoencoding.temporal_ae.VideoDecoder",))
+        enc = from_node(AutoencoderDDConfig, eng.encoder_config, join(at, "encoder_config"),
+                        targets=(_SGM + "diffusionmodules.model.Encoder",))
+        return "video", dec, enc, 4
+    # the *_image_decoder releases: the SD image VAE
+    kl = from_node(_FirstStageKL, node, where, targets=("sgm.models.autoencoder.AutoencoderKL",))
+    return "image", kl.ddconfig, kl.ddconfig, kl.embed_dim
+
+
+def _parse_sampler(node: dict | None, where: str) -> SamplerConfig:
+    if node is None:
+        return SamplerConfig()
+    sp = from_node(_Sampler, node, where, targets=(_SGM + "diffusionmodules.sampling.EulerEDMSampler",))
+    at = join(where, "params")
+    disc = _Discretization() if sp.discretization_config is None else from_node(
+        _Discretization, sp.discretization_config, join(at, "discretization_config"),
+        targets=(_SGM + "diffusionmodules.discretizer.EDMDiscretization",))
+    guid = _Guider(max_scale=2.5) if sp.guider_config is None else from_node(
+        _Guider, sp.guider_config, join(at, "guider_config"),
+        targets=(_SGM + "diffusionmodules.guiders.LinearPredictionGuider",))
+    return SamplerConfig(sigma_min=disc.sigma_min, sigma_max=disc.sigma_max, rho=disc.rho, min_scale=guid.min_scale,
+                         max_scale=guid.max_scale, num_steps=sp.num_steps, num_frames=guid.num_frames,
+                         s_churn=sp.s_churn, s_tmin=sp.s_tmin, s_tmax=sp.s_tmax, s_noise=sp.s_noise)
+
+
+def _parse_loss(node: dict | None, where: str) -> LossConfig | None:
+    if node is None:
+        return None
+    lp = from_node(_Loss, node, where, targets=(_SGM + "diffusionmodules.loss.StandardDiffusionLoss",))
+    at = join(where, "params")
+    ss = from_node(_SigmaSampler, lp.sigma_sampler_config, join(at, "sigma_sampler_config"),
+                   targets=(_SGM + "diffusionmodules.sigma_sampling.EDMSampling",))
+    lw = from_node(_Weighting, lp.loss_weighting_config, join(at, "loss_weighting_config"),
+                   targets=(_SGM + "diffusionmodules.loss_weighting.EDMWeighting",))
+    return LossConfig(loss_type=lp.loss_type, p_mean=ss.p_mean, p_std=ss.p_std, sigma_data=lw.sigma_data,
+                      offset_noise_level=lp.offset_noise_level)
+
+
 def parse_svd_config(cfg: dict, source: str = "<dict>") -> SVDConfig:
-    """An :class:`SVDConfig` from the loaded YAML (top-level ``model:`` node or its ``params``)."""
-    model = cfg.get("model", cfg)
-    if _target_tail(model) not in ("DiffusionEngine", ""):
-        raise SVDConfigError(f"{source}: model.target is {model.get('target')!r}, expected "
-                             "sgm.models.diffusion.DiffusionEngine")
-    p = model.get("params", model)
-    for key in ("network_config", "conditioner_config", "first_stage_config"):
-        if key not in p:
-            raise SVDConfigError(f"{source}: model.params.{key} is missing")
-    unet = _pick(VideoUNetConfig, p["network_config"].get("params") or {}, f"{source}: network_config")
-    fs = p["first_stage_config"].get("params") or {}
-    fs_kind = _target_tail(p["first_stage_config"])
-    fs_embed = 4
-    if fs_kind == "AutoencodingEngine":  # SVD's 2-D encoder + temporal VideoDecoder
-        dec = _pick(AutoencoderDDConfig, (fs.get("decoder_config") or {}).get("params") or {},
-                    f"{source}: first_stage_config.decoder_config")
-        enc = _pick(AutoencoderDDConfig, (fs.get("encoder_config") or {}).get("params") or {},
-                    f"{source}: first_stage_config.encoder_config")
-        dec_target = _target_tail(fs.get("decoder_config") or {})
-        if dec_target != "VideoDecoder":
-            raise SVDConfigError(f"{source}: first_stage_config.decoder_config target {dec_target!r} is not "
-                                 "supported (expected sgm.modules.autoencoding.temporal_ae.VideoDecoder)")
-        fs_kind = "video"
-    elif fs_kind == "AutoencoderKL":  # the *_image_decoder releases: the SD image VAE
-        dec = enc = _pick(AutoencoderDDConfig, fs.get("ddconfig") or {}, f"{source}: first_stage_config.ddconfig")
-        fs_embed = int(fs.get("embed_dim", 4))
-        fs_kind = "image"
-    else:
-        raise SVDConfigError(f"{source}: first_stage_config target {p['first_stage_config'].get('target')!r} is "
-                             "not supported (AutoencodingEngine with VideoDecoder, or AutoencoderKL)")
-    sp = (p.get("sampler_config") or {}).get("params") or {}
-    disc = (sp.get("discretization_config") or {}).get("params") or {}
-    guid = (sp.get("guider_config") or {}).get("params") or {}
-    sampler = SamplerConfig(
-        sigma_min=float(disc.get("sigma_min", 0.002)), sigma_max=float(disc.get("sigma_max", 80.0)),
-        rho=float(disc.get("rho", 7.0)), min_scale=float(guid.get("min_scale", 1.0)),
-        max_scale=float(guid.get("max_scale", 2.5)), num_steps=sp.get("num_steps"),
-        num_frames=guid.get("num_frames"),
-        s_churn=float(sp.get("s_churn", 0.0)), s_tmin=float(sp.get("s_tmin", 0.0)),
-        s_tmax=float(sp.get("s_tmax", float("inf"))), s_noise=float(sp.get("s_noise", 1.0)))
-    scaling = _target_tail(((p.get("denoiser_config") or {}).get("params") or {}).get("scaling_config") or {})
-    if scaling not in ("VScalingWithEDMcNoise", ""):
-        raise SVDConfigError(f"{source}: denoiser scaling {scaling!r} is not supported (SVD uses "
-                             "VScalingWithEDMcNoise)")
-    loss = None
-    if "loss_fn_config" in p:
-        lp = p["loss_fn_config"].get("params") or {}
-        ss = (lp.get("sigma_sampler_config") or {}).get("params") or {}
-        lw = (lp.get("loss_weighting_config") or {}).get("params") or {}
-        loss = LossConfig(loss_type=lp.get("loss_type", "l2"), p_mean=float(ss.get("p_mean", -1.2)),
-                          p_std=float(ss.get("p_std", 1.2)), sigma_data=float(lw.get("sigma_data", 0.5)),
-                          offset_noise_level=float(lp.get("offset_noise_level", 0.0)))
-    return SVDConfig(unet=unet, conditioner=_parse_conditioner(p["conditioner_config"], source), first_stage=dec,
-                     first_stage_encoder=enc, first_stage_kind=fs_kind, first_stage_embed_dim=fs_embed,
-                     sampler=sampler, loss=loss,
-                     scale_factor=float(p.get("scale_factor", 0.18215)), ckpt_path=p.get("ckpt_path"), source=source)
+    """An :class:`SVDConfig` from the loaded YAML (the whole file with its top-level ``model:`` node).
+
+    Raises:
+        ConfigError: a missing or unknown key, a wrong type, an unsupported target or option (file and key
+            path named).
+    """
+    top = from_mapping(_Model, cfg.get("model") if isinstance(cfg, dict) and set(cfg) == {"model"} else cfg,
+                       join(source, "model"))
+    at = join(join(source, "model"), "params")
+    p = from_mapping(_Engine, top.params, at)
+    unet = from_node(VideoUNetConfig, p.network_config, join(at, "network_config"),
+                     targets=(_SGM + "diffusionmodules.video_model.VideoUNet",))
+    fs_kind, dec, enc, fs_embed = _parse_first_stage(p.first_stage_config, join(at, "first_stage_config"))
+    if p.denoiser_config is not None:
+        d = from_node(_Denoiser, p.denoiser_config, join(at, "denoiser_config"),
+                      targets=(_SGM + "diffusionmodules.denoiser.Denoiser",))
+        from_node(_NoParams, d.scaling_config, join(at, "denoiser_config.params.scaling_config"),
+                  targets=(_SGM + "diffusionmodules.denoiser_scaling.VScalingWithEDMcNoise",))
+    return SVDConfig(unet=unet, conditioner=_parse_conditioner(p.conditioner_config, join(at, "conditioner_config")),
+                     first_stage=dec, first_stage_encoder=enc, first_stage_kind=fs_kind, first_stage_embed_dim=fs_embed,
+                     sampler=_parse_sampler(p.sampler_config, join(at, "sampler_config")),
+                     loss=_parse_loss(p.loss_fn_config, join(at, "loss_fn_config")),
+                     scale_factor=p.scale_factor, ckpt_path=p.ckpt_path, source=source)
 
 
 def load_svd_config(path) -> SVDConfig:
     """Read an original SVD YAML file (``configs/svd.yaml`` etc.) into an :class:`SVDConfig`."""
-    path = Path(path)
-    if not path.is_file():
-        raise SVDConfigError(f"config file {path} does not exist")
-    with open(path) as f:
-        cfg = yaml.safe_load(f)
-    if not isinstance(cfg, dict):
-        raise SVDConfigError(f"{path}: not a YAML mapping")
-    return parse_svd_config(cfg, str(path))
+    return parse_svd_config(load_yaml(path), str(path))

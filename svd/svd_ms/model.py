@@ -18,10 +18,11 @@ from pathlib import Path
 
 from mindspore import nn
 
+from common.config import ConfigError
 from common.vae import AutoencoderKL
 
 from .conditioner import Conditioner, to_ddconfig
-from .config import SVDConfig, SVDConfigError, load_svd_config
+from .config import SVDConfig, load_svd_config
 from .denoiser import Denoiser
 from .temporal_vae import VideoAutoencoder, decoder_ddconfig
 from .video_unet import VideoUNet, temporal_parameter_names
@@ -42,7 +43,7 @@ def _check_first_stage(cfg: SVDConfig) -> None:
             "attn_resolutions", "resolution")
     diff = [k for k in keys if enc[k] != dec[k]]
     if diff:
-        raise SVDConfigError(f"{cfg.source}: first_stage_config encoder and decoder ddconfigs differ in {diff}; "
+        raise ConfigError(f"{cfg.source}: first_stage_config encoder and decoder ddconfigs differ in {diff}; "
                              "this port builds both from one ddconfig")
 
 
@@ -63,10 +64,10 @@ class SVDModel(nn.Cell):
         self.model = _DiffusionWrapper(VideoUNet(cfg.unet))
         self.conditioner = Conditioner(cfg.conditioner, clip_config, search_dirs)
         if self.conditioner.embed_dim != cfg.unet.context_dim:
-            raise SVDConfigError(f"{cfg.source}: the image embedder's embed_dim {self.conditioner.embed_dim} != "
+            raise ConfigError(f"{cfg.source}: the image embedder's embed_dim {self.conditioner.embed_dim} != "
                                  f"network_config.context_dim {cfg.unet.context_dim}")
         if cfg.unet.adm_in_channels is not None and self.conditioner.vector_dim != cfg.unet.adm_in_channels:
-            raise SVDConfigError(f"{cfg.source}: the vector embedders give {self.conditioner.vector_dim} channels, "
+            raise ConfigError(f"{cfg.source}: the vector embedders give {self.conditioner.vector_dim} channels, "
                                  f"network_config.adm_in_channels is {cfg.unet.adm_in_channels}")
         if cfg.first_stage_kind == "video":
             self.first_stage_model = VideoAutoencoder(decoder_ddconfig(cfg.first_stage))

@@ -23,6 +23,7 @@ import mindspore as ms
 from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import HeUniform, Uniform
 
+from common.config import ConfigError
 from common.nn import GroupNorm, TemporalConv
 from common.vae import AutoencoderKL, DDConfig, Decoder, ResnetBlock
 
@@ -33,7 +34,7 @@ class VideoDecoderConfig(DDConfig):
     (initial mix_factor, 0), ``merge_strategy`` (``learned``: alpha = sigmoid(mix_factor);
     ``fixed``: alpha = mix_factor), ``time_mode`` (only ``conv-only``)."""
 
-    video_kernel_size: int = 3
+    video_kernel_size: int | list = 3
     alpha: float = 0.0
     merge_strategy: str = "learned"
     time_mode: str = "conv-only"
@@ -43,9 +44,9 @@ class VideoDecoderConfig(DDConfig):
         if isinstance(self.video_kernel_size, (list, tuple)):
             self.video_kernel_size = int(self.video_kernel_size[0])
         if self.merge_strategy not in ("learned", "fixed"):
-            raise ValueError(f"VideoDecoder merge_strategy {self.merge_strategy!r}: expected 'learned' or 'fixed'")
+            raise ConfigError(f"merge_strategy: {self.merge_strategy!r}: expected 'learned' or 'fixed'")
         if self.time_mode != "conv-only":
-            raise ValueError(f"VideoDecoder time_mode {self.time_mode!r}: only 'conv-only' is supported")
+            raise ConfigError(f"time_mode: {self.time_mode!r}: only 'conv-only' is supported")
 
 
 class TemporalResBlockNoEmb(nn.Cell):
@@ -67,8 +68,8 @@ class VideoResnetBlock(ResnetBlock):
     """ResnetBlock, then ``time_stack`` over the chunk's frames, mixed by ``mix_factor``."""
 
     def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0, video_kernel_size: int = 3,
-                 alpha: float = 0.0, merge_strategy: str = "learned"):
-        super().__init__(in_channels, out_channels, dropout=dropout)
+                 alpha: float = 0.0, merge_strategy: str = "learned", num_groups: int = 32):
+        super().__init__(in_channels, out_channels, dropout=dropout, num_groups=num_groups)
         self.time_stack = TemporalResBlockNoEmb(out_channels, video_kernel_size, dropout)
         self.learned = merge_strategy == "learned"
         self.mix_factor = Parameter(ms.Tensor([alpha], ms.float32), name="mix_factor", requires_grad=self.learned)
@@ -111,7 +112,8 @@ class VideoDecoder(Decoder):
 
     def make_resblock(self, in_channels: int, out_channels: int) -> nn.Cell:
         c = self.config
-        return VideoResnetBlock(in_channels, out_channels, c.dropout, c.video_kernel_size, c.alpha, c.merge_strategy)
+        return VideoResnetBlock(in_channels, out_channels, c.dropout, c.video_kernel_size, c.alpha, c.merge_strategy,
+                                c.norm_num_groups)
 
     def make_conv_out(self, in_channels: int, out_channels: int) -> nn.Cell:
         return AE3DConv(in_channels, out_channels, self.config.video_kernel_size)

@@ -5,7 +5,8 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from svd_ms.config import SVDConfigError, VideoUNetConfig
+from common.config import ConfigError
+from svd_ms.config import VideoUNetConfig
 from svd_ms.video_unet import VideoUNet, temporal_parameter_names
 
 rng = np.random.default_rng(0)
@@ -95,11 +96,11 @@ def test_unet_variants_build_and_run(kw):
 
 
 def test_config_errors_name_the_key():
-    with pytest.raises(SVDConfigError, match="num_heads or num_head_channels"):
+    with pytest.raises(ConfigError, match="num_heads or num_head_channels"):
         _small_cfg(num_head_channels=-1)
-    with pytest.raises(SVDConfigError, match="merge_strategy"):
+    with pytest.raises(ConfigError, match="merge_strategy"):
         _small_cfg(merge_strategy="average")
-    with pytest.raises(SVDConfigError, match="video_kernel_size"):
+    with pytest.raises(ConfigError, match="video_kernel_size"):
         _small_cfg(video_kernel_size=[3, 3, 3])
 
 
