@@ -7,6 +7,10 @@ the same functions the inference script uses.
 """
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import mindspore as ms
 import numpy as np
 
@@ -14,7 +18,7 @@ from common.clip.tokenizer import SimpleTokenizer
 from common.golden import GoldenAdapter, GoldenCase, GoldenCheck
 
 from .config import DynamiCrafterConfig
-from .data import load_frame
+from .data import load_data_prompts, load_frame
 from .model import DynamiCrafter
 from common.schedulers.ddim import sample_ddim
 
@@ -101,27 +105,62 @@ class Adapter(GoldenAdapter):
 
     check_ddim_sample = _sample
     check_ddim_sample_eta1 = _sample
+    check_ddim_sample_interp = _sample  # the sampler has no interpolation code: c_concat's zeros are input
 
     # ---- data and the whole pipeline ------------------------------------------------------
     def check_preprocess(self, c: GoldenCheck):
         return {"image": load_frame(self.case.path(c.params["image_file"]), c.params["video_size"])}
 
+    def check_preprocess_interp(self, c: GoldenCheck):
+        # the loader reads a folder: the case's two pictures (sorted: start, end) and a one-line prompt file
+        with tempfile.TemporaryDirectory() as d:
+            for name in c.params["image_files"]:
+                shutil.copy(self.case.path(name), Path(d) / name)
+            (Path(d) / "prompts.txt").write_text(c.params["prompt"] + "\n")
+            _, videos, _ = load_data_prompts(d, c.params["video_size"], int(c.params["video_frames"]), interp=True)
+        return {"video": videos[0]}
+
+    @staticmethod
+    def _videos(c: GoldenCheck) -> np.ndarray:
+        """The check's input video (B, 3, T, H, W), or its picture (B, 3, H, W) repeated over video_length."""
+        if "video" in c.inputs:
+            return c.inputs["video"]
+        return np.repeat(c.inputs["image"][:, :, None], int(c.params["video_length"]), axis=2)
+
+    @staticmethod
+    def _options(c: GoldenCheck) -> dict:
+        """The pipeline arguments of ``image_guided_synthesis``'s recorded params (shared by conditioning and pipeline)."""
+        p = c.params
+        return dict(guidance_scale=float(p["unconditional_guidance_scale"]), image_guidance_scale=p.get("cfg_img"),
+                    multiple_cond_cfg=bool(p.get("multiple_cond_cfg", False)), frame_stride=int(p["frame_stride"]),
+                    text_input=bool(p.get("text_input", True)), loop=bool(p.get("loop", False)),
+                    interp=bool(p.get("interp", False)))
+
+    def _conditions(self, c: GoldenCheck):
+        videos = self._videos(c)
+        cond, uncond, _ = DynamiCrafterPipeline(self.model).encode_conditions(
+            [c.params["prompt"]] * videos.shape[0], _t(videos), encode_noise=c.inputs["encode_noise"],
+            **self._options(c))
+        return {"c_concat": cond["c_concat"].asnumpy(), "context": cond["context"].asnumpy(),
+                "uc_c_concat": uncond["c_concat"].asnumpy(), "uc_context": uncond["context"].asnumpy(),
+                "fs": cond["fs"].asnumpy()}
+
+    check_c_concat_interp = _conditions
+    check_c_concat_loop = _conditions
+
     def check_pipeline(self, c: GoldenCheck):
-        image = c.inputs["image"]  # (B, 3, H, W)
-        t = int(c.params["video_length"])
-        videos = np.repeat(image[:, :, None], t, axis=2)  # (B, 3, T, H, W)
+        videos = self._videos(c)  # (B, 3, T, H, W)
+        b = videos.shape[0]
         n = int(c.params.get("n_samples", 1))
         out = DynamiCrafterPipeline(self.model)(
-            [c.params["prompt"]] * image.shape[0], videos,
-            num_videos_per_prompt=n, num_inference_steps=int(c.params["ddim_steps"]),
-            eta=float(c.params["ddim_eta"]),
-            guidance_scale=float(c.params["unconditional_guidance_scale"]),
-            frame_stride=int(c.params["frame_stride"]), text_input=bool(c.params.get("text_input", True)),
-            multiple_cond_cfg=bool(c.params.get("multiple_cond_cfg", False)),
-            timestep_spacing=c.params["timestep_spacing"], guidance_rescale=float(c.params["guidance_rescale"]),
-            loop=bool(c.params.get("loop", False)), interp=bool(c.params.get("interp", False)),
-            latents=c.inputs["x_T"], encode_noise=c.inputs["encode_noise"], output_type="latent", progress=False)
+            [c.params["prompt"]] * b, videos, num_videos_per_prompt=n, num_inference_steps=int(c.params["ddim_steps"]),
+            eta=float(c.params["ddim_eta"]), timestep_spacing=c.params["timestep_spacing"],
+            guidance_rescale=float(c.params["guidance_rescale"]), latents=c.inputs["x_T"],
+            encode_noise=c.inputs["encode_noise"], step_noise_draws=c.inputs.get("noise"), output_type="latent",
+            progress=False, **self._options(c))
         # the recorded video is the decoder's raw output (B, n, 3, T, H, W), not the clamped frames
-        lat = out.latents.reshape((image.shape[0], n) + out.latents.shape[1:])
+        lat = out.latents.reshape((b, n) + out.latents.shape[1:])
         return {"video": np.stack([self.model.decode_first_stage(_t(lat[:, j])).asnumpy() for j in range(n)], axis=1)}
 
+    check_pipeline_interp = check_pipeline
+    check_pipeline_loop = check_pipeline

@@ -101,6 +101,20 @@ class FrozenOpenCLIPImageEmbedderV2(nn.Cell):
         return self.model.visual.forward_tokens(pixels)
 
 
+def image_latent_condition(z, key_frames: bool = False, index: int = 0):
+    """The ``c_concat`` latent from the video latent ``z`` (B, 4, T, h, w).
+
+    ``key_frames`` (``--interp`` / ``--loop``, training ``interp_mode``): ``z[:, :, 0]`` at frame 0 and
+    ``z[:, :, -1]`` at frame T-1, exact zeros between; otherwise ``z[:, :, index]`` repeated over the T frames.
+    """
+    t = z.shape[2]
+    if key_frames:
+        mask = np.zeros((1, 1, t, 1, 1), np.float32)
+        mask[:, :, 0] = mask[:, :, -1] = 1.0
+        return z * ms.Tensor(mask)
+    return ops.broadcast_to(z[:, :, index:index + 1], z.shape)
+
+
 def _clip_config(arch: str, where: str, search_dirs):
     try:
         return load_open_clip_config(arch, search_dirs=search_dirs)

@@ -16,7 +16,7 @@ from mindspore import ops
 from common.pipeline_utils import VideoOutput, check_output_type, frames_from_decoded, numpy_generator
 from common.schedulers.ddim import sample_ddim
 
-from .model import DynamiCrafter
+from .model import DynamiCrafter, image_latent_condition
 from .sampler import denoiser, make_schedule, step_noise
 
 
@@ -50,6 +50,46 @@ class DynamiCrafterPipeline:
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         return prompts, videos
+
+    def encode_conditions(self, prompts, videos, *, negative_prompt=None, guidance_scale: float = 1.0,
+                          image_guidance_scale=None, multiple_cond_cfg: bool = False, frame_stride=None,
+                          text_input: bool = True, loop: bool = False, interp: bool = False, encode_noise=None,
+                          generator=None):
+        """The conditioning of every guidance branch, as ``image_guided_synthesis`` hands it to the sampler.
+
+        Args: as :meth:`__call__`; ``prompts`` a list of B strings, ``videos`` (B, 3, T, H, W) in [-1, 1],
+        ``generator`` the numpy Generator of the VAE posterior draws (used when ``encode_noise`` is None).
+
+        Returns:
+            ``(cond, uncond, uncond_img)``: dicts with ``context`` (B, 77 + 16*T, D), ``c_concat`` (B, 4, T, h, w)
+            and ``fs`` (B,) int64; ``uncond`` is None without guidance (scale 1.0), ``uncond_img`` None
+            unless two-scale guidance is on. The image tokens come from frame 0 only (the start frame with
+            ``interp``); every branch shares the one ``c_concat``.
+        """
+        model = self.model
+        b = videos.shape[0]
+        fs_value = model.unet.default_fs if frame_stride is None else int(frame_stride)
+        fs = ms.Tensor(np.full((b,), fs_value, np.int64))
+        if not text_input:
+            prompts = [""] * b
+        img = videos[:, :, 0]  # (B, 3, H, W)
+        img_emb = model.embed_image(img)  # (B, 16*T, D)
+        cond_emb = model.get_learned_conditioning(prompts)  # (B, 77, D)
+        z = model.encode_first_stage(videos, noise=encode_noise, generator=generator)  # (B, 4, T, h, w)
+        c_concat = image_latent_condition(z, key_frames=loop or interp)
+        cond = {"context": ops.concat([cond_emb, img_emb], axis=1), "c_concat": c_concat, "fs": fs}
+        if float(guidance_scale) == 1.0:
+            return cond, None, None
+        if model.uncond_type == "empty_seq":
+            uc_emb = model.get_learned_conditioning([negative_prompt or ""] * b)
+        else:
+            uc_emb = ops.zeros_like(cond_emb)
+        uc_img_emb = model.embed_image(ops.zeros_like(img))
+        uncond = {"context": ops.concat([uc_emb, uc_img_emb], axis=1), "c_concat": c_concat, "fs": fs}
+        uncond_img = None
+        if (multiple_cond_cfg or image_guidance_scale is not None) and image_guidance_scale != 1.0:
+            uncond_img = {"context": ops.concat([uc_emb, img_emb], axis=1), "c_concat": c_concat, "fs": fs}
+        return cond, uncond, uncond_img
 
     def __call__(
         self,
@@ -118,44 +158,15 @@ class DynamiCrafterPipeline:
         check_output_type(output_type)
         prompts, videos = self.check_inputs(prompt, image, num_frames, height, width, num_inference_steps)
         rng = numpy_generator(seed, generator)
-        b, _, t, hh, ww = videos.shape
-        unet = model.unet
-        fs_value = unet.default_fs if frame_stride is None else int(frame_stride)
-        fs_t = ms.Tensor(np.full((b,), fs_value, np.int64))
-        if not text_input:
-            prompts = [""] * b
-
-        img = videos[:, :, 0]  # (B, 3, H, W)
-        img_emb = model.embed_image(img)  # (B, 16*T', D)
-        cond_emb = model.get_learned_conditioning(prompts)  # (B, 77, D)
-        cond = {"context": ops.concat([cond_emb, img_emb], axis=1), "fs": fs_t}
-        z = model.encode_first_stage(videos, noise=encode_noise, generator=rng)  # (B, 4, T, h, w)
-        if loop or interp:
-            mask = np.zeros((1, 1, t, 1, 1), np.float32)
-            mask[:, :, 0] = mask[:, :, -1] = 1.0
-            img_cat_cond = z * ms.Tensor(mask)
-        else:
-            img_cat_cond = ops.broadcast_to(z[:, :, :1], z.shape)
-        cond["c_concat"] = img_cat_cond
-
-        uncond = uncond_img = None
-        guidance = float(guidance_scale)
-        cfg_img = image_guidance_scale
-        if guidance != 1.0:
-            if model.uncond_type == "empty_seq":
-                uc_emb = model.get_learned_conditioning([negative_prompt or ""] * b)
-            else:
-                uc_emb = ops.zeros_like(cond_emb)
-            uc_img_emb = model.embed_image(ops.zeros_like(img))
-            uncond = {"context": ops.concat([uc_emb, uc_img_emb], axis=1), "c_concat": img_cat_cond, "fs": fs_t}
-            if multiple_cond_cfg or cfg_img is not None:
-                if cfg_img is None or cfg_img != 1.0:
-                    uncond_img = {"context": ops.concat([uc_emb, img_emb], axis=1), "c_concat": img_cat_cond,
-                                  "fs": fs_t}
-        fn = denoiser(model, cond, uncond, guidance, guidance_rescale, uncond_img, cfg_img)
+        b, _, t = videos.shape[:3]
+        cond, uncond, uncond_img = self.encode_conditions(
+            prompts, videos, negative_prompt=negative_prompt, guidance_scale=guidance_scale,
+            image_guidance_scale=image_guidance_scale, multiple_cond_cfg=multiple_cond_cfg, frame_stride=frame_stride,
+            text_input=text_input, loop=loop, interp=interp, encode_noise=encode_noise, generator=rng)
+        fn = denoiser(model, cond, uncond, float(guidance_scale), guidance_rescale, uncond_img, image_guidance_scale)
         schedule = make_schedule(model, num_inference_steps, timestep_spacing, eta)
 
-        noise_shape = (b, unet.out_channels, t) + tuple(z.shape[3:])
+        noise_shape = (b, model.unet.out_channels, t) + tuple(cond["c_concat"].shape[3:])
         noise = step_noise(noise_shape, step_noise_draws, rng) if schedule.eta > 0 else None
         finals, frames = [], []
         for _ in range(num_videos_per_prompt):
