@@ -163,6 +163,9 @@ class DiffusionConfig:
     x0 rescale of the 512/1024 models. fps_condition_type: "fs" (frame stride) or "fps".
     perframe_ae: encode/decode one frame at a time. uncond_type: "empty_seq" ("" prompt) or "zero_embed".
     image_size: latent [h, w] at training. channels: latent channels. conditioning_key: "hybrid".
+    Fine-tuning (``dynamicrafter_ms.training``): uncond_prob (conditioning dropout p), rand_cond_frame
+    (a random conditioning frame per batch), interp_mode (first + last frame latents, the interpolation
+    model; at inference it marks a config that ``--interp`` / ``--loop`` accept, the flags pick the mode).
     The other keys are the training code's (declared so that the released files read as they are).
     """
 
@@ -189,9 +192,9 @@ class DiffusionConfig:
     image_proj_model_trainable: Any = unused(_TRAINING, True)
     scale_by_std: bool = unused("training only: scale_factor is read as given", False)
     use_ema: Any = unused("the released checkpoints hold no EMA weights", False)
-    uncond_prob: Any = unused(_TRAINING, 0.0)
-    rand_cond_frame: Any = unused(_TRAINING, False)
-    interp_mode: Any = unused("training only: at inference --interp selects the two-frame mode", False)
+    uncond_prob: float = 0.0
+    rand_cond_frame: bool = False
+    interp_mode: bool = False
     log_every_t: Any = unused(_TRAINING, 100)
 
     def __post_init__(self):

@@ -61,8 +61,8 @@ def load_data_prompts(data_dir, video_size=(256, 256), video_frames: int = 16, i
         (filenames, videos, prompts): videos are float32 (3, T, H, W) arrays, one per prompt.
 
     Raises:
-        PromptDirError: missing folder, no prompt file, empty prompt file, too few pictures,
-            unreadable picture.
+        PromptDirError: missing folder, no prompt file, empty prompt file, too few pictures (or an odd
+            number with ``interp``), unreadable picture.
     """
     d = Path(data_dir)
     if not d.is_dir():
@@ -76,6 +76,9 @@ def load_data_prompts(data_dir, video_size=(256, 256), video_frames: int = 16, i
     if not prompts:
         raise PromptDirError(f"prompt file {prompt_files[0]} is empty: write one prompt per picture, one per line")
     images = get_filelist(d, IMAGE_SUFFIXES)
+    if interp and len(images) % 2:
+        raise PromptDirError(f"--interp takes pictures in pairs (start, end; sorted by name) but {d} holds "
+                             f"{len(images)} pictures, an odd number")
     need = 2 * len(prompts) if interp else len(prompts)
     if len(images) < need:
         raise PromptDirError(f"{prompt_files[0]} has {len(prompts)} prompts but {d} holds {len(images)} pictures "

@@ -47,8 +47,10 @@ def get_parser() -> argparse.ArgumentParser:
                    help="DDIM timestep spacing (default uniform; 512/1024 use uniform_trailing)")
     p.add_argument("--guidance_rescale", type=float, default=0.0, help="guidance rescale (default 0; 512/1024: 0.7)")
     p.add_argument("--perframe_ae", action="store_true", help="VAE encode/decode one frame at a time (less memory)")
-    p.add_argument("--loop", action="store_true", help="looping video (condition on first and last frame)")
-    p.add_argument("--interp", action="store_true", help="frame interpolation between picture pairs")
+    p.add_argument("--loop", action="store_true",
+                   help="looping video (interp model: first and last frame latents of the one picture; saves T-1 frames)")
+    p.add_argument("--interp", action="store_true",
+                   help="frame interpolation (interp model): pictures in sorted pairs (start, end), one prompt per pair")
     p.add_argument("--mode", type=str, default="pynative", choices=["pynative", "graph"],
                    help="[ms] MindSpore execution mode (default pynative; graph compiles the networks first)")
     p.add_argument("--dtype", type=str, default="float32", choices=DTYPES, help="[ms] UNet compute dtype")
@@ -65,6 +67,16 @@ def get_parser() -> argparse.ArgumentParser:
 
 class UsageError(ValueError):
     """A flag value that cannot work (the message names the flag)."""
+
+
+def two_frame_model(cfg) -> bool:
+    """Whether ``--interp`` / ``--loop`` may run with this config: it says ``interp_mode: true`` (the interp
+    release's own config), or it is the 512 layout that the original's ``scripts/run_application.sh`` pairs with
+    the interp checkpoint (``configs/inference_512_v1.0.yaml``: v-prediction, latent 40x64). The interp
+    checkpoint has exactly the keys and shapes of the 512 one, so the weights cannot tell them apart."""
+    d = cfg.diffusion
+    size = d.image_size if d.image_size is None or isinstance(d.image_size, int) else tuple(d.image_size)
+    return bool(d.interp_mode) or (d.parameterization == "v" and size == (40, 64))
 
 
 def check_args(args, cfg) -> None:
@@ -93,6 +105,13 @@ def check_args(args, cfg) -> None:
         raise UsageError(f"--ddim_eta must be >= 0, got {args.ddim_eta}")
     if args.interp and args.video_length % 2:
         raise UsageError(f"--interp needs an even --video_length, got {args.video_length}")
+    if args.interp and args.loop:
+        raise UsageError("--interp and --loop exclude each other: pick one")
+    if (args.interp or args.loop) and not two_frame_model(cfg):
+        flag = "--interp" if args.interp else "--loop"
+        raise UsageError(f"{flag} needs the interpolation model (DynamiCrafter_512_Interp with "
+                         f"configs/inference_512_interp_v1.0.yaml); {args.config} is not one "
+                         f"(no model.params.interp_mode: true, not the 512 layout)")
     import mindspore as ms
 
     if args.dtype == "bfloat16" and ms.get_context("device_target") == "CPU":
@@ -120,7 +139,8 @@ def build_model(args):
         print(f">>> model checkpoint loaded: {n} tensors from {args.ckpt_path}")
     else:
         print("WARNING: random weights (--random_init): the video is noise. Real weights: see README "
-              "(Doubiiu/DynamiCrafter, DynamiCrafter_512, DynamiCrafter_1024 model.ckpt on the Hugging Face hub).")
+              "(Doubiiu/DynamiCrafter, DynamiCrafter_512, DynamiCrafter_1024, DynamiCrafter_512_Interp model.ckpt "
+              "on the Hugging Face hub).")
     model.perframe_ae = bool(args.perframe_ae or cfg.diffusion.perframe_ae)
     if args.dtype != "float32":
         model.model.set_dtype(getattr(ms, args.dtype))
@@ -194,8 +214,11 @@ def run(args) -> list[Path]:
                                              args.save_gif)
     print(f"Saved in {out_dir}: {', '.join(p.name for p in written)}. Time used: {time.time() - start:.2f} seconds")
     if args.ckpt_path is None:
-        print("NOTE: these videos come from RANDOM weights. For real results download model.ckpt from the Hugging "
-              "Face hub (Doubiiu/DynamiCrafter for 256) and run: sh scripts/run/run_infer.sh 256 /path/to/model.ckpt")
+        how = (f"Doubiiu/DynamiCrafter_512_Interp) and run: sh scripts/run/run_application.sh "
+               f"{'interp' if args.interp else 'loop'} /path/to/model.ckpt" if args.interp or args.loop else
+               "Doubiiu/DynamiCrafter for 256) and run: sh scripts/run/run_infer.sh 256 /path/to/model.ckpt")
+        print(f"NOTE: these videos come from RANDOM weights. For real results download model.ckpt from the Hugging "
+              f"Face hub ({how}")
     return written
 
 

@@ -21,6 +21,23 @@ def cli_cfg(tmp_path_factory, dc):
     return dc.write_config(d, dc.tiny_config("256"), "tiny.yaml"), dc.write_config(d, dc.tiny_config("512"), "t512.yaml")
 
 
+@pytest.fixture(scope="module")
+def interp_cfg(tmp_path_factory, dc):
+    """A tiny config of the 512 interp release's kind (``interp_mode: true``)."""
+    cfg = dc.tiny_config("512", frames=4)
+    cfg["model"]["params"]["interp_mode"] = True
+    return dc.write_config(tmp_path_factory.mktemp("cli_interp"), cfg, "tiny_interp.yaml")
+
+
+def _pictures(folder, n, prompts):
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (50 + 10 * i, 80, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+    (folder / "prompts.txt").write_text("".join(f"{p}\n" for p in prompts))
+    return folder
+
+
 @pytest.fixture
 def one_picture(tmp_path):
     d = tmp_path / "one"
@@ -49,6 +66,46 @@ def test_cli_writes_a_playable_video(cli_cfg, one_picture, tmp_path):
     frames = read_video_frames(mp4)
     assert frames.shape == (2, 64, 64, 3) and frames.dtype == np.uint8
     assert (tmp_path / "out" / "samples_separate" / "pic_sample0.gif").stat().st_size > 0
+
+
+@pytest.mark.parametrize("mode,pictures,frames", [("--interp", 2, 4), ("--loop", 1, 3)])
+def test_cli_interp_and_loop_write_playable_videos(interp_cfg, tmp_path, mode, pictures, frames):
+    """``--interp`` (one picture pair) and ``--loop`` end to end, with run_application.sh's options;
+    ``--loop`` saves T-1 frames as the original does."""
+    d = _pictures(tmp_path / "p", pictures, ["a boat drifting"])
+    out = tmp_path / "out"
+    argv = _args(interp_cfg, d, out, "--random_init", mode, "--video_length", "4", "--ddim_steps", "2",
+                 "--frame_stride", "5", "--timestep_spacing", "uniform_trailing", "--guidance_rescale", "0.7",
+                 "--perframe_ae")
+    assert main(argv) == 0
+    video = read_video_frames(out / "samples_separate" / "p0_sample0.mp4")
+    assert video.shape == (frames, 64, 64, 3) and video.dtype == np.uint8
+    assert sorted(p.name for p in (out / "samples_separate").iterdir()) == ["p0_sample0.mp4"]
+
+
+def test_interp_and_loop_refuse_other_models(capsys, cli_cfg, interp_cfg, tmp_path):
+    pair = _pictures(tmp_path / "pair", 2, ["a boat drifting"])
+    for mode in ("--interp", "--loop"):
+        msg = _error(capsys, _args(cli_cfg[0], pair, tmp_path, "--random_init", mode))
+        assert f"{mode} needs the interpolation model" in msg and "tiny.yaml" in msg
+    odd = _pictures(tmp_path / "odd", 3, ["a boat drifting"])
+    msg = _error(capsys, _args(interp_cfg, odd, tmp_path, "--random_init", "--interp", "--video_length", "4"))
+    assert "in pairs" in msg and "3 pictures, an odd number" in msg
+    msg = _error(capsys, _args(interp_cfg, pair, tmp_path, "--random_init", "--interp", "--video_length", "3"))
+    assert "--interp needs an even --video_length" in msg
+    msg = _error(capsys, _args(interp_cfg, pair, tmp_path, "--random_init", "--interp", "--loop"))
+    assert "exclude each other" in msg
+
+
+def test_interp_accepts_the_configs_the_original_pairs_with_the_interp_checkpoint(dc):
+    from dynamicrafter_ms.config import DynamiCrafterConfig
+    from dynamicrafter_ms.inference import two_frame_model
+
+    configs = dc.DC_DIR / "configs"
+    ok = {name: two_frame_model(DynamiCrafterConfig.from_yaml(configs / name)) for name in (
+        "inference_512_interp_v1.0.yaml", "inference_512_v1.0.yaml", "inference_512_interp_tiny_demo.yaml",
+        "inference_256_v1.0.yaml", "inference_1024_v1.0.yaml", "inference_256_tiny_demo.yaml")}
+    assert [name for name, yes in ok.items() if yes] == list(ok)[:3]
 
 
 def _torch_ckpt(path, model, rename_256=True):
@@ -119,6 +176,28 @@ def _sh(*args, env=None, timeout=600):
     run = os.path.join(os.path.dirname(__file__), "..", "scripts", "run", "run_infer.sh")
     return subprocess.run(["sh", run, *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+def _app(*args, env=None, timeout=600):
+    run = os.path.join(os.path.dirname(__file__), "..", "scripts", "run", "run_application.sh")
+    return subprocess.run(["sh", run, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_run_application_rejects_unknown_mode():
+    r = _app("morph")
+    assert r.returncode == 2 and "unknown application 'morph'" in r.stderr and "interp or loop" in r.stderr
+
+
+@pytest.mark.slow
+def test_run_application_random_demo_writes_mp4(tmp_path):
+    """``sh scripts/run/run_application.sh loop`` with no checkpoint, shortened by extra flags (PyNative)."""
+    r = _app("loop", "", "--video_length", "2", "--ddim_steps", "1", "--mode", "pynative",
+             env={"SAVEDIR": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "RANDOMLY INITIALISED" in r.stdout and "DynamiCrafter_512_Interp" in r.stdout
+    frames = read_video_frames(tmp_path / "samples_separate" / "rocket_sample0.mp4")
+    assert frames.shape == (1, 320, 512, 3)
 
 
 def test_run_infer_rejects_unknown_resolution():

@@ -66,3 +66,16 @@ def test_shipped_configs_equal_the_released_ones(res):
     ours = yaml.safe_load((DC_DIR / "configs" / f"inference_{res}_v1.0.yaml").read_text())
     theirs = yaml.safe_load((RELEASED / f"dynamicrafter_{res}.yaml").read_text())
     assert ours == theirs
+
+
+#: the training-only keys of configs/training_512_v1.0/config_interp.yaml that the inference config leaves out
+_TRAINING_ONLY = {"model": ("pretrained_checkpoint", "base_learning_rate", "scale_lr"),
+                  "params": ("log_every_t", "image_proj_model_trainable", "uncond_prob", "rand_cond_frame")}
+
+
+def test_shipped_interp_config_is_the_released_one_without_training_keys():
+    ours = yaml.safe_load((DC_DIR / "configs" / "inference_512_interp_v1.0.yaml").read_text())
+    theirs = yaml.safe_load((RELEASED / "dynamicrafter_512_interp.yaml").read_text())
+    model = {k: v for k, v in theirs["model"].items() if k not in _TRAINING_ONLY["model"]}
+    model["params"] = {k: v for k, v in model["params"].items() if k not in _TRAINING_ONLY["params"]}
+    assert ours == {"model": model}

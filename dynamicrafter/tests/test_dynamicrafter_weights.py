@@ -77,8 +77,8 @@ def test_converter_round_trip(tmp_path, tiny_dir, tiny256, dc):
         np.testing.assert_array_equal(p.asnumpy(), a[name].asnumpy(), err_msg=name)
 
 
-@pytest.mark.parametrize("case", ["tiny256", "tiny512"])
-def test_converter_converts_the_golden_checkpoints(tmp_path, case):
+@pytest.mark.parametrize("case,kind", [("tiny256", "256"), ("tiny512", "512"), ("tiny512_interp", "512_interp")])
+def test_converter_converts_the_golden_checkpoints(tmp_path, case, kind):
     from importlib import util
 
     root = golden.golden_root() / "dynamicrafter" / case
@@ -86,7 +86,7 @@ def test_converter_converts_the_golden_checkpoints(tmp_path, case):
         __import__("pathlib").Path(__file__).resolve().parents[1] / "tools" / "convert_weight.py"))
     mod = util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    s = mod.convert(mod.PARSER.parse_args(["--kind", "256" if case == "tiny256" else "512", "--src",
+    s = mod.convert(mod.PARSER.parse_args(["--kind", kind, "--src",
                                            str(root / "model.ckpt"), "--target", str(tmp_path / "o.ckpt"),
                                            "--config", str(root / "config.yaml")]))
     assert s["tensors"] == len(ms.load_checkpoint(s["target"]))

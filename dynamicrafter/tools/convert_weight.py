@@ -1,10 +1,12 @@
 """Convert a released DynamiCrafter checkpoint (PyTorch) to a MindSpore checkpoint.
 
     python tools/convert_weight.py --kind 256 --src model.ckpt --target ms/model_256.ckpt
+    python tools/convert_weight.py --kind 512_interp --src model.ckpt --target ms/model_512_interp.ckpt
     python tools/convert_weight.py --kind clip --src open_clip_pytorch_model.bin --target ms/clip.ckpt
     (older spelling: --model_name 256 --src_ckpt model.ckpt --target_ckpt ms/model_256.ckpt)
 
-* ``256`` / ``512`` / ``1024``: the Lightning ``model.ckpt`` of Doubiiu/DynamiCrafter(_512|_1024). Keys are
+* ``256`` / ``512`` / ``1024`` / ``512_interp``: the Lightning ``model.ckpt`` of
+  Doubiiu/DynamiCrafter(_512|_1024|_512_Interp) (the interp file has the 512 layout). Keys are
   renamed by the explicit table of ``dynamicrafter_ms.weights.RENAMES`` (only the 256 release's
   ``framestride_embed`` -> ``fps_embedding`` and DeepSpeed's ``_forward_module.`` prefix); every key is
   then checked by name and shape against the model built from ``configs/inference_<kind>_v1.0.yaml``
@@ -27,7 +29,7 @@ HERE = Path(__file__).resolve().parent.parent  # the dynamicrafter/ folder
 PARSER = converter_parser(
     __doc__, src_help="the released checkpoint (.ckpt/.pt/.bin/.safetensors)",
     config_help="inference yaml (default configs/inference_<kind>_v1.0.yaml; 256's for clip)",
-    kinds=["256", "512", "1024", "clip"], kind_help="which release the source checkpoint is",
+    kinds=["256", "512", "1024", "512_interp", "clip"], kind_help="which release the source checkpoint is",
     aliases={"kind": ["--model_name"], "src": ["--src_ckpt"], "target": ["--target_ckpt"]})
 
 
