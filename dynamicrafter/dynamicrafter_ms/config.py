@@ -165,7 +165,8 @@ class DiffusionConfig:
     image_size: latent [h, w] at training. channels: latent channels. conditioning_key: "hybrid".
     Fine-tuning (``dynamicrafter_ms.training``): uncond_prob (conditioning dropout p), rand_cond_frame
     (a random conditioning frame per batch), interp_mode (first + last frame latents, the interpolation
-    model; at inference it marks a config that ``--interp`` / ``--loop`` accept, the flags pick the mode).
+    model; at inference it marks a config that ``--interp`` / ``--loop`` accept, the flags pick the mode),
+    l_simple_weight / original_elbo_weight / logvar_init / learn_logvar (the loss weights; the original's defaults).
     The other keys are the training code's (declared so that the released files read as they are).
     """
 
@@ -195,6 +196,10 @@ class DiffusionConfig:
     uncond_prob: float = 0.0
     rand_cond_frame: bool = False
     interp_mode: bool = False
+    l_simple_weight: float = 1.0
+    original_elbo_weight: float = 0.0
+    logvar_init: float = 0.0
+    learn_logvar: bool = False
     log_every_t: Any = unused(_TRAINING, 100)
 
     def __post_init__(self):

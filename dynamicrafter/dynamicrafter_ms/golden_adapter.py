@@ -7,6 +7,7 @@ the same functions the inference script uses.
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,6 +24,7 @@ from .model import DynamiCrafter
 from common.schedulers.ddim import sample_ddim
 
 from .pipeline import DynamiCrafterPipeline
+from .training import training_loss
 from .sampler import denoiser, make_schedule, step_noise
 from .weights import load_weights
 
@@ -164,3 +166,29 @@ class Adapter(GoldenAdapter):
 
     check_pipeline_interp = check_pipeline
     check_pipeline_loop = check_pipeline
+
+    # ---- fine-tuning loss -----------------------------------------------------------------
+    def _train(self, c: GoldenCheck) -> dict:
+        """One ``shared_step`` with the recorded draws (UNet dropout off: the model is in eval mode); the four
+        train_* checks are views of it, computed once per distinct set of inputs."""
+        key = hashlib.sha256(repr(c.params["captions"]).encode() + b"".join(
+            k.encode() + np.ascontiguousarray(v).tobytes() for k, v in sorted(c.inputs.items()))).hexdigest()
+        if getattr(self, "_train_key", None) != key:
+            x = c.inputs
+            out = training_loss(self.model, x["video"], c.params["captions"], x["fps"], random_num=x["random_num"],
+                                cond_frame_index=int(x["cond_frame_index"]) if "cond_frame_index" in x else 0,
+                                t=x["t"], noise=x["noise"], encode_noise=x["encode_noise"])
+            self._train_out, self._train_key = {k: v.asnumpy() for k, v in out.items()}, key
+        return self._train_out
+
+    def check_train_cond(self, c: GoldenCheck):
+        return {k: self._train(c)[k] for k in ("c_concat", "context")}
+
+    def check_train_target(self, c: GoldenCheck):
+        return {k: self._train(c)[k] for k in ("x_start", "x_noisy", "target")}
+
+    def check_train_model_out(self, c: GoldenCheck):
+        return {"model_out": self._train(c)["model_out"]}
+
+    def check_train_loss(self, c: GoldenCheck):
+        return {k: self._train(c)[k] for k in ("loss", "loss_simple", "loss_vlb", "loss_per_sample")}
