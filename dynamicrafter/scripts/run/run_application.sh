@@ -16,48 +16,29 @@
 set -e
 cd "$(dirname "$0")/../.."
 
+case "$1" in
+    interp) seed=12306 ;;   # the original's seeds
+    loop) seed=234 ;;
+    *) echo "error: unknown application '$1': the first argument must be interp or loop" >&2
+       echo "usage: sh scripts/run/run_application.sh interp|loop [CKPT] [extra inference.py flags]" >&2
+       exit 2 ;;
+esac
 version=$1
-if [ "$version" = "interp" ]; then
-    seed=12306; mode="--interp"
-elif [ "$version" = "loop" ]; then
-    seed=234; mode="--loop"
-else
-    echo "error: unknown application '${version}': the first argument must be interp or loop" >&2
-    echo "usage: sh scripts/run/run_application.sh interp|loop [CKPT] [extra inference.py flags]" >&2
-    exit 2
-fi
-[ $# -gt 0 ] && shift
-ckpt=$1
-[ $# -gt 0 ] && shift
+mode="--$1"
+ckpt=$2
+shift $(( $# < 2 ? $# : 2 ))
 
-FS=5  # this model adopts FPS 5 (recommended 5-30: smaller -> larger motion)
-config=configs/inference_512_interp_v1.0.yaml
-prompt_dir=${PROMPT_DIR:-prompts/512_${version}/}
-savedir=${SAVEDIR:-results/dynamicrafter_512_${version}_seed${seed}}
-
+# the original's settings on top of run_infer.sh 512's (320x512, 16 frames, DDIM 50 uniform_trailing, eta 1.0,
+# CFG 7.5, guidance rescale 0.7, per-frame VAE): FPS 5 (recommended 5-30: smaller -> larger motion), the seed,
+# the interp config and the mode flag; extra flags come last and win
+export PROMPT_DIR=${PROMPT_DIR:-prompts/512_${version}/}
+export SAVEDIR=${SAVEDIR:-results/dynamicrafter_512_${version}_seed${seed}}
 if [ -z "$ckpt" ]; then
-    echo "No checkpoint given: running a TINY RANDOMLY INITIALISED model (the video will be noise)."
+    echo "No checkpoint given: the interp/loop demo uses random weights."
     echo "Real weights: model.ckpt of Doubiiu/DynamiCrafter_512_Interp on the Hugging Face hub (README.md, Weights)."
-    config=configs/inference_512_interp_tiny_demo.yaml
-    weights="--random_init"
-    demo="--ddim_steps 5 --mode graph"    # random weights: 5 steps exercise everything; graph is faster here
+    export DEMO_CONFIG=configs/inference_512_interp_tiny_demo.yaml DEMO_STEPS=5
+    config=""
 else
-    weights="--ckpt_path $ckpt"
-    demo=""
+    config="--config configs/inference_512_interp_v1.0.yaml"
 fi
-
-python inference.py \
-    --seed ${seed} \
-    ${weights} \
-    --config ${config} \
-    --savedir ${savedir} \
-    --n_samples 1 \
-    --bs 1 --height 320 --width 512 \
-    --unconditional_guidance_scale 7.5 \
-    --ddim_steps 50 \
-    --ddim_eta 1.0 \
-    --prompt_dir ${prompt_dir} \
-    --text_input \
-    --video_length 16 \
-    --frame_stride ${FS} \
-    --timestep_spacing uniform_trailing --guidance_rescale 0.7 --perframe_ae ${mode} ${demo} "$@"
+exec sh scripts/run/run_infer.sh 512 "$ckpt" --seed ${seed} --frame_stride 5 ${config} ${mode} "$@"

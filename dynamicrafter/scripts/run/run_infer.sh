@@ -36,16 +36,16 @@ prompt_dir=${PROMPT_DIR:-prompts/${res}/}
 savedir=${SAVEDIR:-results/dynamicrafter_${res}_seed${seed}}
 
 if [ -z "$ckpt" ]; then
-    if [ "$res" != "256" ]; then
+    if [ "$res" != "256" ] && [ -z "$DEMO_CONFIG" ]; then
         echo "error: no checkpoint given for ${res}: download model.ckpt of Doubiiu/DynamiCrafter_${res}" >&2
         echo "       (see README.md, Weights) and run: sh scripts/run/run_infer.sh ${res} /path/to/model.ckpt" >&2
         exit 2
     fi
     echo "No checkpoint given: running a TINY RANDOMLY INITIALISED model (the video will be noise)."
     echo "Real weights: model.ckpt of Doubiiu/DynamiCrafter on the Hugging Face hub (README.md, Weights)."
-    config=configs/inference_256_tiny_demo.yaml
+    config=${DEMO_CONFIG:-configs/inference_256_tiny_demo.yaml}   # DEMO_CONFIG: run_application.sh's tiny model
     weights="--random_init"
-    demo="--ddim_steps 10 --mode graph"   # random weights: 10 steps exercise everything; graph is faster here
+    demo="--ddim_steps ${DEMO_STEPS:-10} --mode graph"   # random weights: a few steps exercise everything; graph is faster here
 else
     weights="--ckpt_path $ckpt"
     demo=""                               # PyNative unless --mode graph is passed (memory: see above)
