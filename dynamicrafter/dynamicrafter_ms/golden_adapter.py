@@ -17,15 +17,14 @@ import numpy as np
 
 from common.clip.tokenizer import SimpleTokenizer
 from common.golden import GoldenAdapter, GoldenCase, GoldenCheck
+from common.schedulers.ddim import sample_ddim
 
 from .config import DynamiCrafterConfig
 from .data import load_data_prompts, load_frame
 from .model import DynamiCrafter
-from common.schedulers.ddim import sample_ddim
-
 from .pipeline import DynamiCrafterPipeline
-from .training import training_loss
 from .sampler import denoiser, make_schedule, step_noise
+from .training import training_loss
 from .weights import load_weights
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mindspore as ms
 import numpy as np
 import pytest
-from dynamicrafter_ms.training import dropout_masks, draw_randoms, lvlb_weights, training_loss
+from dynamicrafter_ms.training import draw_randoms, dropout_masks, lvlb_weights, training_loss
 
 
 def test_dropout_bands():
