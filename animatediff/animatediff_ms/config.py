@@ -6,6 +6,8 @@
   ones, every size read from the files).
 * :class:`SchedulerConfig`: ``noise_scheduler_kwargs`` of the inference yaml (DDIM as the original
   configures it) plus this port's ``sampler`` choice.
+* :class:`TrainingConfig`: ``configs/training/v1/training.yaml`` (the keyword arguments of the original
+  ``train.py::main``).
 """
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ from common.config import ConfigError, from_mapping, load_json, load_yaml, unuse
 from common.vae import SD_SCALE_FACTOR, DDConfig
 
 __all__ = ["ConfigError", "MotionModuleConfig", "UNet3DAdditionalKwargs", "UNet3DConfig", "VAEConfig",
-           "SchedulerConfig", "InferenceConfig"]
+           "SchedulerConfig", "InferenceConfig", "TrainingConfig"]
 
-_TRAINING = "a key of the training config (training is not ported)"
+_TRAINING = "a key of the training config (read by TrainingConfig)"
+_LOOP = "the training loop (not ported yet; the objective is animatediff_ms.training)"
 
 
 @dataclass
@@ -297,3 +300,74 @@ class InferenceConfig:
         from_mapping(UNet3DAdditionalKwargs, f.unet_additional_kwargs, f"{path}: unet_additional_kwargs")
         return cls(unet_additional_kwargs=dict(f.unet_additional_kwargs),
                    scheduler=SchedulerConfig.from_dict(sched, f"{path}: noise_scheduler_kwargs"), path=str(path))
+
+
+@dataclass
+class TrainingConfig:
+    """``configs/training/v1/training.yaml``: the keyword arguments of the original ``train.py::main``
+    (same names and defaults). Relative paths are kept as written (the original resolves them against the
+    working directory).
+
+    Attributes used by the training objective (:mod:`animatediff_ms.training`):
+        pretrained_model_path: diffusers SD-1.5 folder (tokenizer, text encoder, VAE, 2-D UNet).
+        unet_additional_kwargs: as in the inference yaml (:class:`UNet3DAdditionalKwargs`; the v1 training
+            yaml sets neither ``use_inflated_groupnorm`` nor ``motion_module_mid_block``: both False).
+        noise_scheduler_kwargs: :class:`SchedulerConfig` of the noising (``DDIMScheduler.add_noise``).
+        trainable_modules: a UNet parameter is trained iff its name CONTAINS one of these (``["motion_modules."]``).
+        unet_checkpoint_path: initial UNet weights (``{"global_step", "state_dict"}`` or a flat dict; any UNet
+            keys, none unexpected, so no ``pos_encoder.pe`` tables); "" = none.
+        max_grad_norm: gradient clipping (total 2-norm over the UNet, 1.0).
+        cfg_random_null_text / cfg_random_null_text_ratio: replace a caption by "" with this probability (0.1).
+        train_batch_size: videos per step and device (1). mixed_precision_training: fp16 autocast (False here).
+    Every other key belongs to the training loop (data, optimiser, logging, validation) and is read unchanged.
+    """
+
+    unet_additional_kwargs: dict = field(default_factory=dict)
+    noise_scheduler_kwargs: SchedulerConfig = field(default_factory=SchedulerConfig)
+    pretrained_model_path: str = ""
+    trainable_modules: tuple[str, ...] = ()
+    unet_checkpoint_path: str = ""
+    max_grad_norm: float = 1.0
+    cfg_random_null_text: bool = True
+    cfg_random_null_text_ratio: float = 0.1
+    train_batch_size: int = 1
+    mixed_precision_training: bool = True
+    image_finetune: Literal[False] = False
+    name: Any = unused(_LOOP)
+    use_wandb: Any = unused(_LOOP)
+    launcher: Any = unused(_LOOP)
+    output_dir: Any = unused(_LOOP)
+    train_data: Any = unused(_LOOP)
+    validation_data: Any = unused(_LOOP)
+    resume_ckpt: Any = unused(_LOOP)
+    ema_decay: Any = unused(_LOOP, 0.9999)
+    max_train_epoch: Any = unused(_LOOP, -1)
+    max_train_steps: Any = unused(_LOOP, 100)
+    validation_steps: Any = unused(_LOOP, 100)
+    validation_steps_tuple: Any = unused(_LOOP)
+    learning_rate: Any = unused(_LOOP, 3e-5)
+    scale_lr: Any = unused(_LOOP, False)
+    lr_warmup_steps: Any = unused(_LOOP, 0)
+    lr_scheduler: Any = unused(_LOOP, "constant")
+    num_workers: Any = unused(_LOOP, 32)
+    adam_beta1: Any = unused(_LOOP, 0.9)
+    adam_beta2: Any = unused(_LOOP, 0.999)
+    adam_weight_decay: Any = unused(_LOOP, 1e-2)
+    adam_epsilon: Any = unused(_LOOP, 1e-8)
+    gradient_accumulation_steps: Any = unused(_LOOP, 1)
+    gradient_checkpointing: Any = unused("recomputation in the backward pass: the same numbers", False)
+    checkpointing_epochs: Any = unused(_LOOP, 5)
+    checkpointing_steps: Any = unused(_LOOP, -1)
+    global_seed: Any = unused(_LOOP, 42)
+    is_debug: Any = unused(_LOOP, False)
+    use_adamw8bit: Any = unused(_LOOP, False)
+    enable_xformers_memory_efficient_attention: Any = unused("xformers: the same numbers here")
+
+    @classmethod
+    def load(cls, path) -> TrainingConfig:
+        """Read a training yaml; ``unet_additional_kwargs`` and ``noise_scheduler_kwargs`` are checked too."""
+        cfg = from_mapping(cls, load_yaml(path), str(path))
+        from_mapping(UNet3DAdditionalKwargs, cfg.unet_additional_kwargs, f"{path}: unet_additional_kwargs")
+        if not cfg.trainable_modules:
+            raise ConfigError(f"{path}: trainable_modules: empty (the original then trains nothing)")
+        return cfg

@@ -12,12 +12,13 @@ import mindspore as ms
 import numpy as np
 
 from common.clip.hf_tokenizer import CLIPTokenizer
-from common.golden import GoldenAdapter
+from common.golden import GoldenAdapter, GoldenError
 from common.schedulers.ddim import ddim_schedule_from_diffusers
 
 from . import loading as L
+from . import training as T
 from .build import build_text_encoder, build_unet, build_vae
-from .config import InferenceConfig
+from .config import InferenceConfig, TrainingConfig, VAEConfig
 from .pipeline import AnimationPipeline
 from .prompt_config import load_prompt_config
 
@@ -178,3 +179,46 @@ class Adapter(GoldenAdapter):
             if not np.array_equal(ids, x[k]):
                 raise AssertionError(f"pipeline: our tokenization of the {k} differs from the recorded ids")
         return {"videos": res.frames.transpose(0, 4, 1, 2, 3), "text_embeddings": res.text_embeddings, "final_latents": res.latents}
+
+    # -------------------------------------------------------------------------------- training (train.py)
+    def training(self):
+        """The case's training yaml, the ``train.py`` UNet (cached) and its trainable parameters."""
+        if "train" not in self._cache:
+            cfg = TrainingConfig.load(self.case.config_path)
+            unet, params = T.build_training_unet(cfg, self.root)
+            self._cache["train"] = (cfg, unet, params)
+        return self._cache["train"]
+
+    def _train_step_args(self, c):
+        cfg, unet, params = self.training()
+        p, x = c.params, c.inputs
+        if list(p.get("trainable_modules", cfg.trainable_modules)) != list(cfg.trainable_modules):
+            raise GoldenError(f"trainable_modules {p['trainable_modules']} != config {list(cfg.trainable_modules)}")
+        names = [n for n, q in unet.parameters_and_names() if q.requires_grad]
+        if "train_trainable" in p and set(p["train_trainable"]) != set(names):
+            raise GoldenError(f"trainable set differs: ours {len(names)} parameters, reference "
+                              f"{len(p['train_trainable'])}; e.g. {sorted(set(names) ^ set(p['train_trainable']))[:3]}")
+        if "texts" in p:
+            tok = CLIPTokenizer.from_pretrained(self.sd_folder / "tokenizer")
+            ids = tok(list(p["texts"]), max_length=tok.model_max_length, padding="max_length", truncation=True)
+            if not np.array_equal(ids, x["input_ids"]):
+                raise GoldenError("train: our tokenization of params.texts differs from the recorded input_ids")
+        te = self.text_encoder(c)
+        return unet, te, cfg.noise_scheduler_kwargs, x["latents"], x["noise"], x["timesteps"], x["input_ids"]
+
+    def check_train_encode(self, c):
+        scale = VAEConfig.from_file(self.sd_folder / "vae" / "config.json").scaling_factor
+        if "scaling_factor" in c.params and abs(float(c.params["scaling_factor"]) - scale) > 1e-12:
+            raise GoldenError(f"scaling_factor {c.params['scaling_factor']} != vae/config.json {scale}")
+        return {"latents": T.encode_videos(self.vae(c), c.inputs["pixel_values"], c.inputs["noise"],
+                                           scaling_factor=scale)}
+
+    def check_train_loss(self, c):
+        return T.training_loss(*self._train_step_args(c))
+
+    def check_train_grad(self, c):
+        unet, *args = self._train_step_args(c)
+        _, _, params = self.training()
+        _, grads, norm = T.loss_and_grads(unet, *args, params=params)
+        names = {id(q): n for n, q in unet.parameters_and_names()}
+        return {"grad_norm": norm, **{names[id(q)]: g for q, g in zip(params, grads)}}

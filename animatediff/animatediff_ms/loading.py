@@ -121,6 +121,20 @@ def load_motion_module(unet, path, what: str = "motion_module") -> int:
     return load_state_dict_into(unet, sd, optional=lambda k: not is_motion_param(k), source=f"{what}: {name}").loaded
 
 
+def load_unet_checkpoint(unet, path, what: str = "unet_checkpoint_path") -> int:
+    """``train.py``'s ``unet_checkpoint_path``: any subset of the UNet's keys (``{"global_step", "state_dict"}``
+    or a flat dict), loaded as ``load_state_dict(strict=False)`` with no unexpected key allowed. A released
+    motion module (with ``pos_encoder.pe`` tables, which the original refuses there too) raises WeightsError."""
+    sd = read_weights(path, what)
+    name = Path(path).name
+    pe = [k for k in sd if "pos_encoder.pe" in k]
+    if pe:
+        raise WeightsError(f"{what}: {name} has {len(pe)} 'pos_encoder.pe' keys (e.g. '{pe[0]}'), which training "
+                           f"refuses as the original does (unexpected keys); drop them or load it as an inference "
+                           f"motion_module")
+    return load_state_dict_into(unet, sd, optional=lambda k: True, source=f"{what}: {name}").loaded
+
+
 # ----------------------------------------------------------------------------------------- base model
 def unet_2d_state_dict(folder, what: str = "pretrained_model_path") -> dict:
     """The diffusers ``unet/`` weights (``diffusion_pytorch_model.safetensors`` or ``.bin``)."""
