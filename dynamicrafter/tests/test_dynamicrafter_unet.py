@@ -82,10 +82,10 @@ def test_temporal_transformer_mixes_frames_only():
     randomize(tt, seed=6, std=0.3)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2 * 3, 32, 2, 2)).astype(np.float32)
-    out = _np(tt(ms.Tensor(x), None, None, 3))
+    out = _np(tt(ms.Tensor(x), 3))
     x2 = x.copy()
     x2[3:] = rng.standard_normal(x2[3:].shape)  # change the second video only
-    out2 = _np(tt(ms.Tensor(x2), None, None, 3))
+    out2 = _np(tt(ms.Tensor(x2), 3))
     np.testing.assert_allclose(out[:3], out2[:3], atol=1e-6)  # per-video GroupNorm, attention over its frames
     assert np.abs(out[3:] - out2[3:]).max() > 1e-2
     assert tt.proj_in.weight.shape == (16, 32, 1)  # Conv1d(k=1) layout of init_attn
