@@ -18,8 +18,8 @@ Users:
 
 * DynamiCrafter (``dynamicrafter_ms.unet.UNetModel``): res block = ResBlock + temporal conv block,
   attention = DC spatial transformer + (``temporal``) TemporalTransformer, input conv ``InputConv``,
-  ``extra_embeddings={"fps_embedding": ...}``, the ``init_attn`` temporal transformer through the
-  :meth:`UNetSkeleton.after_input_conv` hook; ``extra`` = num_frames.
+  ``extra_embeddings={"fps_embedding": ...}``, ``after_input_conv=("init_attn", ...)`` (a temporal
+  transformer after the first conv); ``extra`` = num_frames.
 * SVD (``svd_ms.video_unet.VideoUNet``): res block = VideoResBlock, attention = SpatialVideoTransformer,
   per-level ``transformer_depth``, ``extra_embeddings={"label_emb": ...}``; ``extra`` = image_only_indicator.
 * VideoComposer (``UNetSD_temporal`` of ali-vilab/videocomposer, ``tools/videocomposer/unet_sd.py``) fits the
@@ -116,8 +116,10 @@ class UNetSkeleton(nn.Cell):
             ``conv_resample``).
         conv_resample: 3x3 convs in the default down/up sampling (else average pooling / plain nearest x2).
         wrap_down: the downsampler is ``input_blocks.N.0`` (True, LDM) or ``input_blocks.N`` itself (False).
-        extra_embeddings: ``{name: Cell}`` registered right after ``time_embed`` (e.g. ``fps_embedding``,
-            ``label_emb``); the subclass adds them to the time embedding in its ``construct``.
+        extra_embeddings: ``{name: factory() -> Cell}`` built and registered right after ``time_embed`` (e.g.
+            ``fps_embedding``, ``label_emb``); the subclass adds them to the time embedding in its ``construct``.
+        after_input_conv: optional ``(name, factory() -> Cell)``: a layer registered under ``name`` and run on
+            the output of ``input_blocks.0`` before it is kept as a skip (DynamiCrafter's ``init_attn``).
         norm_groups: GroupNorm groups of the ``out`` head (32).
 
     A subclass computes ``emb`` (:meth:`embed_time` plus its own embeddings) and the context, then calls
@@ -130,7 +132,7 @@ class UNetSkeleton(nn.Cell):
                  num_heads: int = -1, num_head_channels: int = -1, transformer_depth=1,
                  transformer_depth_middle: int | None = None, input_layers=None, down=None, up=None,
                  conv_resample: bool = True, wrap_down: bool = True, extra_embeddings: dict | None = None,
-                 norm_groups: int = 32):
+                 after_input_conv: tuple | None = None, norm_groups: int = 32):
         super().__init__()
         mc = model_channels
         ted = 4 * mc
@@ -143,8 +145,8 @@ class UNetSkeleton(nn.Cell):
         self.time_embed_dim = ted
         self.recompute_blocks = False
         self.time_embed = nn.SequentialCell([linear(mc, ted), nn.SiLU(), linear(ted, ted)])
-        for name, cell in (extra_embeddings or {}).items():
-            setattr(self, name, cell)
+        for name, factory in (extra_embeddings or {}).items():
+            setattr(self, name, factory())
         input_layers = input_layers or (lambda cin, cout: [conv2d(cin, cout, 3, padding=1)])
         down = down or (lambda ch: Downsample(ch, conv_resample, ch))
         up = up or (lambda ch: Upsample(ch, conv_resample, ch))
@@ -156,7 +158,10 @@ class UNetSkeleton(nn.Cell):
                 layers.append(temporal(ch, heads, dim_head, depth))
             return layers
 
+        # every list is filled before it becomes a CellList: a CellList appended to after it is set on its
+        # parent gives the new parameters wrong names (``input_blocks.0.1.0...`` for ``input_blocks.1.0...``)
         blocks = [TimestepEmbedSequential(input_layers(in_channels, mc))]
+        after_input = after_input_conv[1]() if after_input_conv is not None else None
         chans = [mc]
         ch, ds = mc, 1
         for level, mult in enumerate(channel_mult):
@@ -173,6 +178,12 @@ class UNetSkeleton(nn.Cell):
                 ds *= 2
         self.input_blocks = nn.CellList(blocks)
         self.input_routes = tuple(layer_route(block) for block in blocks)
+        self.after_input_name = None
+        self.after_input_route = (False, False, False)
+        if after_input is not None:
+            self.after_input_name = after_input_conv[0]
+            setattr(self, self.after_input_name, after_input)
+            self.after_input_route = layer_route(after_input)
         self.middle_block = TimestepEmbedSequential([res_block(ch, ch)] + attn_layers(ch, depth_middle)
                                                     + [res_block(ch, ch)])
         out_blocks = []
@@ -199,10 +210,6 @@ class UNetSkeleton(nn.Cell):
         """(N,) timesteps -> (N, 4*model_channels): ``time_embed`` of the sinusoidal embedding."""
         return self.time_embed(timestep_embedding(timesteps, self.model_channels).astype(dtype))
 
-    def after_input_conv(self, h, emb, context, extra):
-        """Hook run on the output of ``input_blocks.0`` before it is kept as a skip (default: none)."""
-        return h
-
     def _block(self, block, route, h, emb, context, extra):
         if self.recompute_blocks and route == _ALL:
             return ms.recompute(block, h, emb, context, extra)
@@ -218,8 +225,8 @@ class UNetSkeleton(nn.Cell):
         first = True
         for block, route in zip(self.input_blocks, self.input_routes):
             h = self._block(block, route, h, emb, context, extra)
-            if first:
-                h = self.after_input_conv(h, emb, context, extra)
+            if first and self.after_input_name is not None:
+                h = call_layer(getattr(self, self.after_input_name), self.after_input_route, h, emb, context, extra)
             first = False
             hs.append(h)
         h = self._block(self.middle_block, _ALL, h, emb, context, extra)

@@ -117,29 +117,27 @@ class UNetModel(UNetSkeleton):
         def temporal(ch, heads, dim_head, depth):
             return TemporalTransformer(ch, heads, dim_head, depth=depth, use_linear=cfg.use_linear)
 
-        fps = {"fps_embedding": nn.SequentialCell([linear(mc, ted), nn.SiLU(), linear(ted, ted)])}
+        def fps_embedding():
+            return nn.SequentialCell([linear(mc, ted), nn.SiLU(), linear(ted, ted)])
+
+        def init_attn():
+            return TimestepEmbedSequential([
+                TemporalTransformer(mc, 8, cfg.num_head_channels, depth=cfg.transformer_depth, use_linear=False)])
+
         super().__init__(in_channels=cfg.in_channels, model_channels=mc, out_channels=cfg.out_channels,
                          channel_mult=cfg.channel_mult, num_res_blocks=cfg.num_res_blocks,
                          attention_resolutions=cfg.attention_resolutions, res_block=res, attention=spatial,
                          temporal=temporal if cfg.temporal_attention else None, num_heads=cfg.num_heads,
                          num_head_channels=cfg.num_head_channels, transformer_depth=cfg.transformer_depth,
                          input_layers=lambda cin, cout: [InputConv(cin, cout)], conv_resample=cfg.conv_resample,
-                         extra_embeddings=fps if cfg.fs_condition else None)
+                         extra_embeddings={"fps_embedding": fps_embedding} if cfg.fs_condition else None,
+                         after_input_conv=("init_attn", init_attn) if cfg.addition_attention else None)
         self.cfg = cfg
         self.out_channels = cfg.out_channels
         self.fs_condition = cfg.fs_condition
         self.addition_attention = cfg.addition_attention
         self.default_fs = cfg.default_fs
         self.num_levels = len(cfg.channel_mult)
-        if cfg.addition_attention:
-            self.init_attn = TimestepEmbedSequential([
-                TemporalTransformer(mc, 8, cfg.num_head_channels, depth=cfg.transformer_depth, use_linear=False)])
-
-    def after_input_conv(self, h, emb, context, extra):
-        """The ``init_attn`` temporal transformer after the first conv (``addition_attention``)."""
-        if self.addition_attention:
-            h = self.init_attn(h, emb, context, extra)
-        return h
 
     def per_frame_context(self, context, t: int):
         """(b, L, D) -> (b*t, L', D): text repeated per frame, image tokens split per frame when

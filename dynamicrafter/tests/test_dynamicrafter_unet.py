@@ -153,6 +153,7 @@ def test_fs_conditioning():
 
 def test_unet_options_change_the_layout():
     names = {n for n, _ in _tiny_unet().parameters_and_names()}
+    assert all(p.name == n for n, p in _tiny_unet().parameters_and_names())  # Parameter.name agrees
     assert "init_attn.0.proj_in.weight" in names and "input_blocks.1.0.temopral_conv.conv4.3.weight" in names
     assert "input_blocks.1.1.transformer_blocks.0.attn2.alpha" in names
     plain = {n for n, _ in _tiny_unet(addition_attention=False, temporal_conv=False, temporal_attention=False,
