@@ -32,7 +32,9 @@ from common.nn import (  # noqa: F401
     AttentionOptions,
     GroupNorm,
     Upsample,
+    batch_to_frames,
     conv2d,
+    frames_to_batch,
     scaled_dot_product_attention,
     upsample_nearest2x,
 )
@@ -626,17 +628,16 @@ class AutoencoderKL(nn.Cell):
         if x.ndim != 5:
             raise ValueError(f"video must be (B, C, T, H, W), got {tuple(x.shape)}")
         b, c, t, hh, ww = x.shape
-        frames = x.transpose(0, 2, 1, 3, 4).reshape(b * t, c, hh, ww)  # (b*t, c, H, W)
+        frames = frames_to_batch(x)  # (b*t, c, H, W)
         if noise is not None:
             noise = _to_tensor(noise, "noise")
             h, w = self.latent_size(hh, ww)
             want = (b, self.embed_dim, t, h, w)
             if tuple(noise.shape) != want:
                 raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {want} (B, C, T, h, w)")
-            noise = noise.transpose(0, 2, 1, 3, 4).reshape(b * t, self.embed_dim, h, w)
+            noise = frames_to_batch(noise)
         z = self.encode_frames(frames, noise, sample, generator, chunk_size, scale_factor=scale_factor)  # (b*t, e, h, w)
-        _, e, h, w = z.shape
-        return z.reshape(b, t, e, h, w).transpose(0, 2, 1, 3, 4)
+        return batch_to_frames(z, t)
 
     def decode_video(self, z, scale_factor: float, chunk_size: int | None = None):
         """Scaled latents (B, embed_dim, T, h, w) -> video (B, out_ch, T, H, W), not clamped.
@@ -650,7 +651,5 @@ class AutoencoderKL(nn.Cell):
         z = _to_tensor(z, "z")
         if z.ndim != 5 or z.shape[1] != self.embed_dim:
             raise ValueError(f"z must be (B, {self.embed_dim}, T, h, w), got {tuple(z.shape)}")
-        b, e, t, h, w = z.shape
-        frames = self.decode_frames(z.transpose(0, 2, 1, 3, 4).reshape(b * t, e, h, w), scale_factor, chunk_size)
-        _, c, hh, ww = frames.shape
-        return frames.reshape(b, t, c, hh, ww).transpose(0, 2, 1, 3, 4)
+        frames = self.decode_frames(frames_to_batch(z), scale_factor, chunk_size)  # (b*t, c, H, W)
+        return batch_to_frames(frames, z.shape[2])

@@ -38,3 +38,27 @@ from .unet_blocks import (  # noqa: E402
 )
 
 __all__ += ["ResBlock", "Downsample", "Upsample", "BasicTransformerBlock", "SpatialTransformer", "upsample_nearest2x"]
+from .frames import (  # noqa: E402
+    batch_to_frames,
+    batch_to_time_tokens,
+    frames_to_batch,
+    image_to_tokens,
+    repeat_interleave,
+    space_to_time_tokens,
+    time_to_space_tokens,
+    time_tokens_to_batch,
+    tokens_to_image,
+    video_to_time_tokens,
+)
+from .unet_skeleton import (  # noqa: E402
+    TimestepEmbedSequential,
+    UNetSkeleton,
+    attention_heads,
+    call_layer,
+    layer_route,
+)
+
+__all__ += ["frames_to_batch", "batch_to_frames", "repeat_interleave", "image_to_tokens", "tokens_to_image",
+            "batch_to_time_tokens", "video_to_time_tokens", "time_tokens_to_batch", "space_to_time_tokens",
+            "time_to_space_tokens"]
+__all__ += ["UNetSkeleton", "TimestepEmbedSequential", "attention_heads", "call_layer", "layer_route"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 from mindspore import nn, ops
 
 from .attention import Attention
+from .frames import image_to_tokens, tokens_to_image
 from .layers import FeedForward, TemporalConv, conv2d, linear
 from .norm import GroupNorm, LayerNorm
 
@@ -29,7 +30,7 @@ def _conv(dims: int, cin: int, cout: int, kernel, padding):
 
 
 class ResBlock(nn.Cell):
-    """LDM ``ResBlock`` (Ho et al. 2020 residual block with a time embedding).
+    """LDM ``ResBlock`` (Ho et al. 2020 residual block with a time embedding); ``construct(x, emb)``.
 
     Args:
         channels: input channels.
@@ -43,6 +44,8 @@ class ResBlock(nn.Cell):
         use_conv_skip: 3x3 instead of 1x1 skip conv when channels change.
         norm_eps: GroupNorm eps (LDM: 1e-5). ``groups``: GroupNorm groups (32).
     """
+
+    unet_args = ("emb",)
 
     def __init__(self, channels: int, emb_channels: int, out_channels: int | None = None, dropout: float = 0.0,
                  dims: int = 2, kernel_size=3, use_scale_shift_norm: bool = False, use_conv_skip: bool = False,
@@ -160,41 +163,60 @@ class BasicTransformerBlock(nn.Cell):
 class SpatialTransformer(nn.Cell):
     """LDM ``SpatialTransformer``: GroupNorm, ``proj_in``, transformer blocks over h*w tokens, ``proj_out``, residual.
 
+    The three stages are methods, so a model overrides only the one that differs:
+    :meth:`project_in` (norm + ``proj_in`` + pixels to tokens), :meth:`run_blocks` (the transformer blocks)
+    and :meth:`project_out` (tokens to pixels + ``proj_out`` + residual). ``construct(x, context)`` chains them.
+
     Args:
         in_channels: channels of the feature map. heads / dim_head: attention shape (inner = heads*dim_head).
         depth: number of blocks. context_dim: cross-attention width.
         use_linear: Linear projections (True) or 1x1 convs (False).
-        norm_eps: GroupNorm eps (1e-6). block_kwargs: extra BasicTransformerBlock arguments.
+        norm_eps: GroupNorm eps (1e-6). groups: GroupNorm groups (32).
+        block_kwargs: extra block arguments. block_cls: the block class (:class:`BasicTransformerBlock`),
+            built as ``block_cls(inner, heads, dim_head, context_dim=..., dropout=..., **block_kwargs)``.
     """
+
+    unet_args = ("context",)
 
     def __init__(self, in_channels: int, heads: int, dim_head: int, depth: int = 1, context_dim: int | None = None,
                  dropout: float = 0.0, use_linear: bool = False, norm_eps: float = 1e-6, groups: int = 32,
-                 block_kwargs: dict | None = None):
+                 block_kwargs: dict | None = None, block_cls=None):
         super().__init__()
         inner = heads * dim_head
+        block_cls = block_cls or BasicTransformerBlock
         self.use_linear = use_linear
         self.norm = GroupNorm(groups, in_channels, norm_eps)
         self.proj_in = linear(in_channels, inner) if use_linear else conv2d(in_channels, inner, 1)
         self.transformer_blocks = nn.CellList([
-            BasicTransformerBlock(inner, heads, dim_head, context_dim=context_dim, dropout=dropout,
-                                  **(block_kwargs or {})) for _ in range(depth)])
+            block_cls(inner, heads, dim_head, context_dim=context_dim, dropout=dropout, **(block_kwargs or {}))
+            for _ in range(depth)])
         self.proj_out = linear(inner, in_channels) if use_linear else conv2d(inner, in_channels, 1)
 
-    def construct(self, x, context=None):
-        # x (N, C, H, W)
-        n, c, h, w = x.shape
-        x_in = x
+    def project_in(self, x):
+        """(N, C, H, W) -> (N, H*W, inner): GroupNorm, ``proj_in`` (1x1 conv before / Linear after the fold)."""
         x = self.norm(x)
         if not self.use_linear:
             x = self.proj_in(x)
-        x = x.reshape(n, x.shape[1], h * w).transpose(0, 2, 1)  # (N, h*w, inner)
+        x = image_to_tokens(x)  # (N, h*w, inner)
         if self.use_linear:
             x = self.proj_in(x)
+        return x
+
+    def run_blocks(self, x, context=None):
+        """(N, L, inner) through every transformer block with the cross-attention ``context``."""
         for block in self.transformer_blocks:
             x = block(x, context)
+        return x
+
+    def project_out(self, x, x_in):
+        """(N, H*W, inner) -> (N, C, H, W): ``proj_out``, back to pixels, plus the input ``x_in`` (N, C, H, W)."""
         if self.use_linear:
             x = self.proj_out(x)
-        x = x.transpose(0, 2, 1).reshape(n, x.shape[2], h, w)
+        x = tokens_to_image(x, x_in.shape[2], x_in.shape[3])
         if not self.use_linear:
             x = self.proj_out(x)
         return x + x_in
+
+    def construct(self, x, context=None):
+        # x (N, C, H, W), context (N, L, context_dim)
+        return self.project_out(self.run_blocks(self.project_in(x), context), x)

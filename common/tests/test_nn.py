@@ -16,12 +16,26 @@ from common.nn import (
     ResBlock,
     SpatialTransformer,
     TemporalConv,
+    UNetSkeleton,
     Upsample,
+    attention_heads,
+    batch_to_frames,
+    batch_to_time_tokens,
+    call_layer,
+    frames_to_batch,
+    image_to_tokens,
+    layer_route,
     multi_head_attention,
+    repeat_interleave,
     scaled_dot_product_attention,
     set_attention,
     set_feed_forward_chunk_size,
+    space_to_time_tokens,
+    time_to_space_tokens,
+    time_tokens_to_batch,
     timestep_embedding,
+    tokens_to_image,
+    video_to_time_tokens,
 )
 
 rng = np.random.default_rng(0)
@@ -365,3 +379,91 @@ def test_spatial_transformer_shapes_and_keys(use_linear):
     set_params(st, {})
     y = st(T(randn(2, 32, 3, 4)), T(randn(2, 5, 24)))
     assert y.shape == (2, 32, 3, 4)
+
+
+def test_frame_folds_are_the_original_rearranges():
+    b, c, t, h, w = 2, 3, 4, 2, 5
+    v = randn(b, c, t, h, w)
+    frames = v.transpose(0, 2, 1, 3, 4).reshape(b * t, c, h, w)  # 'b c t h w -> (b t) c h w'
+    np.testing.assert_array_equal(frames_to_batch(T(v)).asnumpy(), frames)
+    np.testing.assert_array_equal(batch_to_frames(T(frames), t).asnumpy(), v)
+    tokens = frames.reshape(b * t, c, h * w).transpose(0, 2, 1)  # 'n c h w -> n (h w) c'
+    np.testing.assert_array_equal(image_to_tokens(T(frames)).asnumpy(), tokens)
+    np.testing.assert_array_equal(tokens_to_image(T(tokens), h, w).asnumpy(), frames)
+    time = v.transpose(0, 3, 4, 2, 1).reshape(b * h * w, t, c)  # 'b c t h w -> (b h w) t c'
+    np.testing.assert_array_equal(batch_to_time_tokens(T(frames), t).asnumpy(), time)
+    np.testing.assert_array_equal(video_to_time_tokens(T(v)).asnumpy(), time)
+    np.testing.assert_array_equal(time_tokens_to_batch(T(time), t, h, w).asnumpy(), frames)
+    space = frames.transpose(0, 2, 3, 1).reshape(b * t, h * w, c)  # '(b t) c h w -> (b t) (h w) c'
+    np.testing.assert_array_equal(space_to_time_tokens(T(space), t).asnumpy(), time)
+    np.testing.assert_array_equal(time_to_space_tokens(T(time), h * w).asnumpy(), space)
+    e = randn(b, 6)
+    np.testing.assert_array_equal(repeat_interleave(T(e), t).asnumpy(), np.repeat(e, t, axis=0))
+
+
+class _Extra(ms.nn.Cell):
+    """A layer taking ``extra``: adds it, so the test sees that the value was routed."""
+
+    unet_args = ("extra",)
+
+    def construct(self, x, extra):
+        return x + extra
+
+
+def _tiny_skeleton(**kw):
+    def res(cin, cout):
+        return ResBlock(cin, 128, cout)
+
+    def attention(ch, heads, dim_head, depth):
+        return SpatialTransformer(ch, heads, dim_head, depth=depth, context_dim=24, use_linear=True)
+
+    args = dict(in_channels=4, model_channels=32, out_channels=3, channel_mult=(1, 2), num_res_blocks=1,
+                attention_resolutions=(2,), res_block=res, attention=attention, num_head_channels=16)
+    args.update(kw)
+    net = UNetSkeleton(**args)
+    set_params(net, {})
+    return net
+
+
+def test_unet_skeleton_layout_keys_and_heads():
+    net = _tiny_skeleton(after_input_conv=("init_attn", lambda: _Extra()))
+    names = {n for n, _ in net.parameters_and_names()}
+    assert all(p.name == n for n, p in net.parameters_and_names())  # Parameter.name (save/export) agrees
+    for key in ("time_embed.0.weight", "time_embed.2.bias", "input_blocks.0.0.weight",
+                "input_blocks.1.0.in_layers.0.weight", "input_blocks.2.0.op.weight", "input_blocks.3.1.proj_in.weight",
+                "middle_block.0.emb_layers.1.weight", "middle_block.1.transformer_blocks.0.attn2.to_k.weight",
+                "middle_block.2.out_layers.3.weight", "output_blocks.0.0.skip_connection.weight",
+                "output_blocks.1.2.conv.weight", "output_blocks.3.0.in_layers.2.weight", "out.0.weight", "out.2.bias"):
+        assert key in names, key
+    assert not any(n.startswith(("input_blocks.1.1", "output_blocks.2.1")) for n in names)  # no attention at ds 1
+    net = _tiny_skeleton(wrap_down=False, num_head_channels=-1, num_heads=2, transformer_depth=(1, 2))
+    names = {n for n, _ in net.parameters_and_names()}
+    assert "input_blocks.2.op.weight" in names and "input_blocks.3.1.transformer_blocks.1.norm1.weight" in names
+    assert net.input_blocks[3][1].transformer_blocks[0].attn1.heads == 2
+    assert attention_heads(64, num_head_channels=16) == (4, 16) and attention_heads(64, num_heads=2) == (2, 32)
+
+
+def test_unet_skeleton_routes_values_and_runs_in_graph_mode():
+    net = _tiny_skeleton(temporal=lambda ch, heads, dim_head, depth: _Extra())
+    net.set_train(False)
+    assert net.input_blocks[3].routes == ((True, False, False), (False, True, False), (False, False, True))
+    x, emb, ctx = T(randn(2, 4, 8, 8)), T(randn(2, 128)), T(randn(2, 5, 24))
+    y = net.run_blocks(x, emb, ctx, 0.0)
+    assert y.shape == (2, 3, 8, 8)
+    assert np.abs(net.run_blocks(x, emb, ctx, 1.0).asnumpy() - y.asnumpy()).max() > 1e-4  # extra reached _Extra
+    assert np.abs(net.run_blocks(x, emb * 2, ctx, 0.0).asnumpy() - y.asnumpy()).max() > 1e-4  # emb reached ResBlocks
+    graph = ms.jit(net.run_blocks)
+    np.testing.assert_allclose(graph(x, emb, ctx, 0.0).asnumpy(), y.asnumpy(), atol=1e-5)
+
+
+def test_unet_layer_routes_are_checked():
+    class Wrong(ms.nn.Cell):
+        unet_args = ("context", "emb")
+
+    with pytest.raises(ValueError, match="unet_args"):
+        layer_route(Wrong())
+    layer = SpatialTransformer(32, heads=2, dim_head=16, context_dim=24)
+    assert layer_route(layer) == (False, True, False) and layer_route(Upsample(32)) == (False, False, False)
+    x = T(randn(1, 32, 2, 2))
+    np.testing.assert_array_equal(call_layer(layer, layer_route(layer), x, None, T(randn(1, 3, 24)), None).shape,
+                                  (1, 32, 2, 2))

@@ -3,8 +3,9 @@
 Keys follow ``lvdm/modules/attention.py``: ``attn2.to_k_ip`` / ``attn2.to_v_ip`` / ``attn2.alpha``,
 ``norm`` / ``proj_in`` / ``transformer_blocks.N`` / ``proj_out``.
 
-Every layer of a UNet block takes ``(x, emb, context, num_frames)`` with ``x`` as ``(b*t, c, h, w)``
-(the original's layout), so a block is a plain loop (graph mode friendly).
+Every layer of a UNet block takes ``x`` as ``(b*t, c, h, w)`` (the original's layout) plus the values its
+``unet_args`` names (see :mod:`common.nn.unet_skeleton`): the spatial transformer the context, the temporal
+one the number of frames.
 """
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ import mindspore as ms
 from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import HeUniform, Uniform, initializer
 
-from common.nn import Attention, GroupNorm, SpatialTransformer, linear
+from common.nn import (
+    Attention,
+    GroupNorm,
+    SpatialTransformer,
+    batch_to_frames,
+    linear,
+    time_tokens_to_batch,
+    video_to_time_tokens,
+)
 from common.nn.unet_blocks import BasicTransformerBlock
 
 #: text tokens at the front of the context (hard-coded 77 in the original CrossAttention).
@@ -95,8 +104,6 @@ class DCSpatialTransformer(SpatialTransformer):
                              "image_cross_attention": image_cross_attention,
                              "image_cross_attention_scale_learnable": image_cross_attention_scale_learnable}})
 
-    def construct(self, x, emb=None, context=None, num_frames=1):
-        return super().construct(x, context)
 
 
 class Conv1x1(nn.Cell):
@@ -134,6 +141,8 @@ class TemporalTransformer(nn.Cell):
         depth: transformer blocks. dropout: attention/ff dropout. use_linear: projections kind.
     """
 
+    unet_args = ("extra",)
+
     def __init__(self, in_channels: int, heads: int, dim_head: int, depth: int = 1, dropout: float = 0.0,
                  use_linear: bool = False, groups: int = 32):
         super().__init__()
@@ -145,17 +154,11 @@ class TemporalTransformer(nn.Cell):
                                   attn_cls=ImageCrossAttention, attn2_self=True) for _ in range(depth)])
         self.proj_out = linear(inner, in_channels) if use_linear else Conv1x1(inner, in_channels)
 
-    def construct(self, x, emb=None, context=None, num_frames=1):
+    def construct(self, x, num_frames: int):
         # x (b*t, c, h, w)
-        bt, c, hh, ww = x.shape
-        t = num_frames
-        b = bt // t
-        x_in = x
-        h = self.norm(x.reshape(b, t, c, hh * ww).transpose(0, 2, 1, 3))  # (b, c, t, hw), stats over (c/g, t, hw)
-        h = self.proj_in(h.transpose(0, 3, 2, 1).reshape(b * hh * ww, t, c))  # (b*hw, t, inner)
+        h = self.norm(batch_to_frames(x, num_frames))  # (b, c, t, h, w), stats over (c/g, t, h, w)
+        h = self.proj_in(video_to_time_tokens(h))  # (b*h*w, t, inner)
         for block in self.transformer_blocks:
             h = block(h)
-        h = self.proj_out(h)  # (b*hw, t, c)
-        h = h.reshape(b, hh * ww, t, c).transpose(0, 2, 3, 1).reshape(bt, c, hh, ww)
-        return h + x_in
-
+        h = self.proj_out(h)  # (b*h*w, t, c)
+        return time_tokens_to_batch(h, num_frames, x.shape[2], x.shape[3]) + x

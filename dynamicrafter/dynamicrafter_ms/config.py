@@ -84,12 +84,6 @@ class UNetConfig:
             raise ConfigError("addition_attention: addition_attention needs num_head_channels (init_attn uses "
                               "8 heads x num_head_channels)")
 
-    def heads_for(self, ch: int) -> tuple[int, int]:
-        """(heads, dim_head) of a transformer at width ``ch``, as the original derives them."""
-        if self.num_head_channels == -1:
-            return self.num_heads, ch // self.num_heads
-        return ch // self.num_head_channels, self.num_head_channels
-
 
 @dataclass
 class ResamplerConfig:

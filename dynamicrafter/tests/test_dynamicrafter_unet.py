@@ -84,10 +84,10 @@ def test_temporal_transformer_mixes_frames_only():
     randomize(tt, seed=6, std=0.3)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2 * 3, 32, 2, 2)).astype(np.float32)
-    out = _np(tt(ms.Tensor(x), None, None, 3))
+    out = _np(tt(ms.Tensor(x), 3))
     x2 = x.copy()
     x2[3:] = rng.standard_normal(x2[3:].shape)  # change the second video only
-    out2 = _np(tt(ms.Tensor(x2), None, None, 3))
+    out2 = _np(tt(ms.Tensor(x2), 3))
     np.testing.assert_allclose(out[:3], out2[:3], atol=1e-6)  # per-video GroupNorm, attention over its frames
     assert np.abs(out[3:] - out2[3:]).max() > 1e-2
     assert tt.proj_in.weight.shape == (16, 32, 1)  # Conv1d(k=1) layout of init_attn
@@ -155,6 +155,7 @@ def test_fs_conditioning():
 
 def test_unet_options_change_the_layout():
     names = {n for n, _ in _tiny_unet().parameters_and_names()}
+    assert all(p.name == n for n, p in _tiny_unet().parameters_and_names())  # Parameter.name agrees
     assert "init_attn.0.proj_in.weight" in names and "input_blocks.1.0.temopral_conv.conv4.3.weight" in names
     assert "input_blocks.1.1.transformer_blocks.0.attn2.alpha" in names
     plain = {n for n, _ in _tiny_unet(addition_attention=False, temporal_conv=False, temporal_attention=False,

@@ -85,12 +85,6 @@ class VideoUNetConfig:
                                   "temporal kernels are supported")
             self.video_kernel_size = int(self.video_kernel_size[0])
 
-    def heads_at(self, ch: int) -> tuple[int, int]:
-        """(heads, dim_head) of a transformer at width ``ch`` (``num_head_channels`` wins unless -1)."""
-        if self.num_head_channels == -1:
-            return self.num_heads, ch // self.num_heads
-        return ch // self.num_head_channels, self.num_head_channels
-
 
 @dataclass
 class AutoencoderDDConfig:

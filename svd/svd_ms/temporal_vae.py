@@ -24,7 +24,7 @@ from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import HeUniform, Uniform
 
 from common.config import ConfigError
-from common.nn import GroupNorm, TemporalConv
+from common.nn import GroupNorm, TemporalConv, batch_to_frames, frames_to_batch
 from common.vae import AutoencoderKL, DDConfig, Decoder, ResnetBlock
 
 
@@ -76,15 +76,11 @@ class VideoResnetBlock(ResnetBlock):
 
     def construct(self, x, num_frames: int):
         # x (b*t, c, h, w) -> (b*t, c', h, w)
-        x = super().construct(x)
-        bt, c, h, w = x.shape
-        b = bt // num_frames
-        x_s = x.reshape(b, num_frames, c, h, w).transpose(0, 2, 1, 3, 4)  # (b, c, t, h, w)
+        x_s = batch_to_frames(super().construct(x), num_frames)  # (b, c, t, h, w)
         x_t = self.time_stack(x_s)
         alpha = ops.sigmoid(self.mix_factor) if self.learned else self.mix_factor
-        alpha = alpha.astype(x.dtype)
-        x = alpha * x_t + (1.0 - alpha) * x_s
-        return x.transpose(0, 2, 1, 3, 4).reshape(bt, c, h, w)
+        alpha = alpha.astype(x_s.dtype)
+        return frames_to_batch(alpha * x_t + (1.0 - alpha) * x_s)
 
 
 class AE3DConv(nn.Conv2d):
@@ -97,11 +93,7 @@ class AE3DConv(nn.Conv2d):
 
     def construct(self, x, num_frames: int):
         x = super().construct(x)  # (b*t, c, H, W)
-        bt, c, h, w = x.shape
-        b = bt // num_frames
-        x = x.reshape(b, num_frames, c, h, w).transpose(0, 2, 1, 3, 4)
-        x = self.time_mix_conv(x)
-        return x.transpose(0, 2, 1, 3, 4).reshape(bt, c, h, w)
+        return frames_to_batch(self.time_mix_conv(batch_to_frames(x, num_frames)))
 
 
 class VideoDecoder(Decoder):

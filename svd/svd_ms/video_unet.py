@@ -13,23 +13,22 @@ Video tensors are frame-major flattened, ``(B*T, C, h, w)`` with index ``b*T + t
 """
 from __future__ import annotations
 
-import math
-
 import mindspore as ms
 from mindspore import Parameter, nn, ops
-from mindspore.common.initializer import HeUniform, Uniform
 
 from common.nn import (
     Attention,
-    Downsample,
     FeedForward,
-    GroupNorm,
     LayerNorm,
     ResBlock,
     SpatialTransformer,
-    Upsample,
-    conv2d,
+    UNetSkeleton,
+    batch_to_frames,
+    frames_to_batch,
     linear,
+    repeat_interleave,
+    space_to_time_tokens,
+    time_to_space_tokens,
     timestep_embedding,
 )
 
@@ -78,7 +77,10 @@ class VideoResBlock(ResBlock):
 
     Args: channels / emb_channels / out_channels / dropout / use_scale_shift_norm as ResBlock;
     video_kernel_size: temporal kernel k; merge_strategy / merge_factor: AlphaBlender settings.
+    ``construct(x, emb, image_only_indicator)``.
     """
+
+    unet_args = ("emb", "extra")
 
     def __init__(self, channels: int, emb_channels: int, out_channels: int | None = None, dropout: float = 0.0,
                  video_kernel_size: int = 3, merge_strategy: str = "fixed", merge_factor: float = 0.5,
@@ -89,16 +91,12 @@ class VideoResBlock(ResBlock):
         self.time_stack = ResBlock(out, emb_channels, out, dropout=dropout, dims=3, kernel_size=video_kernel_size)
         self.time_mixer = AlphaBlender(merge_factor, merge_strategy, layout="video")
 
-    def construct(self, x, emb, context=None, image_only_indicator=None):
+    def construct(self, x, emb, image_only_indicator):
         # x (b*t, c, h, w), emb (b*t, E), image_only_indicator (b, t)
-        t = image_only_indicator.shape[1]
-        x = super().construct(x, emb)
-        bt, c, h, w = x.shape
-        b = bt // t
-        x = x.reshape(b, t, c, h, w).transpose(0, 2, 1, 3, 4)  # (b, c, t, h, w)
+        b, t = image_only_indicator.shape
+        x = batch_to_frames(super().construct(x, emb), t)  # (b, c, t, h, w)
         x_t = self.time_stack(x, emb.reshape(b, t, -1))
-        x = self.time_mixer(x, x_t, image_only_indicator)
-        return x.transpose(0, 2, 1, 3, 4).reshape(bt, c, h, w)
+        return frames_to_batch(self.time_mixer(x, x_t, image_only_indicator))
 
 
 class VideoTransformerBlock(nn.Cell):
@@ -143,9 +141,8 @@ class VideoTransformerBlock(nn.Cell):
 
     def construct(self, x, context, num_frames: int):
         # x (b*t, s, c) -> (b*s, t, c); context (b*s, L, D) or None
-        bt, s, c = x.shape
-        b = bt // num_frames
-        x = x.reshape(b, num_frames, s, c).transpose(0, 2, 1, 3).reshape(b * s, num_frames, c)
+        s = x.shape[1]
+        x = space_to_time_tokens(x, num_frames)
         if self.has_ff_in:
             h = self.ff_in(self.norm_in(x))
             x = h + x if self.is_res else h
@@ -154,8 +151,7 @@ class VideoTransformerBlock(nn.Cell):
             x = self.attn2(self.norm2(x), None if self.ca_to_sa else context) + x
         h = self.ff(self.norm3(x))
         x = h + x if self.is_res else h
-        c2 = x.shape[-1]
-        return x.reshape(b, s, num_frames, c2).transpose(0, 2, 1, 3).reshape(bt, s, c2)
+        return time_to_space_tokens(x, s)  # (b*t, s, c)
 
 
 class SpatialVideoTransformer(SpatialTransformer):
@@ -170,7 +166,11 @@ class SpatialVideoTransformer(SpatialTransformer):
     SpatialTransformer (GroupNorm eps 1e-6); time_context_dim: temporal cross-attention width
     (context_dim with use_spatial_context); ff_in: VideoTransformerBlock input feed-forward;
     merge_strategy / merge_factor: AlphaBlender; max_time_embed_period: frame-index embedding period.
+    ``construct(x, context, image_only_indicator)``; :meth:`run_blocks` is where it differs from the
+    SpatialTransformer it extends.
     """
+
+    unet_args = ("context", "extra")
 
     def __init__(self, in_channels: int, heads: int, dim_head: int, depth: int = 1, context_dim: int | None = None,
                  dropout: float = 0.0, use_linear: bool = False, use_spatial_context: bool = False,
@@ -195,78 +195,36 @@ class SpatialVideoTransformer(SpatialTransformer):
                                                  linear(in_channels * 4, in_channels)])
         self.time_mixer = AlphaBlender(merge_factor, merge_strategy, layout="tokens")
 
-    def construct(self, x, emb=None, context=None, image_only_indicator=None):
-        # x (b*t, c, h, w), context (b*t, L, D), image_only_indicator (b, t)
+    def run_blocks(self, x, context=None, time_context=None, pos=None, image_only_indicator=None):
+        """(b*t, h*w, inner) through every spatial block, each followed by its time-mixing block on
+        ``x + pos`` (``time_context`` for its cross-attention) and the ``time_mixer`` blend."""
         t = image_only_indicator.shape[1]
-        bt, c, h, w = x.shape
-        b = bt // t
-        time_context = None
-        if self.use_spatial_context:
-            first = context.reshape(b, t, context.shape[1], context.shape[2])[:, 0]  # (b, L, D)
-            time_context = ops.broadcast_to(first.reshape(b, 1, first.shape[1], first.shape[2]),
-                                            (b, h * w, first.shape[1], first.shape[2]))
-            time_context = time_context.reshape(b * h * w, first.shape[1], first.shape[2])
-        x_in = x
-        x = self.norm(x)
-        if not self.use_linear:
-            x = self.proj_in(x)
-        x = x.reshape(bt, x.shape[1], h * w).transpose(0, 2, 1)  # (b*t, h*w, inner)
-        if self.use_linear:
-            x = self.proj_in(x)
-        frames = ops.tile(ops.arange(t).astype(ms.float32), (b,))  # (b*t,)
-        pos = self.time_pos_embed(timestep_embedding(frames, self.in_channels,
-                                                     max_period=self.max_time_embed_period))
-        pos = pos.reshape(bt, 1, -1).astype(x.dtype)  # (b*t, 1, c)
         for block, mix_block in zip(self.transformer_blocks, self.time_stack):
             x = block(x, context)
             x_mix = mix_block(x + pos, time_context, t)
             x = self.time_mixer(x, x_mix, image_only_indicator)
-        if self.use_linear:
-            x = self.proj_out(x)
-        x = x.transpose(0, 2, 1).reshape(bt, x.shape[2], h, w)
-        if not self.use_linear:
-            x = self.proj_out(x)
-        return x + x_in
-
-
-class _Conv2dIn(nn.Conv2d):
-    """The UNet's input 3x3 conv (``input_blocks.0.0``), with the block call signature."""
-
-    def __init__(self, cin: int, cout: int):
-        fan_in = cin * 9
-        super().__init__(cin, cout, 3, pad_mode="pad", padding=1, has_bias=True,
-                         weight_init=HeUniform(math.sqrt(5)), bias_init=Uniform(1.0 / math.sqrt(fan_in)))
-
-    def construct(self, x, emb=None, context=None, image_only_indicator=None):
-        return super().construct(x)
-
-
-class _Down(Downsample):
-    """Downsample with the block call signature (key ``op``)."""
-
-    def construct(self, x, emb=None, context=None, image_only_indicator=None):
-        return self.op(x)
-
-
-class _Up(Upsample):
-    """Upsample with the block call signature (key ``conv``)."""
-
-    def construct(self, x, emb=None, context=None, image_only_indicator=None):
-        return super().construct(x)
-
-
-class TimestepEmbedSequential(nn.SequentialCell):
-    """The layers of one UNet block (keys ``0``, ``1``, ...), each called as
-    ``layer(x, emb, context, image_only_indicator)``."""
-
-    def construct(self, x, emb, context, image_only_indicator):
-        for layer in self.cell_list:
-            x = layer(x, emb, context, image_only_indicator)
         return x
 
+    def construct(self, x, context, image_only_indicator):
+        # x (b*t, c, h, w), context (b*t, L, D), image_only_indicator (b, t)
+        b, t = image_only_indicator.shape
+        bt, _, h, w = x.shape
+        time_context = None
+        if self.use_spatial_context:
+            first = context.reshape(b, t, context.shape[1], context.shape[2])[:, 0]  # (b, L, D)
+            time_context = repeat_interleave(first, h * w)  # (b*h*w, L, D)
+        tokens = self.project_in(x)  # (b*t, h*w, inner)
+        frames = ops.tile(ops.arange(t).astype(ms.float32), (b,))  # (b*t,)
+        pos = self.time_pos_embed(timestep_embedding(frames, self.in_channels,
+                                                     max_period=self.max_time_embed_period))
+        pos = pos.reshape(bt, 1, -1).astype(tokens.dtype)  # (b*t, 1, c)
+        tokens = self.run_blocks(tokens, context, time_context, pos, image_only_indicator)
+        return self.project_out(tokens, x)
 
-class VideoUNet(nn.Cell):
-    """The SVD denoising network (``sgm.modules.diffusionmodules.video_model.VideoUNet``).
+
+class VideoUNet(UNetSkeleton):
+    """The SVD denoising network (``sgm.modules.diffusionmodules.video_model.VideoUNet``):
+    :class:`common.nn.UNetSkeleton` with VideoResBlocks and SpatialVideoTransformers.
 
     Built from a :class:`VideoUNetConfig`; every size comes from it. ``construct(x, timesteps,
     context, y, image_only_indicator, num_video_frames=None)``:
@@ -287,29 +245,25 @@ class VideoUNet(nn.Cell):
     """
 
     def __init__(self, cfg: VideoUNetConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.recompute_blocks = False
         mc = cfg.model_channels
         ted = mc * 4
-        self.model_channels = mc
-        self.time_embed = nn.SequentialCell([linear(mc, ted), nn.SiLU(), linear(ted, ted)])
-        self.num_classes = cfg.num_classes
+        extra = None
         if cfg.num_classes is not None:
             if cfg.num_classes != "sequential":
                 raise ValueError(f"VideoUNet: num_classes={cfg.num_classes!r} is not supported (SVD: 'sequential')")
             if cfg.adm_in_channels is None:
                 raise ValueError("VideoUNet: num_classes='sequential' needs adm_in_channels")
-            self.label_emb = nn.SequentialCell([nn.SequentialCell([linear(cfg.adm_in_channels, ted), nn.SiLU(),
-                                                                   linear(ted, ted)])])
+            extra = {"label_emb": lambda: nn.SequentialCell([nn.SequentialCell([
+                linear(cfg.adm_in_channels, ted), nn.SiLU(), linear(ted, ted)])])}
+        if cfg.resblock_updown:
+            raise ValueError("VideoUNet: resblock_updown=True is not supported (SVD uses conv resampling)")
 
-        def res(ch, out):
-            return VideoResBlock(ch, ted, out, dropout=cfg.dropout, video_kernel_size=cfg.video_kernel_size,
+        def res(cin, cout):
+            return VideoResBlock(cin, ted, cout, dropout=cfg.dropout, video_kernel_size=cfg.video_kernel_size,
                                  merge_strategy=cfg.merge_strategy, merge_factor=cfg.merge_factor,
                                  use_scale_shift_norm=cfg.use_scale_shift_norm)
 
-        def attn(ch, depth):
-            heads, dim_head = cfg.heads_at(ch)
+        def attn(ch, heads, dim_head, depth):
             return SpatialVideoTransformer(
                 ch, heads, dim_head, depth=depth, context_dim=cfg.context_dim, dropout=cfg.dropout,
                 use_linear=cfg.use_linear_in_transformer, use_spatial_context=cfg.use_spatial_context,
@@ -318,70 +272,23 @@ class VideoUNet(nn.Cell):
                 disable_temporal_crossattention=cfg.disable_temporal_crossattention,
                 max_time_embed_period=cfg.max_ddpm_temb_period)
 
-        if cfg.resblock_updown:
-            raise ValueError("VideoUNet: resblock_updown=True is not supported (SVD uses conv resampling)")
-        blocks = [TimestepEmbedSequential([_Conv2dIn(cfg.in_channels, mc)])]
-        chans = [mc]
-        ch, ds = mc, 1
-        for level, mult in enumerate(cfg.channel_mult):
-            for _ in range(cfg.num_res_blocks):
-                layers = [res(ch, mult * mc)]
-                ch = mult * mc
-                if ds in cfg.attention_resolutions:
-                    layers.append(attn(ch, cfg.transformer_depth[level]))
-                blocks.append(TimestepEmbedSequential(layers))
-                chans.append(ch)
-            if level != len(cfg.channel_mult) - 1:
-                ds *= 2
-                blocks.append(TimestepEmbedSequential([_Down(ch, cfg.conv_resample, ch)]))
-                chans.append(ch)
-        self.input_blocks = nn.CellList(blocks)
-        self.middle_block = TimestepEmbedSequential([res(ch, None), attn(ch, cfg.transformer_depth_middle),
-                                                     res(ch, None)])
-        out_blocks = []
-        for level, mult in list(enumerate(cfg.channel_mult))[::-1]:
-            for i in range(cfg.num_res_blocks + 1):
-                ich = chans.pop()
-                layers = [res(ch + ich, mc * mult)]
-                ch = mc * mult
-                if ds in cfg.attention_resolutions:
-                    layers.append(attn(ch, cfg.transformer_depth[level]))
-                if level and i == cfg.num_res_blocks:
-                    ds //= 2
-                    layers.append(_Up(ch, cfg.conv_resample, ch))
-                out_blocks.append(TimestepEmbedSequential(layers))
-        self.output_blocks = nn.CellList(out_blocks)
-        self.out = nn.SequentialCell([GroupNorm(32, ch, 1e-5), nn.SiLU(),
-                                      conv2d(mc, cfg.out_channels, 3, padding=1)])
-
-    def set_recompute(self, enabled: bool = True) -> VideoUNet:
-        """Turn gradient checkpointing of the UNet blocks on or off (see the class doc)."""
-        self.recompute_blocks = bool(enabled)
-        return self
-
-    def _block(self, block, h, emb, context, image_only_indicator):
-        if self.recompute_blocks:
-            return ms.recompute(block, h, emb, context, image_only_indicator)
-        return block(h, emb, context, image_only_indicator)
+        super().__init__(in_channels=cfg.in_channels, model_channels=mc, out_channels=cfg.out_channels,
+                         channel_mult=cfg.channel_mult, num_res_blocks=cfg.num_res_blocks,
+                         attention_resolutions=cfg.attention_resolutions, res_block=res, attention=attn,
+                         num_heads=cfg.num_heads, num_head_channels=cfg.num_head_channels,
+                         transformer_depth=cfg.transformer_depth,
+                         transformer_depth_middle=cfg.transformer_depth_middle, conv_resample=cfg.conv_resample,
+                         extra_embeddings=extra)
+        self.cfg = cfg
+        self.num_classes = cfg.num_classes
 
     def construct(self, x, timesteps, context, y, image_only_indicator, num_video_frames=None):
         if num_video_frames is not None and num_video_frames != image_only_indicator.shape[1]:
             raise ValueError("VideoUNet: num_video_frames differs from image_only_indicator.shape[1]")
-        emb = self.time_embed(timestep_embedding(timesteps, self.model_channels).astype(x.dtype))
+        emb = self.embed_time(timesteps, x.dtype)  # (b*t, 4mc)
         if self.num_classes is not None:
             emb = emb + self.label_emb(y.astype(x.dtype))
-        hs = []
-        h = x
-        for block in self.input_blocks:
-            h = self._block(block, h, emb, context, image_only_indicator)
-            hs.append(h)
-        h = self._block(self.middle_block, h, emb, context, image_only_indicator)
-        skip = len(hs) - 1
-        for block in self.output_blocks:
-            h = ops.concat([h, hs[skip]], axis=1)
-            skip -= 1
-            h = self._block(block, h, emb, context, image_only_indicator)
-        return self.out(h)
+        return self.run_blocks(x, emb, context, image_only_indicator)
 
 
 def temporal_parameter_names(unet: VideoUNet) -> list[str]:

@@ -8,9 +8,7 @@ same keys, so the numbers are the same and the key/value projections run once pe
 """
 from __future__ import annotations
 
-from mindspore import nn
-
-from common.nn import BasicTransformerBlock, GroupNorm, conv2d, linear
+from common.nn import BasicTransformerBlock, SpatialTransformer
 
 
 class FrameTransformerBlock(BasicTransformerBlock):
@@ -25,8 +23,12 @@ class FrameTransformerBlock(BasicTransformerBlock):
         return self.ff(self.norm3(x)) + x
 
 
-class Transformer3DModel(nn.Cell):
+class Transformer3DModel(SpatialTransformer):
     """GroupNorm (eps 1e-6) -> proj_in -> transformer blocks over h*w tokens per frame -> proj_out -> + input.
+
+    :class:`common.nn.SpatialTransformer` with :class:`FrameTransformerBlock` blocks, which attend the queries
+    of all frames of a video together (:meth:`run_blocks` takes ``num_frames``).
+    ``construct(x (b*f, c, h, w), context (b, L, D), num_frames)``.
 
     Args:
         heads: attention heads; head_dim: width per head (inner = heads * head_dim).
@@ -36,31 +38,17 @@ class Transformer3DModel(nn.Cell):
 
     def __init__(self, heads: int, head_dim: int, in_channels: int, num_layers: int = 1,
                  cross_attention_dim: int = 768, norm_num_groups: int = 32, use_linear_projection: bool = False):
-        super().__init__()
-        inner = heads * head_dim
-        self.use_linear = use_linear_projection
-        self.norm = GroupNorm(norm_num_groups, in_channels, eps=1e-6)
-        self.proj_in = linear(in_channels, inner) if use_linear_projection else conv2d(in_channels, inner, 1)
-        self.transformer_blocks = nn.CellList([
-            FrameTransformerBlock(inner, heads, head_dim, context_dim=cross_attention_dim) for _ in range(num_layers)])
         # diffusers 0.11 builds the linear proj_out as Linear(in_channels, inner): only valid when they agree
-        self.proj_out = linear(inner, in_channels) if use_linear_projection else conv2d(inner, in_channels, 1)
+        super().__init__(in_channels, heads, head_dim, depth=num_layers, context_dim=cross_attention_dim,
+                         use_linear=use_linear_projection, norm_eps=1e-6, groups=norm_num_groups,
+                         block_cls=FrameTransformerBlock)
+
+    def run_blocks(self, x, context=None, num_frames: int = 1):
+        # x (b*f, h*w, inner); context (b, L, D)
+        for block in self.transformer_blocks:
+            x = block(x, context, num_frames)
+        return x
 
     def construct(self, x, context, num_frames: int):
         # x (b*f, c, h, w); context (b, L, D)
-        bf, c, h, w = x.shape
-        t = self.norm(x)
-        if not self.use_linear:
-            t = self.proj_in(t)
-        inner = t.shape[1]
-        t = t.reshape(bf, inner, h * w).transpose(0, 2, 1)  # (b*f, h*w, inner)
-        if self.use_linear:
-            t = self.proj_in(t)
-        for block in self.transformer_blocks:
-            t = block(t, context, num_frames)
-        if self.use_linear:
-            t = self.proj_out(t)
-        t = t.transpose(0, 2, 1).reshape(bf, t.shape[2], h, w)
-        if not self.use_linear:
-            t = self.proj_out(t)
-        return t + x
+        return self.project_out(self.run_blocks(self.project_in(x), context, num_frames), x)

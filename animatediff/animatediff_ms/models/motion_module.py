@@ -16,7 +16,16 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from common.nn import Attention, FeedForward, GroupNorm, LayerNorm, linear, sinusoidal_position_table
+from common.nn import (
+    Attention,
+    FeedForward,
+    GroupNorm,
+    LayerNorm,
+    batch_to_time_tokens,
+    linear,
+    sinusoidal_position_table,
+    time_tokens_to_batch,
+)
 
 from ..config import MotionModuleConfig
 
@@ -102,15 +111,11 @@ class TemporalTransformer3DModel(nn.Cell):
 
     def construct(self, x, num_frames: int):
         # x (b*f, c, h, w)
-        bf, c, h, w = x.shape
-        b = bf // num_frames
-        t = self.norm(x).reshape(b, num_frames, c, h * w).transpose(0, 3, 1, 2)  # (b, h*w, f, c)
-        t = self.proj_in(t.reshape(b * h * w, num_frames, c))  # (b*h*w, f, inner)
+        t = self.proj_in(batch_to_time_tokens(self.norm(x), num_frames))  # (b*h*w, f, inner)
         for block in self.transformer_blocks:
             t = block(t)
         t = self.proj_out(t)  # (b*h*w, f, c)
-        t = t.reshape(b, h * w, num_frames, c).transpose(0, 2, 3, 1).reshape(bf, c, h, w)
-        return t + x
+        return time_tokens_to_batch(t, num_frames, x.shape[2], x.shape[3]) + x
 
 
 class VanillaTemporalModule(nn.Cell):

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from mindspore import nn, ops
 
-from common.nn import TimestepEmbedding, conv2d, timestep_embedding
+from common.nn import (
+    TimestepEmbedding,
+    batch_to_frames,
+    conv2d,
+    frames_to_batch,
+    repeat_interleave,
+    timestep_embedding,
+)
 
 from ..config import UNet3DConfig
 from .resnet import VideoGroupNorm
@@ -70,15 +77,15 @@ class UNet3DConditionModel(nn.Cell):
 
     def construct(self, sample, timestep, encoder_hidden_states):
         # sample (b, c, f, h, w); timestep (b,) / (1,) / (); encoder_hidden_states (b, L, D)
-        b, c, f, h, w = sample.shape
+        b, f = sample.shape[0], sample.shape[2]
         if self.cfg.center_input_sample:
             sample = 2 * sample - 1.0
-        x = sample.transpose(0, 2, 1, 3, 4).reshape(b * f, c, h, w)  # (b*f, c, h, w)
+        x = frames_to_batch(sample)  # (b*f, c, h, w)
         t = ops.broadcast_to(timestep.reshape(-1), (b,))
         emb = self.time_embedding(timestep_embedding(t, self.cfg.block_out_channels[0],
                                                      flip_sin_to_cos=self.cfg.flip_sin_to_cos,
                                                      downscale_freq_shift=self.cfg.freq_shift))  # (b, E)
-        temb = ops.broadcast_to(emb.reshape(b, 1, -1), (b, f, emb.shape[-1])).reshape(b * f, -1)  # (b*f, E)
+        temb = repeat_interleave(emb, f)  # (b*f, E)
         context = encoder_hidden_states
 
         x = self.conv_in(x)
@@ -97,4 +104,4 @@ class UNet3DConditionModel(nn.Cell):
                 size = (nxt.shape[2], nxt.shape[3])
             x = self.up_blocks[i](x, level, temb, context, f, size)
         x = self.conv_out(self.conv_act(self.conv_norm_out(x, f)))
-        return x.reshape(b, f, -1, h, w).transpose(0, 2, 1, 3, 4)  # (b, c_out, f, h, w)
+        return batch_to_frames(x, f)  # (b, c_out, f, h, w)
