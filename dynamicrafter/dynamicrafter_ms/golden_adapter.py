@@ -16,7 +16,7 @@ import mindspore as ms
 import numpy as np
 
 from common.clip.tokenizer import SimpleTokenizer
-from common.golden import GoldenAdapter, GoldenCase, GoldenCheck
+from common.golden import GoldenAdapter, GoldenCase, GoldenCheck, GoldenError
 from common.schedulers.ddim import sample_ddim
 
 from .config import DynamiCrafterConfig
@@ -174,6 +174,8 @@ class Adapter(GoldenAdapter):
             k.encode() + np.ascontiguousarray(v).tobytes() for k, v in sorted(c.inputs.items()))).hexdigest()
         if getattr(self, "_train_key", None) != key:
             x = c.inputs
+            if "cond_frame_index" not in x and self.model.cfg.diffusion.rand_cond_frame:
+                raise GoldenError(f"{c.name}: rand_cond_frame is on but the case records no cond_frame_index")
             out = training_loss(self.model, x["video"], c.params["captions"], x["fps"], random_num=x["random_num"],
                                 cond_frame_index=int(x["cond_frame_index"]) if "cond_frame_index" in x else 0,
                                 t=x["t"], noise=x["noise"], encode_noise=x["encode_noise"])
