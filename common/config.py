@@ -11,7 +11,8 @@ files carry; :func:`from_mapping` builds them and refuses what it does not know:
 
     unet = from_mapping(UNetConfig, yaml_params, "configs/x.yaml: model.params.unet_config.params")
 
-A key the port reads but does not use is declared with :func:`unused` and the reason. Errors are one
+A key the port reads but does not use is declared with :func:`unused` and the reason; a key it supports at
+one value only, with :func:`fixed` (another value is refused). Errors are one
 :class:`ConfigError` (a ``ValueError``) naming the file and the key path::
 
     configs/x.yaml: model.params.unet_config.params.num_head_chanels: unknown key (did you mean 'num_head_channels'?)
@@ -35,7 +36,8 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "from_mapping", "from_node", "unused", "join", "load_yaml", "load_json"]
+__all__ = ["ConfigError", "from_mapping", "from_node", "unused", "fixed", "join", "load_yaml", "load_json",
+           "TRANSFORMERS_GENERIC_KEYS"]
 
 
 class ConfigError(ValueError):
@@ -52,6 +54,38 @@ def unused(why: str, default: Any = None) -> Any:
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"unused": why})
     return dataclasses.field(default=default, metadata={"unused": why})
+
+
+#: Attributes every transformers ``PretrainedConfig`` may write into a ``config.json`` (generation,
+#: output and bookkeeping settings); none changes an encoder's numbers. Readers of transformers configs
+#: drop these before :func:`from_mapping`, which then refuses any other key it does not declare.
+TRANSFORMERS_GENERIC_KEYS = frozenset({
+    "return_dict", "output_hidden_states", "output_attentions", "torchscript", "use_bfloat16", "tf_legacy_loss",
+    "pruned_heads", "tie_word_embeddings", "chunk_size_feed_forward", "is_encoder_decoder", "is_decoder",
+    "cross_attention_hidden_size", "add_cross_attention", "tie_encoder_decoder", "max_length", "min_length",
+    "do_sample", "early_stopping", "num_beams", "num_beam_groups", "diversity_penalty", "temperature", "top_k",
+    "top_p", "typical_p", "repetition_penalty", "length_penalty", "no_repeat_ngram_size",
+    "encoder_no_repeat_ngram_size", "bad_words_ids", "num_return_sequences", "output_scores",
+    "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values",
+    "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens", "finetuning_task",
+    "id2label", "label2id", "tokenizer_class", "prefix", "sep_token_id", "decoder_start_token_id",
+    "task_specific_params", "problem_type", "architectures", "transformers_version", "torch_dtype",
+    "_name_or_path", "_commit_hash", "_attn_implementation_autoset", "attn_implementation", "use_cache",
+    "gradient_checkpointing",
+})
+
+
+def fixed(value: Any, why: str) -> Any:
+    """A dataclass field for a key that the original schema allows but this port supports at one value only.
+
+    The file may omit the key or set it to ``value`` (for ``value=None`` also ``{}`` / ``[]``); any other
+    value is refused naming the key: ``<where>.<key>=True is not supported by this port (only False: <why>)``.
+
+    Args:
+        value: the one supported value (also the default).
+        why: what another value would need (shown in the error).
+    """
+    return dataclasses.field(default=value, metadata={"fixed": why})
 
 
 def join(where: str, key: str | int) -> str:
@@ -129,6 +163,10 @@ def from_mapping(cls: type, data: Mapping | None, where: str) -> Any:
     for name, f in fields.items():
         if name in data:
             kwargs[name] = _convert(data[name], hints.get(name, Any), join(where, name))
+            if "fixed" in f.metadata and kwargs[name] != f.default and not (
+                    f.default is None and kwargs[name] in ({}, [], ())):
+                raise ConfigError(f"{join(where, name)}={kwargs[name]!r} is not supported by this port "
+                                  f"(only {f.default!r}: {f.metadata['fixed']})")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{join(where, name)}: missing (a required key)")
     try:

@@ -8,29 +8,20 @@ attention pooling, patch-norm, ...) is refused with an error naming the key.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-# Keys accepted in a config but without effect on inference numbers here (value ignored).
-_VISION_IGNORED = {"patch_dropout", "output_tokens", "timm_model_pretrained", "timm_pool", "timm_proj",
-                   "timm_proj_bias", "timm_drop", "timm_drop_path", "n_queries", "attn_pooler_heads",
-                   "final_ln_after_pool"}
-_TEXT_IGNORED = {"output_tokens", "proj", "hf_model_pretrained", "hf_proj_type", "hf_pooler_type",
-                 "pooler_type", "pool_type", "pad_id"}
-# Keys accepted only at their default (any other value needs code this port does not have).
-_VISION_DEFAULTS = {"input_patchnorm": False, "global_average_pool": False, "attentional_pool": False,
-                    "timm_model_name": None, "no_ln_pre": False, "pos_embed_type": "learnable",
-                    "attn_pooler_queries": 256}
-_TEXT_DEFAULTS = {"hf_model_name": None, "hf_tokenizer_name": None, "embed_cls": False,
-                  "no_causal_mask": False, "proj_bias": False, "attn_mask": True}
-_TOP_IGNORED = {"cast_dtype", "custom_text_cfg"}
-_TOP_DEFAULTS = {"custom_text": False, "init_logit_bias": None, "multimodal_cfg": None}
+from common.config import ConfigError, fixed, from_mapping, unused
+
+_NO_EFFECT = "no effect on the inference numbers of the plain CLIP towers"
+_NOT_PORTED = "the other value needs a tower this port does not have"
 
 
 def _pair(v, key: str) -> tuple[int, int]:
     if isinstance(v, (list, tuple)):
         if len(v) != 2:
-            raise ValueError(f"open_clip config: {key} must be an int or a pair, got {v!r}")
+            raise ConfigError(f"{key}: must be an int or a pair, got {v!r}")
         return int(v[0]), int(v[1])
     return int(v), int(v)
 
@@ -47,15 +38,39 @@ class CLIPVisionCfg:
         patch_size: patch side, int or (h, w) (ViT-*-14: 14).
         image_size: input side, int or (h, w) (default 224).
         ls_init_value: LayerScale init (None = no ``ls_1``/``ls_2`` parameters).
+    The other keys of open_clip's schema are read and either have no effect here (``unused``) or are
+    supported at their default only (``fixed``: timm towers, attention pooling, patch-norm, ...).
     """
 
     layers: int = 12
     width: int = 768
     head_width: int = 64
     mlp_ratio: float = 4.0
-    patch_size: int | tuple = 16
-    image_size: int | tuple = 224
+    patch_size: int | tuple[int, int] = 16
+    image_size: int | tuple[int, int] = 224
     ls_init_value: float | None = None
+    patch_dropout: Any = unused("training-time token dropout")
+    output_tokens: Any = unused(_NO_EFFECT)
+    timm_model_pretrained: Any = unused(_NO_EFFECT)
+    timm_pool: Any = unused(_NO_EFFECT)
+    timm_proj: Any = unused(_NO_EFFECT)
+    timm_proj_bias: Any = unused(_NO_EFFECT)
+    timm_drop: Any = unused(_NO_EFFECT)
+    timm_drop_path: Any = unused(_NO_EFFECT)
+    n_queries: Any = unused(_NO_EFFECT)
+    attn_pooler_heads: Any = unused(_NO_EFFECT)
+    final_ln_after_pool: Any = unused(_NO_EFFECT)
+    input_patchnorm: bool = fixed(False, _NOT_PORTED)
+    global_average_pool: bool = fixed(False, _NOT_PORTED)
+    attentional_pool: bool = fixed(False, _NOT_PORTED)
+    timm_model_name: str | None = fixed(None, _NOT_PORTED)
+    no_ln_pre: bool = fixed(False, _NOT_PORTED)
+    pos_embed_type: str = fixed("learnable", _NOT_PORTED)
+    attn_pooler_queries: int = fixed(256, _NOT_PORTED)
+
+    def __post_init__(self):
+        if self.width % self.head_width:
+            raise ConfigError(f"width: {self.width} is not a multiple of head_width {self.head_width}")
 
     @property
     def heads(self) -> int:
@@ -96,6 +111,24 @@ class CLIPTextCfg:
     layers: int = 12
     mlp_ratio: float = 4.0
     ls_init_value: float | None = None
+    output_tokens: Any = unused(_NO_EFFECT)
+    proj: Any = unused(_NO_EFFECT)
+    hf_model_pretrained: Any = unused(_NO_EFFECT)
+    hf_proj_type: Any = unused(_NO_EFFECT)
+    hf_pooler_type: Any = unused(_NO_EFFECT)
+    pooler_type: Any = unused(_NO_EFFECT)
+    pool_type: Any = unused(_NO_EFFECT)
+    pad_id: Any = unused(_NO_EFFECT)
+    hf_model_name: str | None = fixed(None, _NOT_PORTED)
+    hf_tokenizer_name: str | None = fixed(None, _NOT_PORTED)
+    embed_cls: bool = fixed(False, _NOT_PORTED)
+    no_causal_mask: bool = fixed(False, _NOT_PORTED)
+    proj_bias: bool = fixed(False, _NOT_PORTED)
+    attn_mask: bool = fixed(True, _NOT_PORTED)
+
+    def __post_init__(self):
+        if self.width % self.heads:
+            raise ConfigError(f"width: {self.width} is not divisible into {self.heads} heads")
 
 
 @dataclass
@@ -107,50 +140,31 @@ class OpenCLIPConfig:
         vision_cfg: :class:`CLIPVisionCfg`.
         text_cfg: :class:`CLIPTextCfg`.
         quick_gelu: ``x * sigmoid(1.702 x)`` instead of exact GELU in every MLP (OpenAI weights).
-        name: arch name, informative.
+        name: arch name, informative (not a key of the files).
     """
 
     embed_dim: int
     vision_cfg: CLIPVisionCfg = field(default_factory=CLIPVisionCfg)
     text_cfg: CLIPTextCfg = field(default_factory=CLIPTextCfg)
     quick_gelu: bool = False
+    cast_dtype: Any = unused("the compute dtype is the caller's")
+    custom_text_cfg: Any = unused(_NO_EFFECT)
+    custom_text: bool = fixed(False, _NOT_PORTED)
+    init_logit_bias: float | None = fixed(None, _NOT_PORTED)
+    multimodal_cfg: dict | None = fixed(None, _NOT_PORTED)
     name: str = ""
 
     @classmethod
     def from_dict(cls, d: dict, name: str = "", source: str = "open_clip config") -> OpenCLIPConfig:
-        """Parse the JSON dict; unknown or unsupported keys raise ValueError naming ``source`` and the key."""
+        """Parse the JSON dict through :func:`common.config.from_mapping`: unknown or unsupported keys raise
+        :class:`~common.config.ConfigError` (a ValueError) naming ``source`` and the key."""
         if not isinstance(d, dict) or "embed_dim" not in d:
-            raise ValueError(f"{source}: not an open_clip model config (no 'embed_dim' key)")
-        top = {"embed_dim", "vision_cfg", "text_cfg", "quick_gelu"}
-        _check_keys(d, top, _TOP_IGNORED, _TOP_DEFAULTS, source)
-        vision = _build(CLIPVisionCfg, d.get("vision_cfg", {}), _VISION_IGNORED, _VISION_DEFAULTS,
-                        f"{source}: vision_cfg")
-        text = _build(CLIPTextCfg, d.get("text_cfg", {}), _TEXT_IGNORED, _TEXT_DEFAULTS, f"{source}: text_cfg")
-        if vision.width % vision.head_width:
-            raise ValueError(f"{source}: vision_cfg.width {vision.width} is not a multiple of head_width "
-                             f"{vision.head_width}")
-        if text.width % text.heads:
-            raise ValueError(f"{source}: text_cfg.width {text.width} is not divisible into {text.heads} heads")
-        return cls(embed_dim=int(d["embed_dim"]), vision_cfg=vision, text_cfg=text,
-                   quick_gelu=bool(d.get("quick_gelu", False)), name=name)
-
-
-def _check_keys(d: dict, known: set, ignored: set, defaults: dict, source: str) -> None:
-    for k, v in d.items():
-        if k in known or k in ignored:
-            continue
-        if k in defaults:
-            if v != defaults[k] and not (defaults[k] is None and v in ({}, [])):
-                raise ValueError(f"{source}: {k}={v!r} is not supported by this port "
-                                 f"(only {defaults[k]!r})")
-            continue
-        raise ValueError(f"{source}: unknown key {k!r}")
-
-
-def _build(cls, d: dict, ignored: set, defaults: dict, source: str):
-    names = {f.name for f in fields(cls)}
-    _check_keys(d, names, ignored, defaults, source)
-    return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
+            raise ConfigError(f"{source}: not an open_clip model config (no 'embed_dim' key)")
+        if "name" in d:
+            raise ConfigError(f"{source}: name: unknown key")
+        cfg = from_mapping(cls, d, source)
+        cfg.name = name
+        return cfg
 
 
 #: Released archs (numbers from open_clip's ``src/open_clip/model_configs``).

@@ -14,12 +14,13 @@ OpenAI CLIP); ``final_layer_norm``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import mindspore as ms
 from mindspore import nn, ops
 
+from common.config import TRANSFORMERS_GENERIC_KEYS, ConfigError, from_mapping, join, unused
 from common.nn import AttentionOptions, LayerNorm, linear, scaled_dot_product_attention
 
 from .layers import Embedding, activation, causal_mask
@@ -53,19 +54,34 @@ class CLIPTextConfig:
     hidden_act: str = "quick_gelu"
     layer_norm_eps: float = 1e-5
     projection_dim: int = 512
+    attention_dropout: float = unused("training only", 0.0)
+    dropout: float = unused("training only", 0.0)
+    initializer_factor: float = unused("weight init of the training code", 1.0)
+    initializer_range: float = unused("weight init of the training code", 0.02)
+    bos_token_id: int = unused("the tokenizer's (the pooled token is found by the highest id)", 0)
+    eos_token_id: int = unused("the tokenizer's (the pooled token is found by the highest id)", 2)
+    pad_token_id: int = unused("the tokenizer's", 1)
+    model_type: str = unused("transformers' model type", "clip_text_model")
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(f"hidden_size: {self.hidden_size} is not divisible by num_attention_heads "
+                              f"{self.num_attention_heads}")
+        try:
+            activation(self.hidden_act)
+        except ValueError as e:
+            raise ConfigError(f"hidden_act: {e}") from None
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> CLIPTextConfig:
-        """From a ``config.json`` dict (a full CLIPConfig's ``text_config`` is used if present)."""
+        """From a ``config.json`` dict (a full CLIPConfig's ``text_config`` is used if present), read by
+        :func:`common.config.from_mapping` (transformers' generic keys dropped first,
+        ``common.config.TRANSFORMERS_GENERIC_KEYS``): an unknown key is refused with the file and key named
+        (:class:`~common.config.ConfigError`, a ValueError)."""
         if "text_config" in d and isinstance(d["text_config"], dict):
-            d = d["text_config"]
-        names = {f.name for f in fields(cls)}
-        cfg = cls(**{k: v for k, v in d.items() if k in names})
-        if cfg.hidden_size % cfg.num_attention_heads:
-            raise ValueError(f"{source}: hidden_size {cfg.hidden_size} is not divisible by num_attention_heads "
-                             f"{cfg.num_attention_heads}")
-        activation(cfg.hidden_act)  # validates the name
-        return cfg
+            d, source = d["text_config"], join(source, "text_config")
+        d = {k: v for k, v in d.items() if k not in TRANSFORMERS_GENERIC_KEYS}
+        return from_mapping(cls, d, source)
 
     @classmethod
     def from_json(cls, path: str | Path) -> CLIPTextConfig:

@@ -246,7 +246,7 @@ def test_config_files_and_errors(tmp_path):
     bad = dict(TINY, vision_cfg=dict(TINY["vision_cfg"], attentional_pool=True))
     with pytest.raises(ValueError, match="attentional_pool=True is not supported"):
         OpenCLIPConfig.from_dict(bad)
-    with pytest.raises(ValueError, match="unknown key 'widht'"):
+    with pytest.raises(ValueError, match=r"text_cfg.widht: unknown key \(did you mean 'width'"):
         OpenCLIPConfig.from_dict(dict(TINY, text_cfg=dict(TINY["text_cfg"], widht=3)))
     p = tmp_path / "x.json"
     p.write_text(json.dumps({"a": TINY}))

@@ -6,7 +6,17 @@ from typing import Any, Literal
 
 import pytest
 
-from common.config import ConfigError, from_mapping, from_node, join, load_json, load_yaml, unused
+from common.config import (
+    TRANSFORMERS_GENERIC_KEYS,
+    ConfigError,
+    fixed,
+    from_mapping,
+    from_node,
+    join,
+    load_json,
+    load_yaml,
+    unused,
+)
 
 
 @dataclass
@@ -113,3 +123,26 @@ def test_load_yaml_and_json_errors(tmp_path):
     js.write_text("{a")
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_json(js)
+
+
+@dataclass
+class Towers:
+    width: int = 8
+    attentional_pool: bool = fixed(False, "needs the attention pooler")
+    multimodal_cfg: dict | None = fixed(None, "needs the CoCa decoder")
+
+
+def test_fixed_keys_accept_only_their_value():
+    assert from_mapping(Towers, {"attentional_pool": False, "multimodal_cfg": {}}, "a.json").width == 8
+    with pytest.raises(ConfigError) as e:
+        from_mapping(Towers, {"attentional_pool": True}, "a.json: vision_cfg")
+    assert str(e.value) == ("a.json: vision_cfg.attentional_pool=True is not supported by this port "
+                            "(only False: needs the attention pooler)")
+    with pytest.raises(ConfigError, match=r"multimodal_cfg=\{'layers': 2\} is not supported"):
+        from_mapping(Towers, {"multimodal_cfg": {"layers": 2}}, "a.json")
+
+
+def test_transformers_generic_keys_are_named_not_guessed():
+    # the reader of a transformers config drops exactly these; model keys stay checked
+    assert {"architectures", "torch_dtype", "id2label", "use_cache"} <= TRANSFORMERS_GENERIC_KEYS
+    assert not {"hidden_size", "num_heads", "d_model", "vocab_size"} & TRANSFORMERS_GENERIC_KEYS
