@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 __all__ = ["ConfigError", "from_mapping", "from_node", "unused", "fixed", "join", "load_yaml", "load_json",
-           "TRANSFORMERS_GENERIC_KEYS"]
+           "TRANSFORMERS_GENERIC_KEYS", "apply_overrides", "field_docs", "options_help"]
 
 
 class ConfigError(ValueError):
@@ -260,3 +260,93 @@ def _convert(v: Any, tp: Any, where: str) -> Any:
 
 def _name(tp: Any) -> str:
     return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
+
+
+def apply_overrides(data: Mapping, args: list[str], source: str) -> dict:
+    """A copy of ``data`` with command-line overrides ``--section.key=value`` (or ``--section.key value``)
+    applied; each value is read as YAML (``3``, ``1e-4``, ``null``, ``[576, 1024]``, ``true``).
+
+    Only keys the file already has can be set (the shipped YAMLs list every key), so a misspelt option is
+    refused here, naming the option and the closest key.
+
+    Args:
+        data: the mapping read from the config file.
+        args: the command-line arguments left after the script's own flags.
+        source: the config file (named in the errors).
+    Raises:
+        ConfigError: an argument that is not ``--key.path[=value]``, a missing value, an unknown key.
+    """
+    import copy
+
+    out = copy.deepcopy(dict(data))
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) == 2:
+            raise ConfigError(f"unexpected argument {arg!r} (options are --section.key=value)")
+        if "=" in arg:
+            dotted, raw = arg[2:].split("=", 1)
+        else:
+            if i + 1 >= len(args):
+                raise ConfigError(f"option {arg} needs a value")
+            dotted, raw = arg[2:], args[i + 1]
+            i += 1
+        node, parts = out, dotted.split(".")
+        for depth, key in enumerate(parts):
+            if not isinstance(node, dict) or key not in node:
+                what = "a section" if depth < len(parts) - 1 else "a key"
+                known = node if isinstance(node, dict) else {}
+                raise ConfigError(f"unknown option --{dotted}: {'.'.join(parts[:depth + 1])} is not {what} of "
+                                  f"{source}{_did_you_mean(key, known) if known else ''}")
+            if depth < len(parts) - 1:
+                node = node[key]
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            raise ConfigError(f"--{dotted}={raw}: not a YAML value") from None
+        i += 1
+    return out
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """``{field: text}`` from the class docstring's ``name: text`` lines (continuation lines indented deeper
+    are joined; ``a / b: text`` documents both)."""
+    docs: dict[str, str] = {}
+    current: list[str] = []
+    base_indent = None
+    for line in (cls.__doc__ or "").splitlines():
+        stripped = line.strip()
+        indent = len(line) - len(stripped)
+        head, sep, text = stripped.partition(": ")
+        names = [n.strip() for n in head.split("/")]
+        if sep and all(n.isidentifier() for n in names) and (base_indent is None or indent <= base_indent):
+            base_indent = indent
+            current = names
+            for n in names:
+                docs[n] = text.strip()
+        elif current and stripped and base_indent is not None and indent > base_indent:
+            for n in current:
+                docs[n] += " " + stripped
+        else:
+            current = []
+    return docs
+
+
+def options_help(cls: type, prefix: str = "") -> list[str]:
+    """One line per leaf key of dataclass ``cls`` as a command-line option: ``--prefix.key (default): text``,
+    the text from each class's docstring (:func:`field_docs`); keys declared :func:`unused` are left out."""
+    lines = []
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if "unused" in f.metadata:
+            continue
+        name = f"{prefix}.{f.name}" if prefix else f.name
+        tp = hints.get(f.name)
+        if dataclasses.is_dataclass(tp):
+            lines += options_help(tp, name)
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
+        lines.append(f"  --{name} ({default!r}): {docs.get(f.name, '')}".rstrip(": "))
+    return lines

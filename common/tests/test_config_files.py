@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from common import golden
-from common.config import ConfigError, from_mapping
+from common.config import ConfigError, from_mapping, load_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = golden.golden_root()
@@ -32,6 +32,12 @@ def _svd(path):
     from svd_ms.config import load_svd_config
 
     load_svd_config(path)
+
+
+def _svd_train(path):
+    from svd_ms.config import TrainFile
+
+    from_mapping(TrainFile, load_yaml(path), str(path))
 
 
 def _ad_inference(path):
@@ -76,6 +82,7 @@ CASES = (
      + _files(GOLDEN / "dynamicrafter", "*/config.yaml", "released/*.yaml")]
     + [(p, _svd) for p in _files(REPO / "svd", "configs/svd*.yaml")
        + _files(GOLDEN / "svd", "*/config.yaml", "released/*.yaml") if p.name != "svd_train.yaml"]
+    + [(REPO / "svd" / "configs" / "svd_train.yaml", _svd_train)]
     + [(p, _ad_inference) for p in _files(REPO / "animatediff", "configs/inference/*.yaml")
        + _files(GOLDEN / "animatediff", "*/config.yaml", "released/inference-*.yaml")]
     + [(p, _ad_prompt) for p in _files(REPO / "animatediff", "configs/prompts/**/*.yaml")
@@ -93,7 +100,7 @@ def test_config_file_reads(path, load, monkeypatch):
 
 def test_the_files_are_there():
     names = {load.__name__ for _, load in CASES}
-    assert {"_dc", "_svd", "_ad_inference", "_ad_prompt"} <= names
+    assert {"_dc", "_svd", "_svd_train", "_ad_inference", "_ad_prompt"} <= names
     if GOLDEN.is_dir():
         assert {"_ad_diffusers", "_ad_released"} <= names
 

@@ -467,3 +467,220 @@ def parse_svd_config(cfg: dict, source: str = "<dict>") -> SVDConfig:
 def load_svd_config(path) -> SVDConfig:
     """Read an original SVD YAML file (``configs/svd.yaml`` etc.) into an :class:`SVDConfig`."""
     return parse_svd_config(load_yaml(path), str(path))
+
+
+# ---- train.py's YAML (configs/svd_train.yaml; the layout of mindone's SVD port) -----------------------
+
+
+def _positive(where: str, **values) -> None:
+    for k, v in values.items():
+        if v is not None and v < 1:
+            raise ConfigError(f"{k}: {v} must be >= 1{where}")
+
+
+@dataclass
+class TrainEnvironment:
+    """``environment``.
+
+    mode: 0 = graph (forward + backward compiled with ms.jit), 1 = PyNative.
+    seed: model init (without a pretrained file), data order, every random draw.
+    """
+
+    mode: Literal[0, 1] = 1
+    seed: int = 42
+
+
+@dataclass
+class TrainDatasetArgs:
+    """``train.dataset.init_args`` of :class:`svd_ms.data.VideoDataset`.
+
+    data_dir: folder the CSV paths are relative to (null = the CSV's folder).
+    metadata: CSV with the header path,length,motion_bucket_id (required).
+    frames: frames per clip.
+    step: take every step-th frame (fps_id = fps / step - 1).
+    size: (H, W) of the clips: resize the short side, centre crop.
+    cond_aug_mean / cond_aug_std: cond_aug ~ LogNormal(mean, std).
+    """
+
+    data_dir: str | None = None
+    metadata: str | None = None
+    frames: int = 4
+    step: int = 5
+    size: tuple[int, int] = (576, 1024)
+    cond_aug_mean: float = -3.0
+    cond_aug_std: float = 0.5
+
+    def __post_init__(self):
+        _positive("", frames=self.frames, step=self.step)
+        if min(self.size) < 1:
+            raise ConfigError(f"size: {list(self.size)} must be two positive sizes (H, W)")
+
+
+@dataclass
+class TrainDataset:
+    """``train.dataset``."""
+
+    init_args: TrainDatasetArgs = field(default_factory=TrainDatasetArgs)
+    class_path: Any = unused("mindone's dataset class path; the dataset is svd_ms.data.VideoDataset")
+
+
+@dataclass
+class TrainDataloader:
+    """``train.dataloader``.
+
+    batch_size: clips per micro-batch and process.
+    shuffle: shuffle the clips every epoch.
+    """
+
+    batch_size: int = 1
+    shuffle: bool = True
+
+    def __post_init__(self):
+        _positive("", batch_size=self.batch_size)
+
+
+@dataclass
+class TrainScheduler:
+    """``train.scheduler``: linear warm-up, then cosine from lr to end_lr.
+
+    lr: peak learning rate.
+    end_lr: learning rate at the last step.
+    warmup_steps: linear warm-up steps (fewer than the run's steps).
+    """
+
+    lr: float = 5e-6
+    end_lr: float = 1e-7
+    warmup_steps: int = 50
+
+    def __post_init__(self):
+        if self.lr <= 0 or self.end_lr < 0:
+            raise ConfigError(f"lr: {self.lr} must be > 0 and end_lr {self.end_lr} >= 0")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps: {self.warmup_steps} must be >= 0")
+
+
+@dataclass
+class TrainOptimizer:
+    """``train.optimizer`` (AdamW).
+
+    betas: (beta1, beta2).
+    eps: denominator epsilon.
+    weight_decay: decoupled weight decay.
+    """
+
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+
+
+@dataclass
+class TrainSettings:
+    """``train.settings``.
+
+    gradient_accumulation_steps: micro-batches per optimizer step.
+    clip_grad: clip the global gradient norm.
+    clip_norm: the norm clipped to.
+    """
+
+    gradient_accumulation_steps: int = 5
+    clip_grad: bool = True
+    clip_norm: float = 1.0
+
+    def __post_init__(self):
+        _positive("", gradient_accumulation_steps=self.gradient_accumulation_steps)
+        if self.clip_grad and self.clip_norm <= 0:
+            raise ConfigError(f"clip_norm: {self.clip_norm} must be > 0 (or clip_grad: false)")
+
+
+@dataclass
+class TrainLoss:
+    """``train.loss``: used when the --svd_config has no loss_fn_config (the released ones have none).
+
+    loss_type: l2 | l1.
+    p_mean / p_std: EDMSampling: log sigma ~ N(p_mean, p_std^2).
+    sigma_data: EDMWeighting (1.0 = the v-weighting that matches VScalingWithEDMcNoise).
+    """
+
+    loss_type: Literal["l2", "l1"] = "l2"
+    p_mean: float = 1.0
+    p_std: float = 1.6
+    sigma_data: float = 1.0
+
+
+@dataclass
+class TrainSection:
+    """``train``.
+
+    pretrained: released SVD checkpoint (.safetensors / .ckpt); null = random weights (tests only).
+    output_dir: checkpoints, the log and the exported weights.
+    epochs: passes over the clips (when max_steps is null).
+    max_steps: optimizer steps; null = epochs x (batches per epoch // gradient_accumulation_steps).
+    temporal_only: train only the UNet's temporal layers (time_stack / time_mixer / time_pos_embed).
+    amp_level: O0 float32; O2 float16 UNet compute with float32 master weights (GPU/Ascend).
+    ucg_rate: probability to zero a video's image embedding / concat latent (CFG dropout).
+    encode_chunk_size: frames per VAE-encoder call (null = the whole clip).
+    recompute: gradient checkpointing of each UNet block (same gradients, less memory).
+    ckpt_every: write output_dir/ckpt-<step>.safetensors every N steps (atomic; resumed from).
+    keep_last: checkpoints kept.
+    ema_decay: e.g. 0.9999: keep an EMA of the trained parameters (exported at the end); null = none.
+    export: write output_dir/svd_finetuned.safetensors (whole model, released layout).
+    on_bad_video: skip: report the file in one line and go on; stop: stop training.
+    dump_rank_params: diagnostic: a path with {rank}; every rank writes its trained parameters at the end.
+    """
+
+    pretrained: str | None = None
+    output_dir: str = "output/"
+    epochs: int = 1
+    max_steps: int | None = None
+    temporal_only: bool = True
+    amp_level: Literal["O0", "O2"] = "O0"
+    ucg_rate: float = 0.0
+    encode_chunk_size: int | None = None
+    recompute: bool = False
+    ckpt_every: int = 100
+    keep_last: int = 3
+    ema_decay: float | None = None
+    export: bool = True
+    on_bad_video: Literal["skip", "stop"] = "skip"
+    dump_rank_params: str | None = None
+    dataset: TrainDataset = field(default_factory=TrainDataset)
+    dataloader: TrainDataloader = field(default_factory=TrainDataloader)
+    scheduler: TrainScheduler = field(default_factory=TrainScheduler)
+    optimizer: TrainOptimizer = field(default_factory=TrainOptimizer)
+    settings: TrainSettings = field(default_factory=TrainSettings)
+    loss: TrainLoss = field(default_factory=TrainLoss)
+
+    def __post_init__(self):
+        _positive("", epochs=self.epochs, max_steps=self.max_steps, keep_last=self.keep_last,
+                  encode_chunk_size=self.encode_chunk_size)
+        if self.ckpt_every < 0:
+            raise ConfigError(f"ckpt_every: {self.ckpt_every} must be >= 0 (0 = only at the end)")
+        if not 0.0 <= self.ucg_rate <= 1.0:
+            raise ConfigError(f"ucg_rate: {self.ucg_rate} is not a probability in [0, 1]")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay: {self.ema_decay} must be in (0, 1) or null")
+
+
+@dataclass
+class TrainLossScale:
+    """``LossScale``.
+
+    loss_scale: auto (dynamic on GPU/Ascend, none on CPU) | none | static | dynamic.
+    loss_scale_value: initial scale.
+    scale_factor: growth / back-off factor of the dynamic scale.
+    scale_window: steps without overflow before the scale grows.
+    """
+
+    loss_scale: Literal["auto", "none", "static", "dynamic"] = "auto"
+    loss_scale_value: float = 65536.0
+    scale_factor: int = 2
+    scale_window: int = 1000
+
+
+@dataclass
+class TrainFile:
+    """The whole ``configs/svd_train.yaml``."""
+
+    environment: TrainEnvironment = field(default_factory=TrainEnvironment)
+    train: TrainSection = field(default_factory=TrainSection)
+    LossScale: TrainLossScale = field(default_factory=TrainLossScale)

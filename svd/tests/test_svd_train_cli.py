@@ -116,5 +116,49 @@ def test_bad_csv_stops_at_once_with_one_line(setup, edit, message):
 def test_unknown_option_is_one_line():
     r = subprocess.run([sys.executable, "train.py", "--train.no_such_key=3"], cwd=SVD_DIR, capture_output=True,
                        text=True, timeout=120)
-    assert r.returncode == 1 and r.stderr.strip() == "error: unknown option --train.no_such_key: not a key of " \
-        f"{SVD_DIR / 'configs' / 'svd_train.yaml'}"
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith("error: unknown option --train.no_such_key: train.no_such_key is not a key of "
+                                       f"{SVD_DIR / 'configs' / 'svd_train.yaml'}")
+
+
+def _train_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("svd_train_script", SVD_DIR / "train.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--train.dataset.init_args.frams=4"], "init_args.frams is not a key of {cfg} (did you mean 'frames'?)"),
+    (["--train.epochs=0"], "{cfg}: train.epochs: 0 must be >= 1"),
+    (["--train.dataset.init_args.frames=-2"], "{cfg}: train.dataset.init_args.frames: -2 must be >= 1"),
+    (["--train.amp_level=O3"], "{cfg}: train.amp_level: 'O3' is not one of ['O0', 'O2']"),
+    (["--train.ucg_rate=2"], "train.ucg_rate: 2.0 is not a probability"),
+    (["--environment.mode=graph"], "{cfg}: environment.mode: 'graph' is not one of [0, 1]"),
+    (["--train.pretrained={tmp}"], "--train.pretrained {tmp} is not a file"),
+    (["--train.output_dir={file}/sub"], "--train.output_dir {file}/sub lies below a file"),
+    (["--config={tmp}"], "--config {tmp} is not a file"),
+    (["--train.dataset.init_args.metadata=null"], "--train.dataset.init_args.metadata is required"),
+])
+def test_bad_options_are_refused_before_any_work(tmp_path, capsys, args, message):
+    train = _train_module()
+    cfg = SVD_DIR / "configs" / "svd_train.yaml"
+    (tmp_path / "f.txt").write_text("x")
+    fill = {"tmp": tmp_path, "file": tmp_path / "f.txt", "cfg": cfg}
+    base = [f"--svd_config={TINY_CONFIG}", "--train.dataset.init_args.metadata=x.csv"]
+    assert train.main(base + [a.format(**fill) for a in args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: ") and message.format(**fill) in err, err
+
+
+def test_help_lists_every_training_key(capsys):
+    train = _train_module()
+    with pytest.raises(SystemExit) as e:
+        train.main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for key in ("--train.dataset.init_args.frames (4): frames per clip", "--train.scheduler.warmup_steps (50)",
+                "--LossScale.loss_scale ('auto')", "--environment.mode (1): 0 = graph"):
+        assert key in out, key
