@@ -24,6 +24,7 @@ from mindspore.nn.utils import no_init_parameters
 
 from common import golden
 from common.checkpoint import match_state_dict
+from common.config import ConfigError
 from common.clip.hf_clip import CLIPTextConfig, CLIPTextModel
 from common.vae import AutoencoderKL
 
@@ -155,3 +156,16 @@ def test_motion_lora_refused_by_a_v1_unet():
     d = layout("v2_lora_ZoomIn.json")
     with pytest.raises(ValueError, match="mid_block"):
         plan_diffusers_lora(full_unet(1), shape_only(d["tensors"]), "v2_lora_ZoomIn", expect="motion_modules.")
+
+
+def test_vae_config_groups_other_than_32():
+    # a diffusers VAE with 16 GroupNorm groups builds with them (read from vae/config.json, not assumed)
+    dd, embed = vae_ddconfig_from_diffusers({"block_out_channels": [16, 32], "norm_num_groups": 16,
+                                             "latent_channels": 4, "layers_per_block": 1})
+    assert dd.norm_num_groups == 16 and embed == 4
+    with no_init_parameters():
+        vae = AutoencoderKL(dd, embed)
+    groups = {c.num_groups for _, c in vae.cells_and_names() if hasattr(c, "num_groups")}
+    assert groups == {16}
+    with pytest.raises(ConfigError, match=r"vae/config.json: norm_num_grups: unknown key \(did you mean 'norm_num_groups'"):
+        vae_ddconfig_from_diffusers({"norm_num_grups": 16})

@@ -24,7 +24,10 @@ import re
 
 import numpy as np
 
-from ..config import ConfigError, UNet3DConfig
+from common.config import from_mapping
+from common.vae import DDConfig
+
+from ..config import ConfigError, UNet3DConfig, VAEConfig
 
 RESNET_INNER = (("in_layers.0.", "norm1."), ("in_layers.2.", "conv1."), ("emb_layers.1.", "time_emb_proj."),
                 ("out_layers.0.", "norm2."), ("out_layers.3.", "conv2."), ("skip_connection.", "conv_shortcut."))
@@ -164,25 +167,11 @@ def diffusers_vae_to_ldm(sd: dict, n_levels: int, source: str = "vae") -> dict:
     return out
 
 
-def vae_ddconfig_from_diffusers(cfg: dict, source: str = "vae/config.json") -> tuple[dict, int]:
-    """``vae/config.json`` (diffusers AutoencoderKL) -> (LDM ``ddconfig`` dict, ``embed_dim``)."""
-    ch = [int(c) for c in cfg.get("block_out_channels", (64,))]
-    if any(c % ch[0] for c in ch):
-        raise ConfigError(f"{source}: block_out_channels {ch} are not multiples of the first")
-    if int(cfg.get("norm_num_groups", 32)) != 32:
-        raise ConfigError(f"{source}: norm_num_groups {cfg.get('norm_num_groups')} is not supported (32)")
-    for k in ("down_block_types", "up_block_types"):
-        kinds = set(cfg.get(k, ()))
-        if kinds - {"DownEncoderBlock2D", "UpDecoderBlock2D"}:
-            raise ConfigError(f"{source}: {k} {sorted(kinds)} not supported")
-    if cfg.get("act_fn", "silu") != "silu":
-        raise ConfigError(f"{source}: act_fn {cfg.get('act_fn')!r} not supported (silu)")
-    z = int(cfg.get("latent_channels", 4))
-    dd = dict(double_z=True, z_channels=z, resolution=int(cfg.get("sample_size", 256)),
-              in_channels=int(cfg.get("in_channels", 3)), out_ch=int(cfg.get("out_channels", 3)), ch=ch[0],
-              ch_mult=[c // ch[0] for c in ch], num_res_blocks=int(cfg.get("layers_per_block", 2)),
-              attn_resolutions=[])
-    return dd, z
+def vae_ddconfig_from_diffusers(cfg: dict, source: str = "vae/config.json") -> tuple[DDConfig, int]:
+    """``vae/config.json`` (diffusers AutoencoderKL) -> (LDM ``ddconfig``, ``embed_dim``), read by
+    :class:`~animatediff_ms.config.VAEConfig` (GroupNorm groups included; unknown keys refused)."""
+    vae = from_mapping(VAEConfig, cfg, source)
+    return vae.ddconfig(), vae.latent_channels
 
 
 def fold_position_ids(te_sd: dict, source: str = "text encoder") -> tuple[dict, bool]:
