@@ -35,7 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--H", type=int, default=None, help="height in pixels, multiple of 8 (default: entry's H, else 512)")
     p.add_argument("--sampler", choices=("ddim", "dpmpp_2m"), default=None,
                    help="override the entries' sampler (default: the entry's 'sampler' key, else ddim)")
-    p.add_argument("--steps", type=int, default=None, help="override the entries' steps")
+    p.add_argument("--steps", "--num_inference_steps", dest="steps", type=int, default=None, help="override the entries' steps")
     p.add_argument("--save_mp4", "--save-mp4", action="store_true", help="also write .mp4 files (H.264)")
     p.add_argument("--fps", type=int, default=8, help="frames per second of the written videos (8)")
     p.add_argument("--output_dir", default="samples", help="root of the time-stamped output folder (samples)")

@@ -23,6 +23,17 @@ TINY_CONFIG = HERE / "configs" / "svd_tiny.yaml"
 DEMO_IMAGE = HERE / "assets" / "demo.png"
 
 
+def _mode(v: str) -> int:
+    """``--mode``: 0 / graph, 1 / pynative (the common spelling of every model's CLI)."""
+    names = {"graph": 0, "pynative": 1}
+    if v.lower() in names:
+        return names[v.lower()]
+    try:
+        return int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{v!r} is not 0, 1, graph or pynative") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Stable Video Diffusion image-to-video (MindSpore). Flags follow the mindone SVD port.",
@@ -48,16 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "the temporal decoder layers only see frames within a chunk")
     p.add_argument("--SVD.sampling_steps", dest="sampling_steps", type=int, default=0,
                    help="alias of --num_steps (mindone's name); 0 = not set")
-    p.add_argument("--num_steps", type=int, default=None,
+    p.add_argument("--num_steps", "--num_inference_steps", dest="num_steps", type=int, default=None,
                    help="Euler EDM sampling steps (default: the config's num_steps: 25 SVD, 30 XT)")
     p.add_argument("--image", default=None,
                    help="input picture (RGB; sides are cut down to multiples of 64; trained at 576x1024). Default "
                         "without a checkpoint: the bundled assets/demo.png")
     p.add_argument("--seed", type=int, default=42, help="seed of the two Gaussian draws (image noise, start noise)")
     p.add_argument("--output_dir", default="./output", help="folder for the mp4 (created if missing)")
-    p.add_argument("--mode", type=int, default=1, choices=[0, 1],
-                   help="MindSpore execution: 0 = graph (the denoiser is compiled), 1 = PyNative")
-    p.add_argument("--attn_chunk_size", type=int, default=None,
+    p.add_argument("--mode", type=_mode, default=1, choices=[0, 1], metavar="{0,1,graph,pynative}",
+                   help="MindSpore execution: 0 or graph = graph (the denoiser is compiled), 1 or pynative = PyNative")
+    p.add_argument("--attn_chunk_size", "--attention_chunk_size", dest="attn_chunk_size", type=int, default=None,
                    help="attention query chunk (bounds memory of long sequences, e.g. 4096 at 576x1024); "
                         "default: no chunking")
     p.add_argument("--ff_chunk_size", type=int, default=None,

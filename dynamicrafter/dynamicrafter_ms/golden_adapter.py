@@ -22,8 +22,7 @@ from common.schedulers.ddim import sample_ddim
 from .config import DynamiCrafterConfig
 from .data import load_data_prompts, load_frame
 from .model import DynamiCrafter
-from .pipeline import DynamiCrafterPipeline
-from .sampler import denoiser, make_schedule, step_noise
+from .pipeline import DynamiCrafterPipeline, denoiser, make_schedule, step_noise
 from .training import training_loss
 from .weights import load_weights
 

@@ -20,7 +20,7 @@ DTYPES = ("float32", "float16", "bfloat16")
 def get_parser() -> argparse.ArgumentParser:
     """The flags (names and defaults of the original; ours are marked [ms])."""
     p = argparse.ArgumentParser(description="DynamiCrafter image-to-video inference (MindSpore).")
-    p.add_argument("--savedir", type=str, default="results", help="results folder (default results)")
+    p.add_argument("--savedir", "--output_dir", dest="savedir", type=str, default="results", help="results folder (default results)")
     p.add_argument("--ckpt_path", "--ckpt", dest="ckpt_path", type=str, default=None,
                    help="released model.ckpt (PyTorch) or a converted MindSpore .ckpt")
     p.add_argument("--random_init", action="store_true",
@@ -35,7 +35,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=512, help="video width in pixels, multiple of 8 (default 512)")
     p.add_argument("--frame_stride", type=int, default=3,
                    help="frame stride (256 model, larger = more motion) or FPS (512/1024, smaller = more motion)")
-    p.add_argument("--unconditional_guidance_scale", type=float, default=1.0, help="CFG scale (default 1.0 = off)")
+    p.add_argument("--unconditional_guidance_scale", "--guidance_scale", dest="unconditional_guidance_scale", type=float, default=1.0, help="CFG scale (default 1.0 = off)")
     p.add_argument("--seed", type=int, default=123, help="random seed (default 123; < 0 = random)")
     p.add_argument("--video_length", type=int, default=16, help="frames (default 16)")
     p.add_argument("--negative_prompt", nargs="?", const="", default=None,
@@ -58,7 +58,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--save_gif", action="store_true", help="[ms] also write a .gif beside each .mp4")
     p.add_argument("--any_size", action="store_true",
                    help="[ms] allow a height/width other than the size the checkpoint was trained at")
-    p.add_argument("--attention_chunk", type=int, default=0,
+    p.add_argument("--attention_chunk", "--attention_chunk_size", dest="attention_chunk", type=int, default=0,
                    help="[ms] attention queries per chunk (memory bound; 0 = auto: none up to 32x32 latents, "
                         "512 above, 128 above 2560 latent pixels)")
     p.add_argument("--no_progress", action="store_true", help="[ms] hide the progress bar")

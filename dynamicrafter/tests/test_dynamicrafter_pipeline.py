@@ -4,8 +4,7 @@ from __future__ import annotations
 import mindspore as ms
 import numpy as np
 import pytest
-from dynamicrafter_ms.pipeline import DynamiCrafterPipeline
-from dynamicrafter_ms.sampler import denoiser, make_schedule
+from dynamicrafter_ms.pipeline import DynamiCrafterPipeline, denoiser, make_schedule
 
 
 def _branch(rng, b=1, t=2, length=77 + 32, fs=3):
