@@ -22,12 +22,13 @@ from __future__ import annotations
 import dataclasses
 import numbers
 from dataclasses import dataclass, field
+from typing import Any
 
 import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from common.config import ConfigError, from_mapping
+from common.config import ConfigError, from_mapping, unused
 from common.nn import (  # noqa: F401
     AttentionOptions,
     GroupNorm,
@@ -113,6 +114,25 @@ class DDConfig:
         if isinstance(d, DDConfig):
             d = {f.name: getattr(d, f.name) for f in dataclasses.fields(d) if f.name in cls.__dataclass_fields__}
         return from_mapping(cls, d, where)
+
+
+@dataclass
+class AutoencoderKLParams:
+    """``first_stage_config.params`` of the LDM / sgm ``AutoencoderKL`` (DynamiCrafter, SVD's image decoders,
+    VideoComposer): ``ddconfig`` and ``embed_dim``.
+
+    ddconfig: the encoder/decoder layout (:class:`DDConfig`; a model may narrow the type to a subclass).
+    embed_dim: latent channels after ``quant_conv`` (4).
+    """
+
+    ddconfig: DDConfig
+    embed_dim: int = 4
+    monitor: Any = unused("validation metric of the training code")
+    lossconfig: Any = unused("the autoencoder's training loss (torch.nn.Identity in the releases)")
+    ckpt_path: Any = unused("weights come from the model checkpoint")
+    ignore_keys: Any = unused("weights come from the model checkpoint", [])
+    image_key: Any = unused("dataset key of the training code", "image")
+    colorize_nlabels: Any = unused("segmentation-map training only")
 
 
 def nonlinearity(x):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from common.config import ConfigError, from_mapping, from_node, join, load_yaml, unused
-from common.vae import DDConfig
+from common.vae import AutoencoderKLParams as AutoencoderConfig  # first_stage_config.params
 
 __all__ = ["ConfigError", "UNetConfig", "ResamplerConfig", "AutoencoderConfig", "OpenCLIPTextConfig",
            "OpenCLIPImageConfig", "DiffusionConfig", "DynamiCrafterConfig"]
@@ -103,19 +103,6 @@ class ResamplerConfig:
     output_dim: int = 1024
     ff_mult: int = 4
     video_length: int | None = 16
-
-
-@dataclass
-class AutoencoderConfig:
-    """``first_stage_config.params`` (``lvdm.models.autoencoder.AutoencoderKL``): embed_dim and ``ddconfig``.
-
-    The VAE's GroupNorms have 32 groups: LDM's ``Normalize`` hard-codes them (no key in the YAML).
-    """
-
-    ddconfig: DDConfig
-    embed_dim: int = 4
-    monitor: Any = unused("validation metric of the training code")
-    lossconfig: Any = unused("the autoencoder's training loss (torch.nn.Identity in the releases)")
 
 
 @dataclass

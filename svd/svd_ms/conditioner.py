@@ -87,20 +87,12 @@ class ImagePredictionEmbedder(nn.Cell):
         return z.reshape(z.shape[0], 1, z.shape[1])
 
 
-def to_ddconfig(c: AutoencoderDDConfig) -> DDConfig:
-    """The common :class:`DDConfig` of an SVD ddconfig (the temporal keys dropped)."""
-    return DDConfig(double_z=c.double_z, z_channels=c.z_channels, resolution=c.resolution,
-                    in_channels=c.in_channels, out_ch=c.out_ch, ch=c.ch, ch_mult=tuple(c.ch_mult),
-                    num_res_blocks=c.num_res_blocks, attn_resolutions=tuple(c.attn_resolutions), dropout=c.dropout,
-                    attn_type=c.attn_type)
-
-
 class _AutoencoderModeOnly(nn.Cell):
     """sgm ``AutoencoderKLModeOnly`` restricted to encoding: ``encoder`` -> ``quant_conv`` -> mean."""
 
     def __init__(self, ddconfig: AutoencoderDDConfig, embed_dim: int):
         super().__init__()
-        dd = to_ddconfig(ddconfig)
+        dd = DDConfig.read(ddconfig)
         self.encoder = Encoder(dd)
         self.quant_conv = conv2d(2 * dd.z_channels, 2 * embed_dim, 1)
 

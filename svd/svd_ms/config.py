@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from common.config import ConfigError, from_mapping, from_node, join, load_yaml, unused
+from common.vae import AutoencoderKLParams, DDConfig
 
 _AUTOCAST = "torch autocast switch; this port runs float32 unless told otherwise"
 
@@ -87,34 +88,28 @@ class VideoUNetConfig:
 
 
 @dataclass
-class AutoencoderDDConfig:
-    """The ``ddconfig`` of the LDM Encoder/Decoder (``sgm.modules.diffusionmodules.model``).
+class AutoencoderDDConfig(DDConfig):
+    """The ``ddconfig`` of the LDM Encoder / sgm VideoDecoder: :class:`common.vae.DDConfig` (ch, ch_mult,
+    num_res_blocks, z_channels, double_z, in_channels, out_ch, attn_resolutions, resolution, dropout,
+    attn_type, ...) plus the VideoDecoder keys.
 
-    ch: base width (128 released). ch_mult: per level ([1, 2, 4, 4]). num_res_blocks: per level (2).
-    z_channels: latent channels (4). double_z: the encoder outputs mean and logvar. in_channels /
-    out_ch: image channels (3). attn_resolutions: resolutions with an AttnBlock ([]). resolution:
-    nominal image size (unused for the computation). video_kernel_size: temporal kernel of the
-    VideoDecoder ([3, 1, 1]).
+    video_kernel_size: temporal kernel of the VideoDecoder ([3, 1, 1]; only (k, 1, 1)).
+    alpha: initial mix_factor of the temporal res blocks (0).
+    merge_strategy: ``learned`` (alpha = sigmoid(mix_factor)) or ``fixed`` (alpha = mix_factor).
+    time_mode: only ``conv-only`` (the released VideoDecoder).
     """
 
-    ch: int
-    ch_mult: list
-    num_res_blocks: int
-    z_channels: int = 4
-    double_z: bool = True
-    in_channels: int = 3
-    out_ch: int = 3
-    resolution: int = 256
-    attn_resolutions: list = field(default_factory=list)
-    dropout: float = 0.0
-    attn_type: str = "vanilla"
     video_kernel_size: Any = 3
-    merge_strategy: str = "learned"
+    merge_strategy: Literal["learned", "fixed"] = "learned"
     alpha: float = 0.0
     time_mode: str = "conv-only"
 
     def __post_init__(self):
+        super().__post_init__()
         if isinstance(self.video_kernel_size, (list, tuple)):
+            if list(self.video_kernel_size[1:]) not in ([], [1, 1]):
+                raise ConfigError(f"video_kernel_size: {list(self.video_kernel_size)}: only (k, 1, 1) temporal "
+                                  "kernels are supported")
             self.video_kernel_size = int(self.video_kernel_size[0])
         if self.time_mode != "conv-only":
             raise ConfigError(f"time_mode: {self.time_mode!r}: only 'conv-only' (the "
@@ -218,13 +213,10 @@ class SVDConfig:
 # ---- the YAML tree around the dataclasses above (sgm's nodes, key by key) --------------------------------
 
 @dataclass
-class _FirstStageKL:
+class _FirstStageKL(AutoencoderKLParams):
     """``sgm.models.autoencoder.AutoencoderKL`` / ``AutoencoderKLModeOnly`` params."""
 
     ddconfig: AutoencoderDDConfig
-    embed_dim: int = 4
-    lossconfig: Any = unused("the autoencoder's training loss (torch.nn.Identity)")
-    monitor: Any = unused("validation metric of the training code")
 
 
 @dataclass

@@ -21,10 +21,10 @@ from mindspore import nn
 from common.config import ConfigError
 from common.vae import AutoencoderKL
 
-from .conditioner import Conditioner, to_ddconfig
+from .conditioner import Conditioner
 from .config import SVDConfig, load_svd_config
 from .denoiser import Denoiser
-from .temporal_vae import VideoAutoencoder, decoder_ddconfig
+from .temporal_vae import VideoAutoencoder
 from .video_unet import VideoUNet, temporal_parameter_names
 
 
@@ -70,9 +70,9 @@ class SVDModel(nn.Cell):
             raise ConfigError(f"{cfg.source}: the vector embedders give {self.conditioner.vector_dim} channels, "
                                  f"network_config.adm_in_channels is {cfg.unet.adm_in_channels}")
         if cfg.first_stage_kind == "video":
-            self.first_stage_model = VideoAutoencoder(decoder_ddconfig(cfg.first_stage))
+            self.first_stage_model = VideoAutoencoder(cfg.first_stage)
         else:
-            self.first_stage_model = AutoencoderKL(to_ddconfig(cfg.first_stage), cfg.first_stage_embed_dim)
+            self.first_stage_model = AutoencoderKL(cfg.first_stage, cfg.first_stage_embed_dim)
         # not a child cell: the parameters keep their `model.diffusion_model.*` names
         object.__setattr__(self, "denoiser", Denoiser(self.model.diffusion_model))
 

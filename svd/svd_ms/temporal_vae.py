@@ -15,38 +15,16 @@ Frames are decoded in chunks; the temporal layers of a chunk only see that chunk
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
 
 import mindspore as ms
 from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import HeUniform, Uniform
 
-from common.config import ConfigError
 from common.nn import GroupNorm, TemporalConv, batch_to_frames, frames_to_batch
-from common.vae import AutoencoderKL, DDConfig, Decoder, ResnetBlock
+from common.vae import AutoencoderKL, Decoder, ResnetBlock
 
-
-@dataclass
-class VideoDecoderConfig(DDConfig):
-    """DDConfig plus the VideoDecoder keys: ``video_kernel_size`` (temporal k, 3), ``alpha``
-    (initial mix_factor, 0), ``merge_strategy`` (``learned``: alpha = sigmoid(mix_factor);
-    ``fixed``: alpha = mix_factor), ``time_mode`` (only ``conv-only``)."""
-
-    video_kernel_size: int | list = 3
-    alpha: float = 0.0
-    merge_strategy: str = "learned"
-    time_mode: str = "conv-only"
-
-    def __post_init__(self):
-        super().__post_init__()
-        if isinstance(self.video_kernel_size, (list, tuple)):
-            self.video_kernel_size = int(self.video_kernel_size[0])
-        if self.merge_strategy not in ("learned", "fixed"):
-            raise ConfigError(f"merge_strategy: {self.merge_strategy!r}: expected 'learned' or 'fixed'")
-        if self.time_mode != "conv-only":
-            raise ConfigError(f"time_mode: {self.time_mode!r}: only 'conv-only' is supported")
+from .config import AutoencoderDDConfig
 
 
 class TemporalResBlockNoEmb(nn.Cell):
@@ -99,7 +77,7 @@ class AE3DConv(nn.Conv2d):
 class VideoDecoder(Decoder):
     """sgm ``VideoDecoder`` (time_mode conv-only): ``construct(z, num_frames)``, z (b*t, z_channels, h, w)."""
 
-    config_class = VideoDecoderConfig
+    config_class = AutoencoderDDConfig
     conv_out_takes_args = True
 
     def make_resblock(self, in_channels: int, out_channels: int) -> nn.Cell:
@@ -119,7 +97,7 @@ class VideoAutoencoder(AutoencoderKL):
     ``en_and_decode_n_samples_a_time``.
 
     Args:
-        ddconfig: the decoder's ddconfig (VideoDecoderConfig keys allowed); the encoder uses its DDConfig part.
+        ddconfig: the decoder's :class:`~svd_ms.config.AutoencoderDDConfig`; the encoder uses its DDConfig part.
     """
 
     def __init__(self, ddconfig, attn_chunk_size: int | None = None):
@@ -131,12 +109,3 @@ class VideoAutoencoder(AutoencoderKL):
     def construct(self, z):
         """Decode one chunk of frames (unscaled latents) with all its frames in the temporal layers."""
         return self.decoder(z, z.shape[0])
-
-
-def decoder_ddconfig(c) -> dict:
-    """A VideoDecoderConfig mapping from an :class:`~svd_ms.config.AutoencoderDDConfig`."""
-    names = {f.name for f in dataclasses.fields(VideoDecoderConfig)}
-    d = {k: v for k, v in dataclasses.asdict(c).items() if k in names}
-    d["ch_mult"] = tuple(d["ch_mult"])
-    d["attn_resolutions"] = tuple(d["attn_resolutions"])
-    return d
