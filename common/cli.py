@@ -1,4 +1,8 @@
-"""The command line every model's ``tools/convert_weight.py`` shares: flags, one error line, exit codes.
+"""The command line every model shares: the converters' flags, one error line, exit codes; the input checks of
+every inference / training CLI (:func:`check_file`, :func:`check_picture`, :func:`prepare_output_dir`,
+:func:`check_range`, :func:`run_cli`).
+
+Converters (``tools/convert_weight.py``):
 
 Flags (each model adds its own and may name older spellings as aliases):
 
@@ -25,18 +29,23 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["converter_parser", "run_converter", "target_path", "write_state_dict"]
+__all__ = ["OneLineParser", "converter_parser", "run_converter", "target_path", "write_state_dict", "InputError", "check_file",
+           "check_dir", "check_picture", "prepare_output_dir", "check_range", "quiet_runtime", "run_cli"]
 
 _DTYPES = {"fp32": np.float32, "fp16": np.float16, "keep": None}
 
 
-class _ConverterParser(argparse.ArgumentParser):
-    """argparse with one-line usage errors, the older positional form and the src/target checks."""
-
-    positional: Sequence[str] = ()
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, ``error: <what> (see --help)``, exit status 2 (every CLI)."""
 
     def error(self, message):
-        self.exit(2, f"error: {message} (see --help)\n")
+        self.exit(2, f"error: {' '.join(message.split())} (see --help)\n")
+
+
+class _ConverterParser(OneLineParser):
+    """The converters' parser: the older positional form and the src/target checks."""
+
+    positional: Sequence[str] = ()
 
     def parse_args(self, args=None, namespace=None):
         ns = super().parse_args(args, namespace)
@@ -159,3 +168,116 @@ def run_converter(convert: Callable[[argparse.Namespace], Any], parser: argparse
         print("error: " + " ".join(msg.split()), file=sys.stderr)  # one line
         return 2
     return 0
+
+
+# ---- checks every model's inference / training CLI shares (one wording, one exit status) ----------------
+
+
+class InputError(ValueError):
+    """Bad user input found before any work: the message is one line naming the flag or file at fault."""
+
+
+def check_file(path, flag: str, what: str = "file") -> Path:
+    """``path`` exists, is a file (not a folder) and is readable; returns it as a Path.
+
+    Args:
+        path: the path given.
+        flag: the flag or ``file:key`` it came from, named in the error.
+        what: what the file is for the message (``"checkpoint"``, ``"picture"``, ...).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{what} not found: {p} ({flag})")
+    if p.is_dir():
+        raise InputError(f"{p} is a folder, not a {what} ({flag})")
+    if not os.access(p, os.R_OK):
+        raise InputError(f"{what} {p} is not readable ({flag})")
+    return p
+
+
+def check_dir(path, flag: str, what: str = "folder") -> Path:
+    """``path`` exists and is a readable folder; returns it as a Path."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{what} not found: {p} ({flag})")
+    if not p.is_dir():
+        raise InputError(f"{p} is a file, not a {what} ({flag})")
+    if not os.access(p, os.R_OK | os.X_OK):
+        raise InputError(f"{what} {p} is not readable ({flag})")
+    return p
+
+
+def check_picture(path, flag: str) -> Path:
+    """``path`` is a readable picture (PIL opens it: PNG, JPEG, WebP, ...); a video or any other file is refused."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = check_file(path, flag, "picture")
+    try:
+        with Image.open(p) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        kind = " (a video?)" if p.suffix.lower() in {".mp4", ".gif", ".avi", ".mov", ".webm", ".mkv"} else ""
+        raise InputError(f"{p} is not a picture{kind}: {' '.join(str(e).split()) or type(e).__name__} ({flag})") from None
+    return p
+
+
+def prepare_output_dir(path, flag: str) -> Path:
+    """Create the output folder (and its parents) and check that a file can be written there, before any work.
+
+    Refused: a path that is a file, a path below a file, a folder that cannot be written. Returns the
+    absolute path (outputs are reported absolute).
+    """
+    p = Path(path).expanduser().absolute()
+    if p.exists() and not p.is_dir():
+        raise InputError(f"output folder {p} is a file ({flag})")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"output folder {p} lies below the file {parent} ({flag})")
+            break
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise InputError(f"output folder {p} is not writable: {e.strerror or e} ({flag})") from None
+    return p
+
+
+def check_range(value, flag: str, lo=None, hi=None, *, what: str = "") -> None:
+    """``lo <= value <= hi`` (either bound optional; None values pass: they mean "the default")."""
+    if value is None:
+        return
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        span = (f"{lo}..{hi}" if lo is not None and hi is not None else f">= {lo}" if lo is not None else f"<= {hi}")
+        raise InputError(f"{flag} {value}: {what + ' ' if what else ''}must be {span}")
+
+
+def quiet_runtime() -> None:
+    """Keep library chatter that is not the user's business off the terminal: MindSpore's C++ log below
+    ERROR and Python deprecation / future warnings (set before MindSpore is imported)."""
+    import warnings
+
+    os.environ.setdefault("GLOG_v", "3")
+    for cat in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=cat)
+
+
+def run_cli(main: Callable[[list[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run a CLI's ``main(argv)``: bad input (``ValueError`` - every config, checkpoint and input error here
+    is one - or ``OSError``) prints ONE line ``error: ...`` on stderr and returns 2; ``--debug`` in ``argv``
+    shows the traceback instead. Returns ``main``'s status (None = 0)."""
+    quiet_runtime()
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        status = main(args)
+    except (ValueError, OSError) as e:
+        if debug:
+            raise
+        msg = f"{e.strerror} ({e.filename})" if isinstance(e, OSError) and e.filename else str(e)
+        print("error: " + " ".join(msg.split()), file=sys.stderr)
+        return 2
+    return 0 if status is None else int(status)

@@ -35,7 +35,9 @@ def _mode(v: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from common.cli import OneLineParser
+
+    p = OneLineParser(
         description="Stable Video Diffusion image-to-video (MindSpore). Flags follow the mindone SVD port.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--SVD.config", dest="config", default=None,
@@ -78,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the unconditional and conditional guidance branches as two UNet calls of one video "
                         "each instead of one call of two: half the UNet's activation memory, the same work")
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--debug", action="store_true", help="on an error, show the traceback instead of one line")
     return p
 
 
@@ -92,15 +95,52 @@ def prepare_image(path, multiple: int = 64) -> np.ndarray:
     if h % multiple or w % multiple:
         nw, nh = w - w % multiple, h - h % multiple
         if nw == 0 or nh == 0:
-            raise SystemExit(f"error: --image {path} is {w}x{h}; both sides must be at least {multiple} pixels")
+            raise ValueError(f"{path} is {w}x{h}; both sides must be at least {multiple} pixels (--image)")
         print(f"WARNING: image {w}x{h} is not a multiple of {multiple}: resizing to {nw}x{nh}", file=sys.stderr)
         img = img.resize((nw, nh), Image.BICUBIC)
     arr = np.asarray(img, dtype=np.float32) / 255.0
     return (arr.transpose(2, 0, 1)[None] * 2.0 - 1.0).astype(np.float32)
 
 
-def main(argv=None) -> Path:
+def check_args(args) -> tuple[Path, Path]:
+    """Every flag checked before any weight is read or MindSpore is started: ``(config, image)``."""
+    from common.cli import InputError, check_file, check_picture, check_range, prepare_output_dir
+
+    random_weights = args.checkpoint is None
+    config = Path(args.config) if args.config else (TINY_CONFIG if random_weights else HERE / "configs" / "svd.yaml")
+    check_file(config, "--SVD.config", "config")
+    if args.checkpoint is not None:
+        check_file(args.checkpoint, "--SVD.checkpoint", "checkpoint")
+    image_path = args.image or (DEMO_IMAGE if random_weights else None)
+    if image_path is None:
+        raise InputError("a picture is required with a checkpoint (--image)")
+    check_picture(image_path, "--image")
+    from PIL import Image
+
+    from svd_ms.config import load_svd_config
+
+    cfg = load_svd_config(config)  # the picture's sides must hold one latent pixel per UNet level
+    multiple = 2 ** (len(cfg.first_stage_encoder.ch_mult) - 1) * 2 ** (len(cfg.unet.channel_mult) - 1)
+    with Image.open(image_path) as im:
+        if min(im.size) < multiple:
+            raise InputError(f"{image_path} is {im.size[0]}x{im.size[1]}; both sides must be at least {multiple} "
+                             "pixels (--image)")
+    check_range(args.num_frames, "--SVD.num_frames", 1, what="frames")
+    check_range(args.num_steps, "--num_steps", 1, what="sampling steps")
+    check_range(args.sampling_steps, "--SVD.sampling_steps", 0, what="sampling steps (0 = not set)")
+    check_range(args.fps, "--SVD.fps", 1, what="frames per second")
+    check_range(args.motion_bucket_id, "--SVD.motion_bucket_id", 0, 255)
+    check_range(args.noise_aug_strength, "--SVD.noise_aug_strength", 0.0, what="a noise std")
+    check_range(args.decode_chunk_size, "--SVD.decode_chunk_size", 0, what="frames per VAE call (0 = all)")
+    check_range(args.attn_chunk_size, "--attn_chunk_size", 1)
+    check_range(args.ff_chunk_size, "--ff_chunk_size", 1)
+    args.output_dir = prepare_output_dir(args.output_dir, "--output_dir")
+    return config, Path(image_path)
+
+
+def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    config, image_path = check_args(args)
     import mindspore as ms
 
     from common.nn import set_attention, set_feed_forward_chunk_size
@@ -110,19 +150,6 @@ def main(argv=None) -> Path:
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     random_weights = args.checkpoint is None
-    config = Path(args.config) if args.config else (TINY_CONFIG if random_weights else HERE / "configs" / "svd.yaml")
-    if not config.is_file():
-        raise SystemExit(f"error: --SVD.config {config} does not exist")
-    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
-        raise SystemExit(f"error: --SVD.checkpoint {args.checkpoint} does not exist")
-    image_path = args.image or (DEMO_IMAGE if random_weights else None)
-    if image_path is None:
-        raise SystemExit("error: --image is required with a checkpoint")
-    if not Path(image_path).is_file():
-        raise SystemExit(f"error: --image {image_path} does not exist")
-    for flag in ("attn_chunk_size", "ff_chunk_size"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            raise SystemExit(f"error: --{flag} must be >= 1, got {getattr(args, flag)}")
     if random_weights:
         print(f"NOTE: no --SVD.checkpoint given: the weights are RANDOM ({config.name}); the clip shows noise, "
               "not your picture in motion. Pass a released checkpoint for real videos.", file=sys.stderr)
@@ -138,10 +165,8 @@ def main(argv=None) -> Path:
     scfg = model.cfg.sampler
     num_frames = args.num_frames or scfg.num_frames or 14
     num_steps = args.num_steps or args.sampling_steps or scfg.num_steps or 25
-    if args.motion_bucket_id > 255:
-        print("WARNING: motion_bucket_id > 255 may give poor results", file=sys.stderr)
     if not 5 <= args.fps <= 30:
-        print("WARNING: fps outside 5..30 may give poor results", file=sys.stderr)
+        print("WARNING: fps outside 5..30 (the training range) may give poor results", file=sys.stderr)
     image = prepare_image(image_path, model.downscale * 2 ** (len(model.cfg.unet.channel_mult) - 1))
     pipe = SVDPipeline(model, mode="graph" if args.mode == 0 else "pynative")
     t1 = time.time()
@@ -149,13 +174,14 @@ def main(argv=None) -> Path:
                motion_bucket_id=args.motion_bucket_id, noise_aug_strength=args.noise_aug_strength,
                decode_chunk_size=args.decode_chunk_size or None, seed=args.seed, progress=not args.no_progress,
                split_cfg=args.split_cfg)
-    out_dir = Path(args.output_dir)
     name = datetime.now().strftime("%Y-%m-%d_%H-%M-%S") + ("_random" if random_weights else "") + ".mp4"
-    path = write_video(out.frames[0], out_dir / name, fps=args.fps, value_range=(0, 1))
+    path = write_video(out.frames[0], args.output_dir / name, fps=args.fps, value_range=(0, 1))
     print(f"wrote {path} ({num_frames} frames {image.shape[2]}x{image.shape[3]}, {num_steps} steps, "
           f"fps_id {out.fps_id:g}, {time.time() - t1:.1f} s)" + (" -- RANDOM weights" if random_weights else ""))
-    return path
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_cli
+
+    raise SystemExit(run_cli(main))

@@ -54,12 +54,37 @@ def test_checkpoint_run_resizes_the_image(tiny_model, tmp_path):
     assert read_video_frames(mp4).shape == (2, 64, 128, 3)
 
 
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory):
+    d = tmp_path_factory.mktemp("faults")
+    (d / "a_file").write_text("x")
+    (d / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+    Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(d / "small.png")
+    return d
+
+
 @pytest.mark.parametrize("args,message", [
-    (["--SVD.checkpoint=/nonexistent/svd.safetensors"], "does not exist"),
-    (["--SVD.config=/nonexistent.yaml"], "does not exist"),
-    (["--image=/nonexistent.png"], "does not exist"),
-    (["--ff_chunk_size=0"], "--ff_chunk_size must be >= 1"),
+    (["--SVD.checkpoint=/nonexistent/svd.safetensors"], "checkpoint not found: /nonexistent/svd.safetensors (--SVD.checkpoint)"),
+    (["--SVD.checkpoint={d}"], "{d} is a folder, not a checkpoint (--SVD.checkpoint)"),
+    (["--SVD.config=/nonexistent.yaml"], "config not found: /nonexistent.yaml (--SVD.config)"),
+    (["--image=/nonexistent.png"], "picture not found: /nonexistent.png (--image)"),
+    (["--image={d}/clip.mp4"], "{d}/clip.mp4 is not a picture (a video?)"),
+    (["--image={d}/small.png"], "{d}/small.png is 40x20; both sides must be at least 32 pixels (--image)"),
+    (["--ff_chunk_size=0"], "--ff_chunk_size 0: must be >= 1"),
+    (["--SVD.num_frames=0"], "--SVD.num_frames 0: frames must be >= 1"),
+    (["--SVD.num_frames=-3"], "--SVD.num_frames -3: frames must be >= 1"),
+    (["--num_steps=0"], "--num_steps 0: sampling steps must be >= 1"),
+    (["--SVD.fps=0"], "--SVD.fps 0.0: frames per second must be >= 1"),
+    (["--SVD.motion_bucket_id=300"], "--SVD.motion_bucket_id 300.0: must be 0..255"),
+    (["--output_dir={d}/a_file"], "output folder {d}/a_file is a file (--output_dir)"),
+    (["--output_dir={d}/a_file/sub"], "output folder {d}/a_file/sub lies below the file {d}/a_file (--output_dir)"),
+    (["--mode=fast"], "argument --mode: 'fast' is not 0, 1, graph or pynative (see --help)"),
+    (["--SVD.fps=fast"], "argument --SVD.fps: invalid float value: 'fast' (see --help)"),
 ])
-def test_bad_paths_give_one_line(args, message, tmp_path):
-    r = _run(*args, f"--output_dir={tmp_path}")
-    assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
+def test_bad_input_is_one_line_before_any_work(args, message, faults, tmp_path):
+    out = tmp_path / "out"
+    r = _run(f"--output_dir={out}", *[a.format(d=faults) for a in args])
+    err = r.stderr.strip()
+    assert r.returncode == 2 and "Traceback" not in err, err[-2000:]
+    assert err.count("\n") == 0 and err.startswith("error: ") and message.format(d=faults) in err, err
+    assert not out.exists() or not any(out.iterdir())  # nothing written
