@@ -280,4 +280,7 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: Sequence[str] 
         msg = f"{e.strerror} ({e.filename})" if isinstance(e, OSError) and e.filename else str(e)
         print("error: " + " ".join(msg.split()), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
     return 0 if status is None else int(status)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,9 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 def get_parser() -> argparse.ArgumentParser:
     """The flags (names and defaults of the original; ours are marked [ms])."""
-    p = argparse.ArgumentParser(description="DynamiCrafter image-to-video inference (MindSpore).")
+    from common.cli import OneLineParser
+
+    p = OneLineParser(description="DynamiCrafter image-to-video inference (MindSpore).")
     p.add_argument("--savedir", "--output_dir", dest="savedir", type=str, default="results", help="results folder (default results)")
     p.add_argument("--ckpt_path", "--ckpt", dest="ckpt_path", type=str, default=None,
                    help="released model.ckpt (PyTorch) or a converted MindSpore .ckpt")
@@ -62,6 +63,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="[ms] attention queries per chunk (memory bound; 0 = auto: none up to 32x32 latents, "
                         "512 above, 128 above 2560 latent pixels)")
     p.add_argument("--no_progress", action="store_true", help="[ms] hide the progress bar")
+    p.add_argument("--debug", action="store_true", help="[ms] on an error, show the traceback instead of one line")
     return p
 
 
@@ -98,9 +100,11 @@ def check_args(args, cfg) -> None:
             raise UsageError(f"--height {args.height} --width {args.width} do not match the checkpoint's size "
                              f"{8 * th}x{8 * tw} (model.params.image_size {[th, tw]} of {args.config}); "
                              f"pass --any_size to run anyway")
-    for name in ("video_length", "ddim_steps", "bs", "n_samples", "fps"):
+    for name in ("video_length", "ddim_steps", "bs", "n_samples", "fps", "frame_stride"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.attention_chunk < 0:
+        raise UsageError(f"--attention_chunk must be >= 0 (0 = auto), got {args.attention_chunk}")
     if not 0.0 <= args.ddim_eta:
         raise UsageError(f"--ddim_eta must be >= 0, got {args.ddim_eta}")
     if args.interp and args.video_length % 2:
@@ -120,18 +124,28 @@ def check_args(args, cfg) -> None:
         raise UsageError("no checkpoint: pass --ckpt_path model.ckpt (see README: Weights) or --random_init")
 
 
+def read_config(args):
+    """The config file read and every flag checked against it (before any weight is read)."""
+    from common.cli import check_file
+
+    from .config import DynamiCrafterConfig
+
+    check_file(args.config, "--config", "config")
+    cfg = DynamiCrafterConfig.from_yaml(args.config)
+    check_args(args, cfg)
+    if args.ckpt_path is not None:
+        check_file(args.ckpt_path, "--ckpt_path", "checkpoint")
+    return cfg
+
+
 def build_model(args):
     """Config -> model -> weights (or random init); returns (model, cfg)."""
     import mindspore as ms
 
-    from .config import DynamiCrafterConfig
     from .model import DynamiCrafter
     from .weights import load_weights
 
-    cfg = DynamiCrafterConfig.from_yaml(args.config)
-    check_args(args, cfg)
-    if args.ckpt_path is not None and not Path(args.ckpt_path).is_file():
-        raise UsageError(f"--ckpt_path {args.ckpt_path}: checkpoint not found")
+    cfg = read_config(args)
     model = DynamiCrafter(cfg)
     model.set_train(False)
     if args.ckpt_path is not None:
@@ -165,16 +179,14 @@ def save_results_separate(frames: np.ndarray, filename: str, savedir: Path, fps:
 def attention_chunk(args) -> int | None:
     """The query chunk that bounds the attention score matrices: ``--attention_chunk`` or a size-based default."""
     tokens = (args.height // 8) * (args.width // 8)
-    chunk = args.attention_chunk or (None if tokens <= 1024 else 512 if tokens <= 2560 else 128)
-    if args.attention_chunk < 0:
-        raise UsageError(f"--attention_chunk must be >= 0, got {args.attention_chunk}")
-    return chunk
+    return args.attention_chunk or (None if tokens <= 1024 else 512 if tokens <= 2560 else 128)
 
 
 def run(args) -> list[Path]:
     """Run the whole inference; returns the written files."""
     import mindspore as ms
 
+    from common.cli import prepare_output_dir
     from common.nn import set_attention
 
     from .data import load_data_prompts
@@ -189,14 +201,14 @@ def run(args) -> list[Path]:
     ms.set_seed(seed)
     rng = np.random.default_rng(seed)
     chunk = attention_chunk(args)
+    read_config(args)  # every flag checked, then the inputs and the output folder, before any weight is read
+    filenames, videos, prompts = load_data_prompts(args.prompt_dir, (args.height, args.width), args.video_length,
+                                                   interp=args.interp)
+    out_dir = prepare_output_dir(Path(args.savedir) / "samples_separate", "--savedir")
     model, cfg = build_model(args)
     set_attention(model, "math", chunk_size=chunk)
     pipe = DynamiCrafterPipeline(model)
-    filenames, videos, prompts = load_data_prompts(args.prompt_dir, (args.height, args.width), args.video_length,
-                                                   interp=args.interp)
     print(f"Inference with {args.video_length} frames; {len(prompts)} prompts from {args.prompt_dir}")
-    out_dir = Path(args.savedir) / "samples_separate"
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     start = time.time()
     for s in range(0, len(prompts), args.bs):
@@ -222,23 +234,17 @@ def run(args) -> list[Path]:
     return written
 
 
-def main(argv=None) -> int:
-    """Entry point; returns the exit status."""
-    args = get_parser().parse_args(argv)
-    from common.checkpoint import CheckpointError
-    from common.config import ConfigError
-
-    from .data import PromptDirError
-
-    try:
-        run(args)
-    except (UsageError, ConfigError, PromptDirError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+def _main(argv) -> int:
+    run(get_parser().parse_args(argv))
     return 0
+
+
+def main(argv=None) -> int:
+    """Entry point; returns the exit status (2 and one ``error:`` line on bad input; ``--debug`` shows the
+    traceback instead)."""
+    from common.cli import run_cli
+
+    return run_cli(_main, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import pickle
 import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -132,10 +133,33 @@ def test_cli_with_a_checkpoint_is_deterministic(cli_cfg, one_picture, tmp_path, 
     (["--video_length", "0"], "--video_length must be >= 1"),
     ([], "no checkpoint: pass --ckpt_path"),
     (["--random_init", "--dtype", "bfloat16"], "no bfloat16 MatMul kernel on CPU"),
-    (["--ckpt_path", "/nonexistent/model.ckpt"], "checkpoint not found"),
+    (["--ckpt_path", "/nonexistent/model.ckpt"], "checkpoint not found: /nonexistent/model.ckpt (--ckpt_path)"),
+    (["--ckpt_path", "/"], "/ is a folder, not a checkpoint (--ckpt_path)"),
+    (["--random_init", "--frame_stride", "0"], "--frame_stride must be >= 1, got 0"),
+    (["--random_init", "--attention_chunk", "-1"], "--attention_chunk must be >= 0 (0 = auto), got -1"),
+    (["--random_init", "--ddim_steps", "0"], "--ddim_steps must be >= 1, got 0"),
 ])
 def test_bad_flags(capsys, cli_cfg, one_picture, tmp_path, flags, message):
     assert message in _error(capsys, _args(cli_cfg[0], one_picture, tmp_path, *flags))
+
+
+def test_output_folder_below_a_file_is_refused_before_any_work(capsys, cli_cfg, one_picture, tmp_path):
+    (tmp_path / "f").write_text("x")
+    msg = _error(capsys, _args(cli_cfg[0], one_picture, tmp_path / "f" / "out", "--random_init"))
+    assert f"lies below the file {tmp_path / 'f'} (--savedir)" in msg
+
+
+def test_bad_input_through_the_real_command(cli_cfg, one_picture, tmp_path):
+    # the script itself: one line, exit 2, no traceback, usage errors included
+    from .conftest import DC_DIR
+
+    for extra, message in ([["--random_init", "--height", "60"], "--height 60 is not a positive multiple of 8"],
+                           [["--random_init", "--bs", "two"], "argument --bs: invalid int value: 'two' (see --help)"]):
+        r = subprocess.run([sys.executable, "inference.py", *_args(cli_cfg[0], one_picture, tmp_path / "o", *extra)],
+                           cwd=DC_DIR, capture_output=True, text=True, timeout=300)
+        err = r.stderr.strip()
+        assert r.returncode == 2 and err.count("\n") == 0 and err.startswith("error: ") and message in err, err
+        assert not (tmp_path / "o").exists()
 
 
 def test_bad_prompt_folders(capsys, cli_cfg, tmp_path):
@@ -147,7 +171,8 @@ def test_bad_prompt_folders(capsys, cli_cfg, tmp_path):
     assert "cannot read image" in _error(capsys, _args(cli_cfg[0], d, tmp_path, "--random_init"))
     (d / "prompts.txt").write_text("\n")
     assert "is empty" in _error(capsys, _args(cli_cfg[0], d, tmp_path, "--random_init"))
-    assert "config file not found" in _error(capsys, _args(tmp_path / "no.yaml", d, tmp_path, "--random_init"))
+    assert f"config not found: {tmp_path / 'no.yaml'} (--config)" in _error(
+        capsys, _args(tmp_path / "no.yaml", d, tmp_path, "--random_init"))
 
 
 def test_bad_checkpoints(capsys, cli_cfg, one_picture, tmp_path, dc):
