@@ -50,6 +50,18 @@ def test_grad_accumulation_equals_concatenated_batch(tmp_path):
     assert _maxdiff(half.model_state(), big.model_state()) > 1e-3  # the check can tell the difference
 
 
+def test_resume_says_from_where_and_a_finished_run_says_so(tmp_path, capsys):
+    tiny.build(str(tmp_path), 3, ckpt_every=2).fit(until=2)
+    capsys.readouterr()
+    tiny.build(str(tmp_path), 3, ckpt_every=2).fit()
+    err = capsys.readouterr().err
+    assert f"resumed from {(tmp_path / 'ckpt-00000002.safetensors').absolute()}" in err and "(step 2 of 3)" in err
+    again = tiny.build(str(tmp_path), 3, ckpt_every=2)
+    again.fit()
+    err = capsys.readouterr().err
+    assert "nothing left to do" in err and "(step 3 of 3)" in err and again.step == 3
+
+
 def test_resume_is_bit_identical(tmp_path):
     full = tiny.build(str(tmp_path / "full"), 6, ckpt_every=2)
     full.fit()

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -148,6 +149,7 @@ class Trainer:
         self._grad_fn = self._make_grad_fn()
         self._bar = None
         self._ready = False
+        self.resumed_from: str | os.PathLike | None = None  # the checkpoint file a resume loaded
 
     # ------------------------------------------------------------------------------ pieces
     def _make_scaler(self):
@@ -284,6 +286,13 @@ class Trainer:
                        else self.resume_latest())
         if self.rank == 0:
             self._trim_log(self.step if resumed is not None else 0)
+            if resumed is not None:
+                print(f"resumed from {Path(self.resumed_from).absolute()} (step {self.step} of {self.cfg.max_steps})",
+                      file=sys.stderr, flush=True)
+            if self.step >= self.cfg.max_steps:
+                print(f"nothing left to do: {self.out.absolute()} already holds the finished run (step {self.step} of "
+                      f"{self.cfg.max_steps}); raise the step count or choose another output folder to train more",
+                      file=sys.stderr, flush=True)
         dist.broadcast_parameters(self.params)
         if resumed is None and self.ema is not None and self.world > 1:
             self.ema.reset()  # follow rank 0's (broadcast) start values
@@ -360,6 +369,7 @@ class Trainer:
         """Load one checkpoint file; returns its step."""
         arrays, meta = st.load_state(path)
         self.load_state(arrays, meta, source=str(path))
+        self.resumed_from = path
         return self.step
 
     def resume_latest(self) -> int | None:
