@@ -1,0 +1,65 @@
+"""Golden-parity adapter (``common/golden.py``; cases in ``../shared/golden/videocomposer/``).
+
+Each part of a case is built from its ``config.yaml`` and loaded from the released-layout file in
+``model_weights/`` through the same loaders as inference, only when a check needs it.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+import mindspore as ms
+import numpy as np
+
+from common.golden import GoldenAdapter, GoldenCase, GoldenError
+
+from . import model as M
+from .config import load_config
+
+
+def _t(a, dtype=np.float32) -> ms.Tensor:
+    return ms.Tensor(np.asarray(a, dtype=dtype))
+
+
+class Adapter(GoldenAdapter):
+    """Runs the checks of one case."""
+
+    def __init__(self, case: GoldenCase):
+        super().__init__(case)
+        self.cfg = load_config(case.config_path)
+        self.weights = case.root / "model_weights"
+
+    @cached_property
+    def clip(self):
+        return M.build_clip(self.cfg, self.weights / M.CLIP_FILE)
+
+    @cached_property
+    def vae(self):
+        return M.build_vae(self.cfg, self.weights / M.VAE_FILE)
+
+    @cached_property
+    def unet(self):
+        return M.build_unet(self.cfg, self.weights / M.UNET_FILE)
+
+    def _scale(self, c):
+        if abs(float(c.params["scale_factor"]) - self.cfg.scale_factor) > 1e-12:
+            raise GoldenError(f"scale_factor {c.params['scale_factor']} != config {self.cfg.scale_factor}")
+        return self.cfg.scale_factor
+
+    # ---- checks ---------------------------------------------------------------------------
+    def check_text_encoder(self, c):
+        if c.params["layer"] != self.cfg.clip_layer:
+            raise GoldenError(f"layer {c.params['layer']} != config clip_layer {self.cfg.clip_layer}")
+        return {"z": self.clip.encode_with_transformer(_t(c.inputs["tokens"], np.int32))}
+
+    def check_style_encoder(self, c):
+        emb = self.clip.encode_image(_t(c.inputs["image"])).expand_dims(1)  # (N, 1, D)
+        return {"embedding": emb, "token": self.unet.style_token(emb)}
+
+    def check_vae_encode(self, c):
+        s = self._scale(c)
+        mean, logvar = self.vae.encode_moments(_t(c.inputs["x"]))
+        z = (mean + (logvar * 0.5).exp() * _t(c.inputs["noise"])) * s
+        return {"mean": mean, "logvar": logvar, "z": z}
+
+    def check_vae_decode(self, c):
+        return {"video": self.vae.decode_video(_t(c.inputs["z"]), self._scale(c), chunk_size=1)}

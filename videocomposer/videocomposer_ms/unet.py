@@ -1,0 +1,211 @@
+"""UNetSD_temporal (``tools/videocomposer/unet_sd.py``) on :class:`common.nn.UNetSkeleton`.
+
+Frames run as a batch of images ``(b*f, c, h, w)`` (``(b f)`` order). Every ResBlock is followed by its
+temporal conv block (key ``temopral_conv``, sic); every SpatialTransformer (linear projections, context
+width ``unet_context_dim``) by a TemporalTransformer (Conv1d projections, self-attention over frames);
+``input_blocks.0`` = [conv, TemporalTransformer of width ``num_heads*head_dim``]; downsamplers are bare
+(``input_blocks.N.op``). The condition encoders (:mod:`.conditions`) sum into ``concat``, which is
+concatenated after the latent channels; the style embedding goes through ``pre_image_condition`` and is
+appended to the text context. Parameter names equal the released ``non_ema_228000.pth``.
+"""
+from __future__ import annotations
+
+import math
+
+import mindspore as ms
+from mindspore import Parameter, nn, ops
+from mindspore.common.initializer import HeUniform, Uniform, initializer
+
+from common.nn import (
+    BasicTransformerBlock,
+    Downsample,
+    GroupNorm,
+    ResBlock,
+    SpatialTransformer,
+    TemporalConv,
+    UNetSkeleton,
+    batch_to_frames,
+    conv2d,
+    frames_to_batch,
+    linear,
+    repeat_interleave,
+    timestep_embedding,
+)
+
+from .conditions import COMPOSITION_TO_CONDITION, CONDITION_MODULES, TransformerV2, condition_stack, encode_condition
+from .config import SPATIAL, VideoComposerConfig
+
+#: width of ``pre_image_condition`` and of the output blocks' cross-attention (hard-coded in the original).
+IMAGE_EMBED_DIM = 1024
+
+
+class TemporalConvBlock(nn.Cell):
+    """``TemporalConvBlock_v2``: x + conv4(conv3(conv2(conv1(x)))), each [GroupNorm(32) on (b, c, f, h, w)
+    (statistics over frames too), SiLU, (Dropout), Conv3d (3,1,1)]; keys ``conv1.{0,2}``, ``conv2..4.{0,3}``."""
+
+    def __init__(self, channels: int, dropout: float = 0.1):
+        super().__init__()
+
+        def stage(drop):
+            mid = [nn.Dropout(p=dropout)] if drop else []
+            return nn.SequentialCell([GroupNorm(32, channels, 1e-5), nn.SiLU()] + mid + [TemporalConv(channels, channels, 3)])
+
+        self.conv1 = stage(False)
+        self.conv2 = stage(True)
+        self.conv3 = stage(True)
+        self.conv4 = stage(True)
+
+    def construct(self, x):
+        # x (b, c, f, h, w)
+        return x + self.conv4(self.conv3(self.conv2(self.conv1(x))))
+
+
+class VCResBlock(ResBlock):
+    """LDM ResBlock on (b*f, c, h, w) then :class:`TemporalConvBlock` over each video's frames;
+    ``construct(x, emb, num_frames)``."""
+
+    unet_args = ("emb", "extra")
+
+    def __init__(self, channels: int, emb_channels: int, out_channels: int, dropout: float = 0.0):
+        super().__init__(channels, emb_channels, out_channels, dropout=dropout, dims=2)
+        self.temopral_conv = TemporalConvBlock(out_channels, dropout=0.1)
+
+    def construct(self, x, emb, num_frames: int):
+        h = super().construct(x, emb)
+        return frames_to_batch(self.temopral_conv(batch_to_frames(h, num_frames)))
+
+
+class Conv1x1(nn.Cell):
+    """``torch.nn.Conv1d(cin, cout, 1)`` (weight (cout, cin, 1)) applied to tokens (N, L, cin) as a linear map."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.weight = Parameter(initializer(HeUniform(math.sqrt(5)), (out_channels, in_channels, 1), ms.float32),
+                                name="weight")
+        self.bias = Parameter(initializer(Uniform(1.0 / math.sqrt(in_channels)), (out_channels,), ms.float32),
+                              name="bias")
+
+    def construct(self, x):
+        w = self.weight.reshape(self.weight.shape[0], self.weight.shape[1])
+        return ops.bias_add(ops.matmul(x, w.T), self.bias)
+
+
+class TemporalTransformer(nn.Cell):
+    """Attention over the frames of every pixel: GroupNorm(32, eps 1e-6) on (b, c, f, h, w), Conv1d(k=1)
+    ``proj_in``, transformer blocks whose ``attn1`` and ``attn2`` are both self-attention (the context is
+    ignored), ``proj_out``, residual. ``construct(x (b*f, c, h, w), num_frames)``."""
+
+    unet_args = ("extra",)
+
+    def __init__(self, channels: int, heads: int, dim_head: int, depth: int = 1, dropout: float = 0.0):
+        super().__init__()
+        inner = heads * dim_head
+        self.norm = GroupNorm(32, channels, 1e-6)
+        self.proj_in = Conv1x1(channels, inner)
+        self.transformer_blocks = nn.CellList([
+            BasicTransformerBlock(inner, heads, dim_head, context_dim=None, dropout=dropout, attn2_self=True)
+            for _ in range(depth)])
+        self.proj_out = Conv1x1(inner, channels)
+
+    def construct(self, x, num_frames: int):
+        bf, c, h, w = x.shape
+        b = bf // num_frames
+        v = self.norm(batch_to_frames(x, num_frames))  # (b, c, f, h, w)
+        t = v.transpose(0, 3, 4, 2, 1).reshape(b * h * w, num_frames, c)  # (b*h*w, f, c)
+        t = self.proj_in(t)
+        for block in self.transformer_blocks:
+            t = block(t)
+        t = self.proj_out(t)  # (b*h*w, f, c)
+        t = t.reshape(b, h, w, num_frames, c).transpose(0, 3, 4, 1, 2).reshape(bf, c, h, w)
+        return t + x
+
+
+class UNetSDTemporal(UNetSkeleton):
+    """The VideoComposer denoiser.
+
+    ``construct(x, t, y, image=None, depth=None, local_image=None, motion=None, sketch=None,
+    single_sketch=None, masked=None)``:
+        x: (b, 4, f, h, w) noisy latent; t: (b,) int timesteps (0..999).
+        y: (b, 77, 1024) text context (``zero_y`` repeated for the unconditional branch).
+        image: (b, 1, 1024) style embedding or None.
+        spatial conditions (b, c, f, H, W) or None: depth (1), local_image (3), motion (2), sketch (1),
+            single_sketch (1), masked (4). Any H, W; each encodes to 32x32, so h = w = 32 when one is given.
+    Returns (b, out_dim, f, h, w), the predicted noise.
+    """
+
+    def __init__(self, cfg: VideoComposerConfig):
+        dim, hd = cfg.unet_dim, cfg.unet_head_dim
+        ted = dim * 4
+        cd = cfg.unet_concat_dim
+
+        def res(cin, cout):
+            return VCResBlock(cin, ted, cout, dropout=cfg.unet_dropout)
+
+        def spatial(ch, heads, dim_head, depth):
+            return SpatialTransformer(ch, heads, dim_head, depth=1, context_dim=cfg.unet_context_dim,
+                                      use_linear=True)
+
+        def temporal(ch, heads, dim_head, depth):
+            return TemporalTransformer(ch, heads, dim_head, depth=1)
+
+        def input_layers(cin, cout):
+            layers = [conv2d(cin + cd, cout, 3, padding=1)]
+            if cfg.temporal_attention:
+                layers.append(TemporalTransformer(cout, cfg.unet_num_heads, hd, depth=1))
+            return layers
+
+        fps = None
+        if cfg.use_fps_condition:
+            fps = {"fps_embedding": lambda: nn.SequentialCell([linear(dim, ted), nn.SiLU(), linear(ted, ted)])}
+        super().__init__(in_channels=cfg.unet_in_dim, model_channels=dim, out_channels=cfg.unet_out_dim,
+                         channel_mult=list(cfg.unet_dim_mult), num_res_blocks=cfg.unet_res_blocks,
+                         attention_resolutions=[int(round(1 / s)) for s in cfg.unet_attn_scales],
+                         res_block=res, attention=spatial, temporal=temporal if cfg.temporal_attention else None,
+                         num_head_channels=hd, input_layers=input_layers,
+                         down=lambda ch: Downsample(ch, True, ch), wrap_down=False, extra_embeddings=fps)
+        self.pre_image_condition = nn.SequentialCell([linear(IMAGE_EMBED_DIM, IMAGE_EMBED_DIM), nn.SiLU(),
+                                                      linear(IMAGE_EMBED_DIM, IMAGE_EMBED_DIM)])
+        self.conditions = tuple(COMPOSITION_TO_CONDITION[c] for c in cfg.video_compositions
+                                if c in COMPOSITION_TO_CONDITION)
+        for name in self.conditions:
+            stack, after, cin = CONDITION_MODULES[name]
+            setattr(self, stack, condition_stack(cin, cd))
+            setattr(self, after, TransformerV2(cd, depth=cfg.adapter_transformer_layers))
+        self.concat_dim = cd
+        self.use_fps_condition = cfg.use_fps_condition
+
+    def encode_condition(self, name: str, cond):
+        """Condition ``name`` (b, c, f, H, W) -> its (b, concat_dim, f, 32, 32) embedding."""
+        if name not in self.conditions:
+            raise ValueError(f"the UNet has no '{name}' encoder (its video_compositions lack it)")
+        stack, after, _ = CONDITION_MODULES[name]
+        return encode_condition(getattr(self, stack), getattr(self, after), cond, cond.shape[0])
+
+    def style_token(self, image):
+        """(b, 1, 1024) style embedding -> (b, 1, 1024) context token (``pre_image_condition``)."""
+        return self.pre_image_condition(image)
+
+    def construct(self, x, t, y, image=None, depth=None, local_image=None, motion=None, sketch=None,
+                  single_sketch=None, masked=None, fps=None):
+        b, _, f, h, w = x.shape
+        conds = {"depth": depth, "local_image": local_image, "motion": motion, "sketch": sketch,
+                 "single_sketch": single_sketch, "masked": masked}
+        concat = None
+        for name in SPATIAL:  # the original's order of the sum
+            c = conds[name]
+            if c is not None:
+                e = self.encode_condition(name, c.astype(x.dtype))
+                concat = e if concat is None else concat + e
+        if concat is None:
+            concat = ops.zeros((b, self.concat_dim, f, h, w), x.dtype)
+        x = ops.concat([x, concat], axis=1)  # (b, 4+cd, f, h, w)
+        emb = self.embed_time(t, x.dtype)  # (b, 4*dim)
+        if self.use_fps_condition and fps is not None:
+            emb = emb + self.fps_embedding(timestep_embedding(fps, self.model_channels).astype(x.dtype))
+        context = y.astype(x.dtype)
+        if image is not None:
+            context = ops.concat([context, self.pre_image_condition(image.astype(x.dtype))], axis=1)
+        emb = repeat_interleave(emb, f)  # (b*f, 4*dim)
+        context = repeat_interleave(context, f)  # (b*f, L, 1024)
+        out = self.run_blocks(frames_to_batch(x), emb, context, f)  # (b*f, out, h, w)
+        return batch_to_frames(out, f)
