@@ -63,3 +63,14 @@ class Adapter(GoldenAdapter):
 
     def check_vae_decode(self, c):
         return {"video": self.vae.decode_video(_t(c.inputs["z"]), self._scale(c), chunk_size=1)}
+
+    def check_condition_encoders(self, c):
+        return {name: self.unet.encode_condition(name, _t(x)) for name, x in c.inputs.items()}
+
+    def check_unet(self, c):
+        i = dict(c.inputs)
+        kwargs = {k: _t(v) for k, v in i.items() if k not in ("x", "t")}
+        missing = [g for g in c.params["guidances"] if g not in kwargs]
+        if missing:
+            raise GoldenError(f"guidances {missing} have no input")
+        return {"out": self.unet(_t(i["x"]), _t(i["t"], np.int64), **kwargs)}

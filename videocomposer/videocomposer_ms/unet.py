@@ -86,8 +86,10 @@ class Conv1x1(nn.Cell):
                               name="bias")
 
     def construct(self, x):
-        w = self.weight.reshape(self.weight.shape[0], self.weight.shape[1])
-        return ops.bias_add(ops.matmul(x, w.T), self.bias)
+        n, length, c = x.shape
+        w = self.weight.reshape(self.weight.shape[0], c)
+        y = ops.bias_add(ops.matmul(x.reshape(n * length, c), w.T), self.bias)  # (n*L, out)
+        return y.reshape(n, length, -1)
 
 
 class TemporalTransformer(nn.Cell):
