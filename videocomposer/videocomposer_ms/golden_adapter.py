@@ -74,3 +74,19 @@ class Adapter(GoldenAdapter):
         if missing:
             raise GoldenError(f"guidances {missing} have no input")
         return {"out": self.unet(_t(i["x"]), _t(i["t"], np.int64), **kwargs)}
+
+    def check_ddim_sample(self, c):
+        from .sampler import sample, step_list
+
+        p, i = c.params, c.inputs
+        if p["beta_schedule"] != "linear_sd" or (p["init_beta"], p["last_beta"]) != (0.00085, 0.012):
+            raise GoldenError(f"unexpected betas {p['beta_schedule']} {p['init_beta']}..{p['last_beta']}")
+        if list(step_list(int(p["ddim_timesteps"]), int(p["num_timesteps"]))) != list(p["timesteps"]):
+            raise GoldenError(f"step list {step_list(int(p['ddim_timesteps']))} != {p['timesteps']}")
+        cond = {k: _t(v) for k, v in i.items() if k not in ("noise", "zero_y")}
+        steps = []
+        out, _ = sample(self.unet, _t(i["noise"]), cond, _t(i["zero_y"]), int(p["ddim_timesteps"]),
+                        guide_scale=float(p["guide_scale"]), eta=float(p["eta"]),
+                        num_timesteps=int(p["num_timesteps"]), callback=lambda d: steps.append(d["x"].asnumpy()),
+                        progress=False)
+        return {"out": out, "xt_steps": np.stack(steps)}
