@@ -90,3 +90,19 @@ class Adapter(GoldenAdapter):
                         num_timesteps=int(p["num_timesteps"]), callback=lambda d: steps.append(d["x"].asnumpy()),
                         progress=False)
         return {"out": out, "xt_steps": np.stack(steps)}
+
+    def check_depth_extractor(self, c):
+        p = c.params
+        if (p["depth_std"], p["depth_clamp"]) != (self.cfg.depth_std, self.cfg.depth_clamp):
+            raise GoldenError(f"depth_std/clamp {p['depth_std']}/{p['depth_clamp']} differ from the config")
+        midas = M.build_midas(self.cfg, self.weights / M.MIDAS_FILE)
+        raw = midas(_t(c.inputs["image"]) * 2.0 - 1.0)
+        return {"raw": raw, "depth": (raw / self.cfg.depth_std).clip(0.0, self.cfg.depth_clamp)}
+
+    def check_sketch_extractor(self, c):
+        p = c.params
+        if list(p["sketch_mean"]) != list(self.cfg.sketch_mean) or list(p["sketch_std"]) != list(self.cfg.sketch_std):
+            raise GoldenError("sketch_mean/std differ from the config")
+        net = M.build_sketch(self.cfg, self.weights / M.PIDINET_FILE, self.weights / M.SKETCH_FILE)
+        edges, sketch = net(_t(c.inputs["image"]))
+        return {"edges": edges, "sketch": sketch}

@@ -45,3 +45,36 @@ def build_unet(cfg: VideoComposerConfig, weights: str | Path | None = None) -> U
         load_into(unet, weights, UNET_RENAMES, "UNet")
     unet.set_train(False)
     return unet
+
+
+def build_midas(cfg: VideoComposerConfig, weights: str | Path | None = None):
+    """MiDaS DPT of ``cfg.midas_cfg``, eval mode."""
+    from .midas import MiDaS, midas_config
+    from .weights import MIDAS_RENAMES
+
+    net = MiDaS(midas_config(dict(cfg.midas_cfg)))
+    if weights is not None:
+        load_into(net, weights, MIDAS_RENAMES, "MiDaS")
+    net.set_train(False)
+    return net
+
+
+def build_sketch(cfg: VideoComposerConfig, pidinet_weights: str | Path | None = None,
+                 cleaner_weights: str | Path | None = None):
+    """:class:`~.sketch.SketchExtractor` (PiDiNet of ``cfg.pidinet_cfg`` + the simplification GAN), eval mode."""
+    from functools import partial
+
+    from .sketch import PiDiNet, SketchExtractor, SketchSimplification, convert_pidinet, pidinet_config
+    from .weights import PIDINET_RENAMES, SKETCH_RENAMES
+
+    pcfg = pidinet_config(dict(cfg.pidinet_cfg))
+    pidinet = PiDiNet(pcfg)
+    cleaner = SketchSimplification(cfg.sketch_simplification_channels)
+    if pidinet_weights is not None:
+        load_into(pidinet, pidinet_weights, PIDINET_RENAMES, "PiDiNet", convert=partial(convert_pidinet,
+                                                                                       config=pcfg.config))
+    if cleaner_weights is not None:
+        load_into(cleaner, cleaner_weights, SKETCH_RENAMES, "sketch simplification")
+    net = SketchExtractor(pidinet, cleaner, cfg.sketch_mean, cfg.sketch_std)
+    net.set_train(False)
+    return net
