@@ -8,7 +8,7 @@ from common.vae import AutoencoderKL
 
 from .config import VideoComposerConfig
 from .unet import UNetSDTemporal
-from .weights import CLIP_RENAMES, UNET_RENAMES, VAE_RENAMES, load_into
+from .weights import CLIP_RENAMES, UNET_RENAMES, load_into, vae_renames
 
 #: the released file names (``model_weights/``).
 UNET_FILE = "non_ema_228000.pth"
@@ -33,7 +33,7 @@ def build_vae(cfg: VideoComposerConfig, weights: str | Path | None = None) -> Au
     """The LDM AutoencoderKL of ``cfg.ddconfig`` (embed_dim 4), eval mode."""
     vae = AutoencoderKL(dict(cfg.ddconfig), embed_dim=4)
     if weights is not None:
-        load_into(vae, weights, VAE_RENAMES, "VAE")
+        load_into(vae, weights, vae_renames, "VAE")
     vae.set_train(False)
     return vae
 

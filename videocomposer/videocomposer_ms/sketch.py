@@ -67,8 +67,24 @@ def _convert_pdc(op: str, w: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown pixel-difference op {op!r}")
 
 
+def is_converted(sd: dict, config: str = "carv4") -> bool:
+    """True when ``sd`` already holds vanilla kernels (an ``rd`` layer's weight is 5x5, e.g. a file written by
+    ``tools/convert_weight.py``)."""
+    for block, op in zip(_BLOCKS, PDC_CONFIGS[config]):
+        if op != "rd":
+            continue
+        target = f"{block}.weight" if block == "init_block" else f"{block}.conv1.weight"
+        for k, v in sd.items():
+            if k == target or k.endswith("." + target):
+                return tuple(np.shape(v)[-2:]) == (5, 5)
+    return False
+
+
 def convert_pidinet(sd: dict, config: str = "carv4") -> dict:
-    """The released pixel-difference state dict -> vanilla kernels (``module.`` kept; keys unchanged)."""
+    """The released pixel-difference state dict -> vanilla kernels (``module.`` kept; keys unchanged); a dict
+    that is already converted (:func:`is_converted`) is returned as it is."""
+    if is_converted(sd, config):
+        return dict(sd)
     pdcs = PDC_CONFIGS[config]
     out = {}
     for k, v in sd.items():

@@ -35,8 +35,10 @@ from common.nn import (
 from .conditions import COMPOSITION_TO_CONDITION, CONDITION_MODULES, TransformerV2, condition_stack, encode_condition
 from .config import SPATIAL, VideoComposerConfig
 
-#: width of ``pre_image_condition`` and of the output blocks' cross-attention (hard-coded in the original).
-IMAGE_EMBED_DIM = 1024
+#: the released context width: ``pre_image_condition`` and the output blocks' cross-attention hard-code it in
+#: the original; here both are ``unet_context_dim`` (1024 in every released config, so the keys and shapes
+#: are the same), which lets a tiny model use a narrow text tower.
+RELEASED_CONTEXT_DIM = 1024
 
 
 class TemporalConvBlock(nn.Cell):
@@ -128,8 +130,9 @@ class UNetSDTemporal(UNetSkeleton):
     ``construct(x, t, y, image=None, depth=None, local_image=None, motion=None, sketch=None,
     single_sketch=None, masked=None)``:
         x: (b, 4, f, h, w) noisy latent; t: (b,) int timesteps (0..999).
-        y: (b, 77, 1024) text context (``zero_y`` repeated for the unconditional branch).
-        image: (b, 1, 1024) style embedding or None.
+        y: (b, 77, C) text context, C = ``unet_context_dim`` (1024) (``zero_y`` repeated for the
+            unconditional branch).
+        image: (b, 1, C) style embedding or None.
         spatial conditions (b, c, f, H, W) or None: depth (1), local_image (3), motion (2), sketch (1),
             single_sketch (1), masked (4). Any H, W; each encodes to 32x32, so h = w = 32 when one is given.
     Returns (b, out_dim, f, h, w), the predicted noise.
@@ -165,8 +168,8 @@ class UNetSDTemporal(UNetSkeleton):
                          res_block=res, attention=spatial, temporal=temporal if cfg.temporal_attention else None,
                          num_head_channels=hd, input_layers=input_layers,
                          down=lambda ch: Downsample(ch, True, ch), wrap_down=False, extra_embeddings=fps)
-        self.pre_image_condition = nn.SequentialCell([linear(IMAGE_EMBED_DIM, IMAGE_EMBED_DIM), nn.SiLU(),
-                                                      linear(IMAGE_EMBED_DIM, IMAGE_EMBED_DIM)])
+        ctx = cfg.unet_context_dim
+        self.pre_image_condition = nn.SequentialCell([linear(ctx, ctx), nn.SiLU(), linear(ctx, ctx)])
         self.conditions = tuple(COMPOSITION_TO_CONDITION[c] for c in cfg.video_compositions
                                 if c in COMPOSITION_TO_CONDITION)
         for name in self.conditions:
@@ -184,7 +187,7 @@ class UNetSDTemporal(UNetSkeleton):
         return encode_condition(getattr(self, stack), getattr(self, after), cond, cond.shape[0])
 
     def style_token(self, image):
-        """(b, 1, 1024) style embedding -> (b, 1, 1024) context token (``pre_image_condition``)."""
+        """(b, 1, C) style embedding -> (b, 1, C) context token (``pre_image_condition``)."""
         return self.pre_image_condition(image)
 
     def construct(self, x, t, y, image=None, depth=None, local_image=None, motion=None, sketch=None,
@@ -208,6 +211,6 @@ class UNetSDTemporal(UNetSkeleton):
         if image is not None:
             context = ops.concat([context, self.pre_image_condition(image.astype(x.dtype))], axis=1)
         emb = repeat_interleave(emb, f)  # (b*f, 4*dim)
-        context = repeat_interleave(context, f)  # (b*f, L, 1024)
+        context = repeat_interleave(context, f)  # (b*f, L, C)
         out = self.run_blocks(frames_to_batch(x), emb, context, f)  # (b*f, out, h, w)
         return batch_to_frames(out, f)

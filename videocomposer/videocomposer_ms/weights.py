@@ -29,6 +29,13 @@ VAE_RENAMES: list[tuple] = [
     (r"^.*first_stage_model\.", "", "the VAE's prefix in the SD-2.1 file"),
 ]
 MIDAS_RENAMES: list[tuple] = []
+
+
+def vae_renames(sd: dict) -> list[tuple]:
+    """:data:`VAE_RENAMES` for an SD single file (keys containing ``first_stage_model.``); none for a file
+    that already holds the bare VAE keys (a converted checkpoint)."""
+    return VAE_RENAMES if any("first_stage_model." in k for k in sd) else []
+
 #: PiDiNet: strip DataParallel's ``module.`` (after :func:`convert_pidinet`).
 PIDINET_RENAMES: list[tuple] = [(r"^module\.", "", "DataParallel prefix of the released file")]
 SKETCH_RENAMES: list[tuple] = []
@@ -46,9 +53,12 @@ def read_weights(path, what: str) -> dict:
 
 
 def load_into(cell, path, rename, what: str, convert=None) -> int:
-    """Read ``path``, optionally ``convert`` the dict, load it into ``cell`` with ``rename``; every key must
-    match (else one line naming the first mismatched key and its two shapes). Returns the tensors loaded."""
+    """Read ``path``, optionally ``convert`` the dict, load it into ``cell`` with ``rename`` (a table, or a
+    function of the dict returning one); every key must match (else one line naming the first mismatched
+    key and its two shapes). Returns the tensors loaded."""
     sd = read_weights(path, what)
     if convert is not None:
         sd = convert(sd)
+    if callable(rename) and not isinstance(rename, (list, tuple)):
+        rename = rename(sd)
     return load_state_dict_into(cell, sd, rename=rename, source=f"{path} ({what})").loaded
