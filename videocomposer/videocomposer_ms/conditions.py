@@ -119,7 +119,7 @@ class TransformerV2(nn.Cell):
         return x
 
 
-def encode_condition(stack, after, cond, batch: int):
+def run_condition_encoder(stack, after, cond):
     """One condition (B, c, F, H, W) -> (B, concat_dim, F, 32, 32) through ``stack`` then ``after`` over frames."""
     b, c, f, h, w = cond.shape
     x = stack(cond.transpose(0, 2, 1, 3, 4).reshape(b * f, c, h, w))  # (b*f, cd, 32, 32)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
@@ -242,13 +243,11 @@ class SketchExtractor(nn.Cell):
         super().__init__()
         self.pidinet = pidinet
         self.cleaner = cleaner
-        self.mean = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
-        self.std = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+        self.mean = ms.Tensor(np.asarray(mean, np.float32).reshape(1, 3, 1, 1))
+        self.std = ms.Tensor(np.asarray(std, np.float32).reshape(1, 3, 1, 1))
 
     def construct(self, image):
-        import mindspore as ms
-
-        edges = self.pidinet((image - ms.Tensor(self.mean)) / ms.Tensor(self.std))
+        edges = self.pidinet((image - self.mean) / self.std)
         return edges, 1.0 - self.cleaner(1.0 - edges)
 
 

@@ -32,7 +32,7 @@ from common.nn import (
     timestep_embedding,
 )
 
-from .conditions import COMPOSITION_TO_CONDITION, CONDITION_MODULES, TransformerV2, condition_stack, encode_condition
+from .conditions import COMPOSITION_TO_CONDITION, CONDITION_MODULES, TransformerV2, condition_stack, run_condition_encoder
 from .config import SPATIAL, VideoComposerConfig
 
 #: the released context width: ``pre_image_condition`` and the output blocks' cross-attention hard-code it in
@@ -184,7 +184,7 @@ class UNetSDTemporal(UNetSkeleton):
         if name not in self.conditions:
             raise ValueError(f"the UNet has no '{name}' encoder (its video_compositions lack it)")
         stack, after, _ = CONDITION_MODULES[name]
-        return encode_condition(getattr(self, stack), getattr(self, after), cond, cond.shape[0])
+        return run_condition_encoder(getattr(self, stack), getattr(self, after), cond)
 
     def style_token(self, image):
         """(b, 1, C) style embedding -> (b, 1, C) context token (``pre_image_condition``)."""
