@@ -95,6 +95,10 @@ def run(args) -> Path:
         if value and not Path(value).is_file():
             raise FileNotFoundError(f"file not found: {value} ({flag})")
     ms.set_context(mode=ms.GRAPH_MODE if args.mode == "graph" else ms.PYNATIVE_MODE)
+    if ms.get_context("device_target") == "CPU":
+        # synchronous op launch: on a few CPU cores the asynchronous dispatch costs more than it hides
+        # (PyNative several times faster); the numbers are unchanged
+        ms.runtime.launch_blocking()
     ms.set_seed(cfg.seed)
     weights = None if args.random_weights else args.weights_dir
     if weights is not None and not Path(weights).is_dir():
