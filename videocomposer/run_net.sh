@@ -3,7 +3,6 @@
 # the tiny random-weight model on the bundled clip (no download; the output is noise, it shows the code path).
 set -e
 cd "$(dirname "$0")"
-export PYTHONPATH="$PWD:$PWD/..:${PYTHONPATH}"
 EXTRA=("${@:2}")
 
 if [ "${1:-all}" = "demo" ]; then

@@ -140,7 +140,7 @@ def _argv(cfg, out, *extra):
 
 
 def _error(capsys, argv) -> str:
-    from run_net import main
+    from videocomposer_ms.inference import main
 
     try:
         code = main(argv)
@@ -154,7 +154,7 @@ def _error(capsys, argv) -> str:
 
 @pytest.mark.slow
 def test_run_net_demo_end_to_end(tmp_path, capsys):
-    from run_net import main
+    from videocomposer_ms.inference import main
 
     from common.video_io import read_video_frames
 
@@ -170,7 +170,7 @@ def test_run_net_demo_end_to_end(tmp_path, capsys):
 
 
 def test_run_net_help_names_every_flag(capsys):
-    from run_net import build_parser
+    from videocomposer_ms.inference import build_parser
 
     text = build_parser().format_help()
     for flag in ("--cfg", "--seed", "--input_video", "--image_path", "--style_image", "--input_text_desc",
