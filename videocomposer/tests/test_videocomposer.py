@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from pathlib import Path
-
 from mindspore.nn.utils import no_init_parameters
+from videocomposer_ms.config import VideoComposerConfig, load_config
 
 from common.config import ConfigError
-from videocomposer_ms.config import VideoComposerConfig, load_config
 
 VC_DIR = Path(__file__).resolve().parents[1]
 DEMO_CFG = VC_DIR / "configs" / "demo_tiny.yaml"

@@ -31,8 +31,14 @@ PARSER = converter_parser(
 
 def _part(kind: str, cfg):
     from videocomposer_ms import model as M
-    from videocomposer_ms.weights import (CLIP_RENAMES, MIDAS_RENAMES, PIDINET_RENAMES, SKETCH_RENAMES,
-                                          UNET_RENAMES, vae_renames)
+    from videocomposer_ms.weights import (
+        CLIP_RENAMES,
+        MIDAS_RENAMES,
+        PIDINET_RENAMES,
+        SKETCH_RENAMES,
+        UNET_RENAMES,
+        vae_renames,
+    )
 
     if kind == "unet":
         return M.UNetSDTemporal(cfg), UNET_RENAMES, None

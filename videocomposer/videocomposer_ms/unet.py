@@ -32,7 +32,13 @@ from common.nn import (
     timestep_embedding,
 )
 
-from .conditions import COMPOSITION_TO_CONDITION, CONDITION_MODULES, TransformerV2, condition_stack, run_condition_encoder
+from .conditions import (
+    COMPOSITION_TO_CONDITION,
+    CONDITION_MODULES,
+    TransformerV2,
+    condition_stack,
+    run_condition_encoder,
+)
 from .config import SPATIAL, VideoComposerConfig
 
 #: the released context width: ``pre_image_condition`` and the output blocks' cross-attention hard-code it in
