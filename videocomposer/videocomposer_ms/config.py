@@ -55,7 +55,7 @@ class VideoComposerConfig:
     ``--sketch_path`` instead of from the input video.
     """
 
-    TASK_TYPE: str = "SINGLE_TASK"
+    TASK_TYPE: str = unused("SINGLE_TASK and MULTI_TASK both compose once here (exp01: every condition)", "SINGLE_TASK")
     ENABLE: bool = unused("always true in the original configs", True)
     DATASET: str = unused("dataset name of the original launcher", "webvid10m")
     video_compositions: list[str] = field(default_factory=lambda: list(COMPOSITIONS))
@@ -98,15 +98,15 @@ class VideoComposerConfig:
     ddim_timesteps: int = 50
     ddim_eta: float = 0.0
     clamp: float = unused("the original's DDIM passes clamp=None", 1.0)
-    share_noise: bool = False
+    share_noise: bool = False  # one noise image repeated over the frames
     use_div_loss: bool = unused(_TRAIN, False)
     p_zero: float = unused(_TRAIN, 0.9)
     guide_scale: float = unused("the original's inference hard-codes 9.0 (--guidance_scale sets it)", 6.0)
     # checkpoints
     sd_checkpoint: str = "v2-1_512-ema-pruned.ckpt"
     clip_checkpoint: str = "open_clip_pytorch_model.bin"
-    resume: bool = True
-    resume_step: int = 228000
+    resume: bool = unused("the UNet is always the released (resume) layout: no pre_image 1x1 conv", True)
+    resume_step: int = unused("only names the released step", 228000)
     resume_check_dir: str = unused(_TRAIN, ".")
     resume_checkpoint: str = "model_weights/non_ema_228000.pth"
     resume_optimizer: bool = unused(_TRAIN, False)
@@ -147,7 +147,7 @@ class VideoComposerConfig:
     use_checkpoint: bool = unused("gradient checkpointing (training)", True)
     use_sharded_ddp: bool = unused(_DIST, False)
     use_fsdp: bool = unused(_DIST, False)
-    use_fp16: bool = False
+    use_fp16: bool = unused("float32 everywhere in this port (the original's fp16 autocast is not reproduced)", False)
     use_ema: bool = unused(_TRAIN, False)
     ema_decay: float = unused(_TRAIN, 0.9999)
     viz_interval: int = unused(_TRAIN, 1000)

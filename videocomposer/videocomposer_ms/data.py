@@ -128,7 +128,8 @@ def prepare_inputs(cfg: VideoComposerConfig, *, video=None, image_path=None, sty
             style = clip_image(frames[len(frames) // 2], cfg.vit_image_size, cfg.vit_mean, cfg.vit_std, False)
         rate = mv.fps
     if cfg.read_style and style_image:
-        style = clip_image(load_image(style_image), cfg.vit_image_size, cfg.vit_mean, cfg.vit_std, True)
+        size = int(cfg.clip_model_cfg["vision_cfg"]["image_size"])  # open_clip's preprocess: the tower's size
+        style = clip_image(load_image(style_image), size, cfg.vit_mean, cfg.vit_std, True)
     if cfg.read_image and image_path:
         image = misc_transform(load_image(image_path), cfg.misc_size, rng)
     if cfg.read_sketch and sketch_path:

@@ -22,9 +22,13 @@ from .config import VideoComposerConfig
 from .data import Inputs, prepare_inputs
 from .sampler import GUIDE_SCALE, sample
 
-#: the files each part is read from, in ``weights_dir``.
-PART_FILES = {"unet": M.UNET_FILE, "clip": M.CLIP_FILE, "vae": M.VAE_FILE, "midas": M.MIDAS_FILE,
-              "pidinet": M.PIDINET_FILE, "sketch": M.SKETCH_FILE}
+
+def part_files(cfg: VideoComposerConfig) -> dict[str, str]:
+    """The file each part is read from in ``weights_dir``: the config's ``resume_checkpoint``,
+    ``clip_checkpoint`` and ``sd_checkpoint`` (their file names), the released names of the extractors."""
+    return {"unet": Path(cfg.resume_checkpoint).name, "clip": Path(cfg.clip_checkpoint).name,
+            "vae": Path(cfg.sd_checkpoint).name, "midas": M.MIDAS_FILE, "pidinet": M.PIDINET_FILE,
+            "sketch": M.SKETCH_FILE}
 
 
 @dataclass
@@ -64,7 +68,7 @@ class VideoComposerPipeline:
         def path(part):
             if weights_dir is None:
                 return None
-            p = Path(weights_dir) / PART_FILES[part]
+            p = Path(weights_dir) / part_files(cfg)[part]
             if not p.is_file():
                 raise CheckpointError(f"{part} weights not found: {p} (give --weights_dir, or --random_weights "
                                       "for a random-weight run)")
@@ -128,6 +132,8 @@ class VideoComposerPipeline:
         cond["y"] = self.encode_text([prompt]) if "y" in g else zero_y
         if "image" in g:
             cond["image"] = self.clip.encode_image(_t(inp.style[None])).expand_dims(1)  # (1, 1, C)
+        if cfg.use_fps_condition:  # both branches get it, as the original's prepare_model_kwargs
+            cond["fps"] = ms.Tensor(np.array([cfg.feature_framerate], np.int64))
         return cond, arrays
 
     def __call__(self, prompt: str, *, video=None, image_path=None, style_image=None, sketch_path=None,
@@ -158,7 +164,10 @@ class VideoComposerPipeline:
             inp.depth = given_depth(np.asarray(depth, np.float32), cfg.misc_size, cfg.frames)
         cond, arrays = self.build_conditions(inp, prompt, zero_y)
         h, w = inp.latent_hw
-        noise = rng.standard_normal((1, 4, cfg.frames, h, w)).astype(np.float32)
+        if cfg.share_noise:  # one (c, h, w) draw for every frame
+            noise = np.repeat(rng.standard_normal((1, 4, 1, h, w)).astype(np.float32), cfg.frames, axis=2)
+        else:
+            noise = rng.standard_normal((1, 4, cfg.frames, h, w)).astype(np.float32)
         steps = int(num_inference_steps or cfg.ddim_timesteps)
         z, _ = sample(self.unet, _t(noise), cond, zero_y, steps, guide_scale=guidance_scale, eta=cfg.ddim_eta,
                       num_timesteps=cfg.num_timesteps, progress=progress)
