@@ -269,3 +269,19 @@ def test_convert_weight(tmp_path, capsys):
     assert e.value.code == 2
     errs = [ln for ln in capsys.readouterr().err.splitlines() if ln]
     assert len(errs) == 3 and all(ln.startswith("error: ") for ln in errs)
+
+
+def test_output_blocks_attend_to_the_hardcoded_width():
+    """Input and middle transformers use ``unet_context_dim``; the output blocks and pre_image_condition the
+    width the original hard-codes (``hardcoded_context_dim``)."""
+    from videocomposer_ms.unet import UNetSDTemporal
+
+    cfg = load_config(DEMO_CFG, {"unet_context_dim": 48, "hardcoded_context_dim": 80, "unet_dim_mult": [1, 1, 1],
+                                 "unet_attn_scales": [1.0, 0.5]})
+    with no_init_parameters():
+        s = _shapes(UNetSDTemporal(cfg))
+    k = {n: v[1] for n, v in s.items() if n.endswith("attn2.to_k.weight") and "transformer_blocks" in n
+         and v[1] in (48, 80)}
+    assert {n.split(".")[0] for n, w in k.items() if w == 48} == {"input_blocks", "middle_block"}
+    assert {n.split(".")[0] for n, w in k.items() if w == 80} == {"output_blocks"}
+    assert s["pre_image_condition.0.weight"] == (80, 80)

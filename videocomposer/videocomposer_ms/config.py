@@ -157,6 +157,10 @@ class VideoComposerConfig:
     num_steps: int = unused("unused by the original's inference", 1)
     # hard-coded in the original (sizes of the released files)
     adapter_transformer_layers: int = 1
+    #: the width the original hard-codes (1024) for ``pre_image_condition`` (Linear(W, W) x2, so the style
+    #: embedding must be W wide) and for the cross-attention of the output blocks' SpatialTransformers
+    #: (the input and middle blocks use ``unet_context_dim``); a tiny model sets it to its text width.
+    hardcoded_context_dim: int = 1024
     ddconfig: dict = field(default_factory=lambda: dict(SD_DDCONFIG))
     clip_model_cfg: dict = field(default_factory=lambda: dict(VIT_H_14))
     clip_layer: str = "penultimate"

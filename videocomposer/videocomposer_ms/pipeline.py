@@ -59,11 +59,17 @@ class VideoComposerPipeline:
         self.need_depth = "depth" in g
         self.need_sketch = bool(g & {"sketch", "single_sketch"})
         self.need_style = "image" in g
-        ctx = cfg.unet_context_dim
-        clip_cfg = cfg.clip_model_cfg
-        if clip_cfg["text_cfg"]["width"] != ctx or ("image" in g and clip_cfg["embed_dim"] != ctx):
-            raise CheckpointError(f"clip_model_cfg: the text width ({clip_cfg['text_cfg']['width']}) and the image "
-                                  f"embedding ({clip_cfg['embed_dim']}) must equal unet_context_dim ({ctx})")
+        ctx, fixed = cfg.unet_context_dim, cfg.hardcoded_context_dim
+        width, embed = cfg.clip_model_cfg["text_cfg"]["width"], cfg.clip_model_cfg["embed_dim"]
+        # the text context feeds every cross-attention (the output blocks' are hardcoded_context_dim wide
+        # unless only the middle block attends) and is concatenated with the style token
+        need_fixed = bool(cfg.unet_attn_scales) or self.need_style
+        if width != ctx or (need_fixed and ctx != fixed) or (self.need_style and embed != fixed):
+            raise CheckpointError(
+                f"context widths disagree: clip_model_cfg text width {width}, embed_dim {embed}, unet_context_dim "
+                f"{ctx}, hardcoded_context_dim {fixed} (the text width must equal unet_context_dim, which must "
+                "equal hardcoded_context_dim when the output blocks attend or a style image is used, as must "
+                "embed_dim with a style image)")
 
         def path(part):
             if weights_dir is None:

@@ -2,7 +2,7 @@
 
 Frames run as a batch of images ``(b*f, c, h, w)`` (``(b f)`` order). Every ResBlock is followed by its
 temporal conv block (key ``temopral_conv``, sic); every SpatialTransformer (linear projections, context
-width ``unet_context_dim``) by a TemporalTransformer (Conv1d projections, self-attention over frames);
+width ``unet_context_dim``, 1024 in the output blocks) by a TemporalTransformer (Conv1d projections, self-attention over frames);
 ``input_blocks.0`` = [conv, TemporalTransformer of width ``num_heads*head_dim``]; downsamplers are bare
 (``input_blocks.N.op``). The condition encoders (:mod:`.conditions`) sum into ``concat``, which is
 concatenated after the latent channels; the style embedding goes through ``pre_image_condition`` and is
@@ -41,10 +41,11 @@ from .conditions import (
 )
 from .config import SPATIAL, VideoComposerConfig
 
-#: the released context width: ``pre_image_condition`` and the output blocks' cross-attention hard-code it in
-#: the original; here both are ``unet_context_dim`` (1024 in every released config, so the keys and shapes
-#: are the same), which lets a tiny model use a narrow text tower.
-RELEASED_CONTEXT_DIM = 1024
+
+def _input_attention_layers(cfg: VideoComposerConfig) -> int:
+    """How many SpatialTransformers the input blocks have (levels whose scale is in ``attn_scales``)."""
+    scales = [1.0 / 2 ** i for i in range(len(cfg.unet_dim_mult))]
+    return sum(cfg.unet_res_blocks for s in scales if any(abs(s - a) < 1e-9 for a in cfg.unet_attn_scales))
 
 
 class TemporalConvBlock(nn.Cell):
@@ -136,9 +137,9 @@ class UNetSDTemporal(UNetSkeleton):
     ``construct(x, t, y, image=None, depth=None, local_image=None, motion=None, sketch=None,
     single_sketch=None, masked=None)``:
         x: (b, 4, f, h, w) noisy latent; t: (b,) int timesteps (0..999).
-        y: (b, 77, C) text context, C = ``unet_context_dim`` (1024) (``zero_y`` repeated for the
-            unconditional branch).
-        image: (b, 1, C) style embedding or None.
+        y: (b, 77, C) text context (``zero_y`` repeated for the unconditional branch); C = 1024 in the
+            released model (``unet_context_dim`` = ``hardcoded_context_dim``).
+        image: (b, 1, hardcoded_context_dim) style embedding or None.
         spatial conditions (b, c, f, H, W) or None: depth (1), local_image (3), motion (2), sketch (1),
             single_sketch (1), masked (4). Any H, W; each encodes to 32x32, so h = w = 32 when one is given.
     Returns (b, out_dim, f, h, w), the predicted noise.
@@ -152,9 +153,15 @@ class UNetSDTemporal(UNetSkeleton):
         def res(cin, cout):
             return VCResBlock(cin, ted, cout, dropout=cfg.unet_dropout)
 
+        # the skeleton builds the input blocks' transformers, then the middle one, then the output blocks':
+        # the first two groups attend to ``unet_context_dim``, the last to the hard-coded width
+        n_first = _input_attention_layers(cfg) + 1
+        built = [0]
+
         def spatial(ch, heads, dim_head, depth):
-            return SpatialTransformer(ch, heads, dim_head, depth=1, context_dim=cfg.unet_context_dim,
-                                      use_linear=True)
+            built[0] += 1
+            ctx = cfg.unet_context_dim if built[0] <= n_first else cfg.hardcoded_context_dim
+            return SpatialTransformer(ch, heads, dim_head, depth=1, context_dim=ctx, use_linear=True)
 
         def temporal(ch, heads, dim_head, depth):
             return TemporalTransformer(ch, heads, dim_head, depth=1)
@@ -174,8 +181,8 @@ class UNetSDTemporal(UNetSkeleton):
                          res_block=res, attention=spatial, temporal=temporal if cfg.temporal_attention else None,
                          num_head_channels=hd, input_layers=input_layers,
                          down=lambda ch: Downsample(ch, True, ch), wrap_down=False, extra_embeddings=fps)
-        ctx = cfg.unet_context_dim
-        self.pre_image_condition = nn.SequentialCell([linear(ctx, ctx), nn.SiLU(), linear(ctx, ctx)])
+        w = cfg.hardcoded_context_dim
+        self.pre_image_condition = nn.SequentialCell([linear(w, w), nn.SiLU(), linear(w, w)])
         self.conditions = tuple(COMPOSITION_TO_CONDITION[c] for c in cfg.video_compositions
                                 if c in COMPOSITION_TO_CONDITION)
         for name in self.conditions:
