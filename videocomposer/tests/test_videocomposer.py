@@ -285,3 +285,21 @@ def test_output_blocks_attend_to_the_hardcoded_width():
     assert {n.split(".")[0] for n, w in k.items() if w == 48} == {"input_blocks", "middle_block"}
     assert {n.split(".")[0] for n, w in k.items() if w == 80} == {"output_blocks"}
     assert s["pre_image_condition.0.weight"] == (80, 80)
+
+
+@pytest.mark.slow
+def test_pipeline_every_condition():
+    """exp01's guidances (all eight conditions) through the pipeline: each panel is there and in [0, 1]."""
+    from videocomposer_ms.pipeline import VideoComposerPipeline
+
+    every = ["y", "local_image", "image", "depth", "sketch", "masked", "motion", "single_sketch"]
+    cfg = load_config(DEMO_CFG, {"guidances": every, "read_image": False, "read_style": False, "max_frames": 2,
+                                 "share_noise": True})
+    out = VideoComposerPipeline(cfg)("a sun", video=DEMO_VIDEO, num_inference_steps=1, seed=3, progress=False)
+    assert out.frames.shape == (1, 2, 256, 256, 3) and out.source.shape == (1, 2, 256, 256, 3)
+    assert list(out.conditions) == [g for g in every if g not in ("y", "image")]
+    for v in out.conditions.values():
+        assert v.shape == (1, 2, 256, 256, 3) and v.min() >= 0 and v.max() <= 1
+    masked = out.conditions["masked"]
+    assert np.any(masked == 1.0)  # the blanked region is drawn white
+    assert np.isfinite(out.latents).all()

@@ -7,6 +7,7 @@
 * motion vectors: resized (short side ``resolution``, bilinear) and centre-cropped to ``resolution``;
 * the style image: open_clip's preprocess (bicubic short side to ``vit_image_size``, centre crop, CLIP
   normalisation) or, without ``--style_image``, the middle frame through the original's ``CenterCrop``;
+* the mask (``masked``): the original's random mix of strokes, boxes and half-frame uncrops (:mod:`.masks`);
 * the latent size: ``resolution / 8`` (``CenterCropV2(resolution)`` of the video frames).
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from PIL import Image
 from common.video_io import center_crop, load_image, resize_short_side
 
 from .config import VideoComposerConfig
+from .masks import random_mask
 from .motion import MotionVideo, extract_motion_vectors, start_index
 
 _FILTERS = (Image.BILINEAR, Image.BICUBIC, Image.LANCZOS)
@@ -74,15 +76,6 @@ def resize_motion(mvs: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def rectangle_mask(size: int, rng: np.random.Generator) -> np.ndarray:
-    """(size, size) float32 mask with one random rectangle of ones (a part of the original's mask mix)."""
-    m = np.zeros((size, size), np.float32)
-    h, w = rng.integers(size // 4, size // 2 + 1, 2)
-    y, x = rng.integers(0, size - h + 1), rng.integers(0, size - w + 1)
-    m[y:y + h, x:x + w] = 1.0
-    return m
-
-
 @dataclass
 class Inputs:
     """Prepared inputs of one video (batch axis added by the pipeline).
@@ -135,6 +128,6 @@ def prepare_inputs(cfg: VideoComposerConfig, *, video=None, image_path=None, sty
     if cfg.read_sketch and sketch_path:
         sketch = misc_transform(load_image(sketch_path), cfg.misc_size, rng)
     if need_mask:
-        mask = rectangle_mask(cfg.misc_size, rng)
+        mask = random_mask(cfg.misc_size, rng)
     r = cfg.resolution // 8
     return Inputs(misc, motion, style, image, sketch, mask, (r, r), rate)
