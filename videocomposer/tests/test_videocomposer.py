@@ -82,6 +82,10 @@ def test_config_refusals(tmp_path):
         load_config(_yaml(tmp_path, guidance_scale=3.0))
     with pytest.raises(ConfigError, match="'depth' needs 'depthmap'"):
         load_config(_yaml(tmp_path, video_compositions=["text", "motion"], guidances=["y", "depth"]))
+    with pytest.raises(ConfigError, match="resolution: 512 gives a 64x64 latent"):
+        load_config(_yaml(tmp_path, resolution=512))
+    with pytest.raises(ConfigError, match="misc_size: 72 must be a multiple of the MiDaS patch"):
+        load_config(_yaml(tmp_path, misc_size=72))
     with pytest.raises(ConfigError, match="canny"):
         VideoComposerConfig(video_compositions=["canny"], guidances=[])
     cfg = load_config(DEMO_CFG)

@@ -185,6 +185,16 @@ class VideoComposerConfig:
             raise ConfigError(f"clip_layer: {self.clip_layer!r} (last or penultimate)")
         if self.mean_type != "eps":
             raise ConfigError(f"mean_type: {self.mean_type!r} (the released model predicts eps)")
+        g = set(self.guidances)
+        if g & set(SPATIAL) and self.resolution // 8 != 32:
+            raise ConfigError(f"resolution: {self.resolution} gives a {self.resolution // 8}x{self.resolution // 8} "
+                              "latent, but every condition encoder outputs 32x32 (use 256 with spatial conditions)")
+        p = int(self.midas_cfg.get("patch_size", 16))
+        if "depth" in g and (self.misc_size % p or (self.misc_size // p) % 2):
+            raise ConfigError(f"misc_size: {self.misc_size} must be a multiple of the MiDaS patch ({p}) with an even "
+                              "number of patches (depth)")
+        if g & {"sketch", "single_sketch"} and self.misc_size % 8:
+            raise ConfigError(f"misc_size: {self.misc_size} must be divisible by 8 (sketch simplification)")
         if self.unet_dim % 32 or any((self.unet_dim * m) % 32 for m in self.unet_dim_mult):
             raise ConfigError(f"unet_dim: every level width must be a multiple of 32 (GroupNorm(32)), "
                               f"got {self.unet_dim} x {self.unet_dim_mult}")
