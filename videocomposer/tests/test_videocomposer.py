@@ -263,6 +263,9 @@ def test_convert_weight(tmp_path, capsys):
     assert conv.main(["--kind", "unet", "--src", str(src), "--config", str(DEMO_CFG), "--output_dir", str(tmp_path)]) == 0
     out = read_state_dict(tmp_path / "non_ema_228000.ckpt")
     assert set(out) == set(read_state_dict(src)) and "converted" in capsys.readouterr().out
+    # run_net finds the converted UNet (<stem>.ckpt) when the released file is absent; the next part is missing
+    src.unlink()
+    assert "clip weights not found" in _error(capsys, _argv(DEMO_CFG, tmp_path, "--weights_dir", str(tmp_path)))
     # the wrong part for the file, a missing file, no --kind: one line, exit 2, nothing written
     assert conv.main(["--kind", "vae", "--src", str(src), "--config", str(DEMO_CFG), "--target", str(tmp_path / "v")]) == 2
     assert not (tmp_path / "v.ckpt").exists()

@@ -25,7 +25,8 @@ from .sampler import GUIDE_SCALE, sample
 
 def part_files(cfg: VideoComposerConfig) -> dict[str, str]:
     """The file each part is read from in ``weights_dir``: the config's ``resume_checkpoint``,
-    ``clip_checkpoint`` and ``sd_checkpoint`` (their file names), the released names of the extractors."""
+    ``clip_checkpoint`` and ``sd_checkpoint`` (their file names), the released names of the extractors;
+    ``<stem>.ckpt`` (a converted file) when the released one is absent."""
     return {"unet": Path(cfg.resume_checkpoint).name, "clip": Path(cfg.clip_checkpoint).name,
             "vae": Path(cfg.sd_checkpoint).name, "midas": M.MIDAS_FILE, "pidinet": M.PIDINET_FILE,
             "sketch": M.SKETCH_FILE}
@@ -74,11 +75,12 @@ class VideoComposerPipeline:
         def path(part):
             if weights_dir is None:
                 return None
-            p = Path(weights_dir) / part_files(cfg)[part]
-            if not p.is_file():
-                raise CheckpointError(f"{part} weights not found: {p} (give --weights_dir, or --random_weights "
-                                      "for a random-weight run)")
-            return p
+            name = part_files(cfg)[part]
+            for p in (Path(weights_dir) / name, Path(weights_dir) / (Path(name).stem + ".ckpt")):
+                if p.is_file():  # the released file, or what tools/convert_weight.py --output_dir wrote
+                    return p
+            raise CheckpointError(f"{part} weights not found: {Path(weights_dir) / name} (give --weights_dir, or "
+                                  "--random_weights for a random-weight run)")
 
         self.unet = M.build_unet(cfg, path("unet"))
         self.clip = M.build_clip(cfg, path("clip"))
