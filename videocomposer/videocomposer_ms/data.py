@@ -4,7 +4,7 @@
   consecutive frames from a random I-frame;
 * ``misc`` frames (depth, sketch, first frame, masks): short side resized to ``misc_size`` with a randomly
   chosen filter (bilinear / bicubic / lanczos, as the original), ``CenterCropV2(misc_size)``, in [0, 1];
-* motion vectors: resized (short side ``resolution``, bilinear) and centre-cropped to ``resolution``;
+* motion vectors: resized (short side ``resolution``, bilinear without antialiasing) and centre-cropped;
 * the style image: open_clip's preprocess (bicubic short side to ``vit_image_size``, centre crop, CLIP
   normalisation) or, without ``--style_image``, the middle frame through the original's ``CenterCrop``;
 * the mask (``masked``): the original's random mix of strokes, boxes and half-frame uncrops (:mod:`.masks`);
@@ -22,6 +22,7 @@ from common.video_io import center_crop, load_image, resize_short_side
 from .config import VideoComposerConfig
 from .masks import random_mask
 from .motion import MotionVideo, extract_motion_vectors, start_index
+from .resize import bilinear_matrix
 
 _FILTERS = (Image.BILINEAR, Image.BICUBIC, Image.LANCZOS)
 
@@ -60,20 +61,15 @@ def clip_image(img: Image.Image, size: int, mean, std, open_clip_style: bool) ->
 
 
 def resize_motion(mvs: np.ndarray, size: int) -> np.ndarray:
-    """(F, H, W, 2) vectors -> (F, 2, size, size): bilinear short side to ``size``, centre crop (torchvision
-    ``Resize`` + ``CenterCrop`` on the tensor; the values stay pixels of the re-encoded video)."""
+    """(F, H, W, 2) vectors -> (F, 2, size, size): torchvision ``Resize(size)`` on the tensor (bilinear,
+    half-pixel centres, no antialiasing, as the original's torchvision did for tensors) and
+    ``CenterCrop(size)``; the values stay pixels of the re-encoded video."""
     f, h, w, _ = mvs.shape
-    if h <= w:
-        nh, nw = size, int(size * w / h)
-    else:
-        nh, nw = int(size * h / w), size
-    out = np.empty((f, 2, size, size), np.float32)
+    nh, nw = (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
+    mh, mw = bilinear_matrix(h, nh, False), bilinear_matrix(w, nw, False)  # (nh, h), (nw, w)
+    x = np.einsum("ph,fhwc,qw->fcpq", mh, mvs.astype(np.float32), mw, optimize=True)  # (F, 2, nh, nw)
     top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
-    for i in range(f):
-        for c in range(2):
-            m = Image.fromarray(mvs[i, :, :, c].astype(np.float32), mode="F").resize((nw, nh), Image.BILINEAR)
-            out[i, c] = np.asarray(m)[top:top + size, left:left + size]
-    return out
+    return np.ascontiguousarray(x[:, :, top:top + size, left:left + size], dtype=np.float32)
 
 
 @dataclass
