@@ -2,8 +2,8 @@
 
 * the clip: the video re-encoded at the original's low frame rate (:mod:`.motion`), ``max_frames``
   consecutive frames from a random I-frame;
-* ``misc`` frames (depth, sketch, first frame, masks): short side resized to ``misc_size`` with a randomly
-  chosen filter (bilinear / bicubic / lanczos, as the original), ``CenterCropV2(misc_size)``, in [0, 1];
+* ``misc`` frames (depth, sketch, first frame, masks): short side resized to ``misc_size`` with a filter
+  drawn per frame (bilinear / bicubic / lanczos, as the original's ``random_resize``), ``CenterCropV2(misc_size)``, in [0, 1];
 * motion vectors: resized (short side ``resolution``, bilinear without antialiasing) and centre-cropped;
 * the style image: open_clip's preprocess (bicubic short side to ``vit_image_size``, centre crop, CLIP
   normalisation) or, without ``--style_image``, the middle frame through the original's ``CenterCrop``;
@@ -108,9 +108,7 @@ def prepare_inputs(cfg: VideoComposerConfig, *, video=None, image_path=None, sty
         mv: MotionVideo = extract_motion_vectors(video, fps=cfg.feature_framerate, min_frames=f)
         s = start_index(mv.frame_types, f, rng)
         frames = [Image.fromarray(a) for a in mv.frames[s:s + f]]
-        misc_filter = _FILTERS[int(rng.integers(0, 3))]  # one filter for the whole clip, as the original
-        misc = np.stack([to_unit(center_crop_v2(resize_short_side(fr, cfg.misc_size, misc_filter), cfg.misc_size))
-                         for fr in frames])
+        misc = np.stack([misc_transform(fr, cfg.misc_size, rng) for fr in frames])  # a filter drawn per frame
         if need_motion:
             motion = resize_motion(mv.mvs[s:s + f], cfg.resolution)
         if not cfg.read_style:
