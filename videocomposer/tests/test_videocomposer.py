@@ -213,7 +213,7 @@ def test_weights_refusals(tmp_path, capsys):
     _torch_save_unet(_yaml(tmp_path, "nodepth.yaml", video_compositions=["text", "motion", "image", "local_image"],
                            guidances=["y", "motion"]), unet)
     err = _error(capsys, _argv(DEMO_CFG, tmp_path, "--weights_dir", str(wdir)))
-    assert "missing from the file" in err and "_embedding" in err and "non_ema_228000.pth" in err
+    assert "lack the condition encoder(s) mask, depthmap, sketch, single_sketch" in err and "non_ema_228000.pth" in err
     # a truncated file
     data = unet.read_bytes()
     unet.write_bytes(data[: len(data) // 2])

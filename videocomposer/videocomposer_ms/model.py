@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from common.checkpoint import CheckpointMismatchError
 from common.clip import OpenCLIP, OpenCLIPConfig
 from common.vae import AutoencoderKL
 
+from .conditions import COMPOSITION_TO_CONDITION, CONDITION_MODULES
 from .config import VideoComposerConfig
 from .unet import UNetSDTemporal
 from .weights import CLIP_RENAMES, UNET_RENAMES, load_into, vae_renames
@@ -17,6 +19,20 @@ VAE_FILE = "v2-1_512-ema-pruned.ckpt"
 MIDAS_FILE = "midas_v3_dpt_large.pth"
 PIDINET_FILE = "table5_pidinet.pth"
 SKETCH_FILE = "sketch_simplification_gan.pth"
+
+
+def _lacking_conditions(report) -> list[str]:
+    """The ``video_compositions`` names whose encoders are missing from a UNet file (from a load report)."""
+    if report is None:
+        return []
+    prefixes = {stack: comp for comp, cond in COMPOSITION_TO_CONDITION.items()
+                for stack in CONDITION_MODULES[cond][:2]}
+    found = []
+    for key in report.missing:
+        comp = prefixes.get(key.split(".")[0])
+        if comp and comp not in found:
+            found.append(comp)
+    return found
 
 
 def build_clip(cfg: VideoComposerConfig, weights: str | Path | None = None) -> OpenCLIP:
@@ -42,7 +58,16 @@ def build_unet(cfg: VideoComposerConfig, weights: str | Path | None = None) -> U
     """UNetSD_temporal with the encoders of ``cfg.video_compositions``, eval mode."""
     unet = UNetSDTemporal(cfg)
     if weights is not None:
-        load_into(unet, weights, UNET_RENAMES, "UNet")
+        try:
+            load_into(unet, weights, UNET_RENAMES, "UNet")
+        except CheckpointMismatchError as e:
+            lacking = _lacking_conditions(e.report)
+            if lacking:
+                raise CheckpointMismatchError(
+                    f"the UNet weights lack the condition encoder(s) {', '.join(lacking)} that video_compositions "
+                    f"names ({weights}); remove them from the config's video_compositions and guidances",
+                    e.report) from None
+            raise
     unet.set_train(False)
     return unet
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from common.checkpoint import CheckpointError
 from common.clip import tokenize
+from common.config import ConfigError
 from common.pipeline_utils import VideoOutput
 
 from . import model as M
@@ -66,7 +67,7 @@ class VideoComposerPipeline:
         # unless only the middle block attends) and is concatenated with the style token
         need_fixed = bool(cfg.unet_attn_scales) or self.need_style
         if width != ctx or (need_fixed and ctx != fixed) or (self.need_style and embed != fixed):
-            raise CheckpointError(
+            raise ConfigError(
                 f"context widths disagree: clip_model_cfg text width {width}, embed_dim {embed}, unet_context_dim "
                 f"{ctx}, hardcoded_context_dim {fixed} (the text width must equal unet_context_dim, which must "
                 "equal hardcoded_context_dim when the output blocks attend or a style image is used, as must "
