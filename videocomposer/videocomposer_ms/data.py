@@ -21,7 +21,7 @@ from common.video_io import center_crop, load_image, resize_short_side
 
 from .config import VideoComposerConfig
 from .masks import random_mask
-from .motion import MotionVideo, extract_motion_vectors, start_index
+from .motion import MotionVectorError, MotionVideo, extract_motion_vectors, start_index
 from .resize import bilinear_matrix
 
 _FILTERS = (Image.BILINEAR, Image.BICUBIC, Image.LANCZOS)
@@ -105,6 +105,8 @@ def prepare_inputs(cfg: VideoComposerConfig, *, video=None, image_path=None, sty
     misc = motion = style = image = sketch = mask = None
     rate = float(cfg.feature_framerate)
     if need_video:
+        if video is None:
+            raise MotionVectorError("the config's guidances need a source video (--input_video)")
         mv: MotionVideo = extract_motion_vectors(video, fps=cfg.feature_framerate, min_frames=f)
         s = start_index(mv.frame_types, f, rng)
         frames = [Image.fromarray(a) for a in mv.frames[s:s + f]]
