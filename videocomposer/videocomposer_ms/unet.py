@@ -22,7 +22,7 @@ from common.nn import (
     GroupNorm,
     ResBlock,
     SpatialTransformer,
-    TemporalConv,
+    TemporalConvBlock,
     UNetSkeleton,
     batch_to_frames,
     conv2d,
@@ -46,27 +46,6 @@ def _input_attention_layers(cfg: VideoComposerConfig) -> int:
     """How many SpatialTransformers the input blocks have (levels whose scale is in ``attn_scales``)."""
     scales = [1.0 / 2 ** i for i in range(len(cfg.unet_dim_mult))]
     return sum(cfg.unet_res_blocks for s in scales if any(abs(s - a) < 1e-9 for a in cfg.unet_attn_scales))
-
-
-class TemporalConvBlock(nn.Cell):
-    """``TemporalConvBlock_v2``: x + conv4(conv3(conv2(conv1(x)))), each [GroupNorm(32) on (b, c, f, h, w)
-    (statistics over frames too), SiLU, (Dropout), Conv3d (3,1,1)]; keys ``conv1.{0,2}``, ``conv2..4.{0,3}``."""
-
-    def __init__(self, channels: int, dropout: float = 0.1):
-        super().__init__()
-
-        def stage(drop):
-            mid = [nn.Dropout(p=dropout)] if drop else []
-            return nn.SequentialCell([GroupNorm(32, channels, 1e-5), nn.SiLU()] + mid + [TemporalConv(channels, channels, 3)])
-
-        self.conv1 = stage(False)
-        self.conv2 = stage(True)
-        self.conv3 = stage(True)
-        self.conv4 = stage(True)
-
-    def construct(self, x):
-        # x (b, c, f, h, w)
-        return x + self.conv4(self.conv3(self.conv2(self.conv1(x))))
 
 
 class VCResBlock(ResBlock):
