@@ -161,7 +161,7 @@ def test_run_net_demo_end_to_end(tmp_path, capsys):
 
     from common.video_io import read_video_frames
 
-    assert main(_argv(DEMO_CFG, tmp_path, "--random_weights", "--seed", "7")) == 0
+    assert main(_argv(DEMO_CFG, tmp_path, "--random_weights", "--seed", "7", "--attention_chunk_size", "256")) == 0
     out = capsys.readouterr().out
     assert "weights are random" in out
     folder = tmp_path / "demo_tiny-S00007"
@@ -178,7 +178,7 @@ def test_run_net_help_names_every_flag(capsys):
     text = build_parser().format_help()
     for flag in ("--cfg", "--seed", "--input_video", "--image_path", "--style_image", "--input_text_desc",
                  "--sketch_path", "--depth_path", "--output_dir", "--mode", "--num_inference_steps",
-                 "--guidance_scale", "--weights_dir", "--random_weights"):
+                 "--guidance_scale", "--weights_dir", "--random_weights", "--attention_chunk_size"):
         assert flag in text
 
 

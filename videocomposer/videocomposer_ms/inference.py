@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DDIM steps (default: the config's ddim_timesteps, 50)")
     p.add_argument("--guidance_scale", type=float, default=9.0,
                    help="classifier-free guidance scale (the original hard-codes 9.0)")
+    p.add_argument("--attention_chunk_size", type=int, default=0,
+                   help="process attention queries this many at a time (bounds the score matrices' memory; 0 = "
+                        "all at once)")
     p.add_argument("--weights_dir", default="model_weights",
                    help="folder of the six released files (non_ema_228000.pth, open_clip_pytorch_model.bin, "
                         "v2-1_512-ema-pruned.ckpt, midas_v3_dpt_large.pth, table5_pidinet.pth, "
@@ -70,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_args(args):
     if args.num_inference_steps is not None and not 1 <= args.num_inference_steps <= 1000:
         raise ValueError(f"--num_inference_steps must be in [1, 1000], got {args.num_inference_steps}")
+    if args.attention_chunk_size < 0:
+        raise ValueError(f"--attention_chunk_size must be >= 0, got {args.attention_chunk_size}")
     if not Path(args.cfg_file).is_file():
         raise FileNotFoundError(f"config file not found: {args.cfg_file} (--cfg)")
 
@@ -78,6 +83,7 @@ def run(args) -> Path:
     import mindspore as ms
     import numpy as np
 
+    from common.nn import set_attention
     from common.video_io import load_image, write_video
 
     from .config import load_config
@@ -105,6 +111,10 @@ def run(args) -> Path:
                                 "without weights)")
     t0 = time.time()
     pipe = VideoComposerPipeline(cfg, weights)
+    if args.attention_chunk_size:
+        for part in (pipe.unet, pipe.clip, pipe.vae, pipe.midas):
+            if part is not None:
+                set_attention(part, chunk_size=args.attention_chunk_size)
     if pipe.random:
         print("NOTE: the weights are random (--random_weights): the video shows the code path, not the model")
     depth = None
