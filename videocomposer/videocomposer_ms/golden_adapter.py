@@ -49,9 +49,8 @@ class Adapter(GoldenAdapter):
 
     # ---- checks ---------------------------------------------------------------------------
     def check_text_encoder(self, c):
-        if c.params["layer"] != self.cfg.clip_layer:
-            raise GoldenError(f"layer {c.params['layer']} != config clip_layer {self.cfg.clip_layer}")
-        return {"z": self.clip.encode_with_transformer(_t(c.inputs["tokens"], np.int32))}
+        layer = c.params.get("layer", self.cfg.clip_layer)
+        return {"z": self.clip.encode_with_transformer(_t(c.inputs["tokens"], np.int32), layer=layer)}
 
     def check_style_encoder(self, c):
         emb = self.clip.encode_image(_t(c.inputs["image"])).expand_dims(1)  # (N, 1, D)
