@@ -84,11 +84,13 @@ class Adapter(GoldenAdapter):
             raise GoldenError(f"unexpected betas {p['beta_schedule']} {p['init_beta']}..{p['last_beta']}")
         if list(step_list(int(p["ddim_timesteps"]), int(p["num_timesteps"]))) != list(p["timesteps"]):
             raise GoldenError(f"step list {step_list(int(p['ddim_timesteps']))} != {p['timesteps']}")
+        if p.get("percentile") is not None or p.get("mean_type", "eps") != "eps":
+            raise GoldenError(f"percentile {p.get('percentile')} / mean_type {p.get('mean_type')}: not supported")
         cond = {k: _t(v) for k, v in i.items() if k not in ("noise", "zero_y")}
         steps = []
         out, _ = sample(self.unet, _t(i["noise"]), cond, _t(i["zero_y"]), int(p["ddim_timesteps"]),
                         guide_scale=float(p["guide_scale"]), eta=float(p["eta"]),
-                        num_timesteps=int(p["num_timesteps"]), callback=lambda d: steps.append(d["x"].asnumpy()),
+                        num_timesteps=int(p["num_timesteps"]), clamp=p.get("clamp"), callback=lambda d: steps.append(d["x"].asnumpy()),
                         progress=False)
         return {"out": out, "xt_steps": np.stack(steps)}
 

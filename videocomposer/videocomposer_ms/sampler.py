@@ -22,10 +22,13 @@ INIT_BETA, LAST_BETA = 0.00085, 0.012
 GUIDE_SCALE = 9.0
 
 
-def videocomposer_schedule(num_steps: int, num_timesteps: int = 1000, eta: float = 0.0):
-    """The :class:`~common.schedulers.DDIMSchedule` of ``ddim_sample_loop(ddim_timesteps=num_steps, eta=eta)``."""
+def videocomposer_schedule(num_steps: int, num_timesteps: int = 1000, eta: float = 0.0, clamp: float | None = None):
+    """The :class:`~common.schedulers.DDIMSchedule` of ``ddim_sample_loop(ddim_timesteps=num_steps, eta=eta,
+    clamp=clamp)`` (``clamp``: x0 clipped to [-clamp, clamp] and eps re-derived from it; the original's
+    inference passes None)."""
     ac = ldm_alphas_cumprod("linear", num_timesteps, INIT_BETA, LAST_BETA)
-    return make_ddim_schedule(ac, num_steps, spacing="uniform", eta=eta, prev_rule="stride", set_alpha_to_one=False)
+    return make_ddim_schedule(ac, num_steps, spacing="uniform", eta=eta, prev_rule="stride", set_alpha_to_one=False,
+                              clip_x0=clamp)
 
 
 def uncond_kwargs(cond: dict, zero_y) -> dict:
@@ -40,14 +43,14 @@ def uncond_kwargs(cond: dict, zero_y) -> dict:
 
 
 def sample(unet, noise, cond: dict, zero_y, num_steps: int, *, guide_scale: float = GUIDE_SCALE, eta: float = 0.0,
-           num_timesteps: int = 1000, callback=None, progress: bool = True):
+           num_timesteps: int = 1000, clamp: float | None = None, callback=None, progress: bool = True):
     """DDIM from ``noise`` (b, 4, f, h, w) with guidance.
 
     Args:
         unet: :class:`~.unet.UNetSDTemporal`.
         cond: the conditional UNet kwargs (``y`` required; ``image``, spatial conditions as given).
         zero_y: (1, 77, 1024) text context of ``""``.
-        num_steps: ``ddim_timesteps`` S. guide_scale: CFG scale. eta: DDIM eta.
+        num_steps: ``ddim_timesteps`` S. guide_scale: CFG scale. eta: DDIM eta. clamp: x0 clip (None).
         callback: called after each step with ``{"x", "i", "t", "denoised"}``. progress: show a bar.
     Returns: the final latent (b, 4, f, h, w).
     """
@@ -58,7 +61,7 @@ def sample(unet, noise, cond: dict, zero_y, num_steps: int, *, guide_scale: floa
 
     den = guided_denoiser(model_fn, ("uncond", "cond"), partial(cfg, scale=guide_scale), prediction="eps",
                           split=True)
-    schedule = videocomposer_schedule(num_steps, num_timesteps, eta)
+    schedule = videocomposer_schedule(num_steps, num_timesteps, eta, clamp)
     return sample_ddim(den, noise, schedule, callback=callback, disable=not progress), schedule
 
 
