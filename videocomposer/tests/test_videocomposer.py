@@ -334,3 +334,30 @@ def test_unet_graph_mode_equals_pynative():
     finally:
         ms.set_context(mode=ms.PYNATIVE_MODE)
     np.testing.assert_allclose(graph, eager, atol=1e-5)
+
+
+def test_full_size_layouts_equal_the_original_modules(released_cfg):
+    """Every key and shape of the released-size modules, as the original code builds them (the key -> shape
+    table in ``data/released_layouts.json.gz``, see its ``_source``), equals ours: what the released files
+    hold loads with the empty rename tables (parameters are not allocated)."""
+    import gzip
+    import json
+
+    from videocomposer_ms.midas import MiDaS, midas_config
+    from videocomposer_ms.sketch import PiDiNet, SketchSimplification, pidinet_config
+    from videocomposer_ms.unet import UNetSDTemporal
+    from videocomposer_ms.weights import MIDAS_RENAMES, SKETCH_RENAMES, UNET_RENAMES
+
+    from common.checkpoint import match_state_dict
+
+    with gzip.open(Path(__file__).parent / "data" / "released_layouts.json.gz", "rt") as f:
+        ref = json.load(f)
+    cfg = released_cfg
+    with no_init_parameters():
+        parts = {"unet": (UNetSDTemporal(cfg), UNET_RENAMES), "midas": (MiDaS(midas_config(dict(cfg.midas_cfg))), MIDAS_RENAMES),
+                 "pidinet": (PiDiNet(pidinet_config(dict(cfg.pidinet_cfg))), []),
+                 "sketch": (SketchSimplification(cfg.sketch_simplification_channels), SKETCH_RENAMES)}
+    for name, (net, rename) in parts.items():
+        _, report = match_state_dict(net, {k: tuple(v) for k, v in ref[name].items()}, rename=rename)
+        assert report.ok, f"{name}: {report.summary()}"
+    assert len(ref["unet"]) == 1574
