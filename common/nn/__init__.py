@@ -33,11 +33,13 @@ from .unet_blocks import (  # noqa: E402
     Downsample,
     ResBlock,
     SpatialTransformer,
+    TemporalConvBlock,
     Upsample,
     upsample_nearest2x,
 )
 
-__all__ += ["ResBlock", "Downsample", "Upsample", "BasicTransformerBlock", "SpatialTransformer", "upsample_nearest2x"]
+__all__ += ["ResBlock", "Downsample", "Upsample", "BasicTransformerBlock", "SpatialTransformer", "upsample_nearest2x",
+            "TemporalConvBlock"]
 from .frames import (  # noqa: E402
     batch_to_frames,
     batch_to_time_tokens,

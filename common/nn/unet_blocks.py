@@ -4,6 +4,7 @@ Keys follow the original state dicts:
 
 * ``ResBlock``: ``in_layers.{0: norm, 2: conv}``, ``emb_layers.1``, ``out_layers.{0: norm, 3: conv}``,
   ``skip_connection`` (1x1 conv when channels change).
+* ``TemporalConvBlock``: ``conv1.{0,2}``, ``conv2..4.{0,3}`` (the temporal convs after a video ResBlock).
 * ``Downsample``: ``op`` (3x3 stride 2); ``Upsample``: nearest x2 then ``conv``.
 * ``BasicTransformerBlock``: ``attn1``, ``attn2``, ``ff``, ``norm1..3``; ``SpatialTransformer``: ``norm``,
   ``proj_in``, ``transformer_blocks.N``, ``proj_out``.
@@ -86,6 +87,33 @@ class ResBlock(nn.Cell):
             # explicit broadcast_to: an implicit broadcast add keeps extra buffers in graph mode on CPU
             h = self.out_layers(h + ops.broadcast_to(e, h.shape))
         return self.skip_connection(x) + h
+
+
+class TemporalConvBlock(nn.Cell):
+    """ModelScope-T2V's ``TemporalConvBlock_v2`` (VideoComposer, DynamiCrafter): ``x + conv4(conv3(conv2(conv1(x))))``
+    on (B, C, T, H, W), each stage GroupNorm(32, eps 1e-5) over (C/32, T, H, W) -- the frames share the
+    statistics --, SiLU, [Dropout,] a (3, 1, 1) temporal conv. Keys ``conv1.{0,2}``, ``conv2..4.{0,3}``.
+
+    Args:
+        channels: C. dropout: before the conv of stages 2-4 (training only; the originals use 0.1).
+    """
+
+    def __init__(self, channels: int, dropout: float = 0.1):
+        super().__init__()
+
+        def stage(drop: bool):
+            mid = [nn.Dropout(p=dropout)] if drop else []
+            return nn.SequentialCell([GroupNorm(32, channels, 1e-5), nn.SiLU()] + mid
+                                     + [TemporalConv(channels, channels, 3)])
+
+        self.conv1 = stage(False)
+        self.conv2 = stage(True)
+        self.conv3 = stage(True)
+        self.conv4 = stage(True)
+
+    def construct(self, x):
+        # x (b, c, t, h, w)
+        return x + self.conv4(self.conv3(self.conv2(self.conv1(x))))
 
 
 class Downsample(nn.Cell):

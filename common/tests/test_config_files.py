@@ -1,4 +1,4 @@
-"""Every config file the three ported models ship or meet in the golden cases reads without error.
+"""Every config file the ported models ship or meet in the golden cases reads without error.
 
 The models read the original repositories' YAML/JSON as they are, and :func:`common.config.from_mapping`
 refuses unknown keys: this test keeps the declared key sets complete (a key added to a shipped or golden
@@ -75,6 +75,12 @@ def _ad_released(path):
         from_mapping(VAEConfig, layout["config"], str(path))
 
 
+def _vc(path):
+    from videocomposer_ms.config import load_config
+
+    load_config(path)
+
+
 _SD15_UNET = {"block_out_channels": [32, 32, 32, 32], "attention_head_dim": 2, "cross_attention_dim": 16}
 
 CASES = (
@@ -89,6 +95,7 @@ CASES = (
        + _files(GOLDEN / "animatediff", "*/prompt*.yaml")]
     + [(p, _ad_diffusers) for p in _files(GOLDEN / "animatediff", "*/models/StableDiffusion/*/*/config.json")]
     + [(p, _ad_released) for p in _files(GOLDEN / "animatediff", "released/sd15_*_diffusers.json")]
+    + [(p, _vc) for p in _files(REPO / "videocomposer", "configs/*.yaml") + _files(GOLDEN / "videocomposer", "*/config.yaml")]
 )
 
 
@@ -100,7 +107,7 @@ def test_config_file_reads(path, load, monkeypatch):
 
 def test_the_files_are_there():
     names = {load.__name__ for _, load in CASES}
-    assert {"_dc", "_svd", "_svd_train", "_ad_inference", "_ad_prompt"} <= names
+    assert {"_dc", "_svd", "_svd_train", "_ad_inference", "_ad_prompt", "_vc"} <= names
     if GOLDEN.is_dir():
         assert {"_ad_diffusers", "_ad_released"} <= names
 
