@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OneLineParser", "converter_parser", "run_converter", "target_path", "write_state_dict", "InputError", "check_file",
+__all__ = ["OneLineParser", "converter_parser", "run_converter", "target_path", "write_state_dict", "match_and_write", "InputError", "check_file",
            "check_dir", "check_picture", "prepare_output_dir", "check_range", "quiet_runtime", "run_cli"]
 
 _DTYPES = {"fp32": np.float32, "fp16": np.float16, "keep": None}
@@ -146,6 +146,24 @@ def write_state_dict(sd: dict[str, Any], args) -> Path:
         v = np.asarray(v)
         out[k] = np.ascontiguousarray(v, dtype=dt if dt is not None and v.dtype.kind == "f" else None)
     return save_checkpoint_atomic(out, target_path(args))
+
+
+def match_and_write(model, sd: dict[str, Any], args, *, rename=None, label: str = "") -> Path:
+    """The converters' last step: match ``sd`` against ``model``'s parameters (:func:`common.checkpoint.
+    match_state_dict` with ``rename``), refuse a partial match unless ``--allow_partial``, write the renamed
+    tensors (:func:`write_state_dict`) and print what was converted, dropped and (when allowed) left out.
+    Returns the file written."""
+    from common.checkpoint import match_state_dict
+
+    matched, report = match_state_dict(model, sd, rename=rename)
+    report.check(args.src, args.allow_partial)
+    target = write_state_dict(matched, args)
+    print(f"converted {len(matched)} tensors{f' ({label})' if label else ''} -> {target}")
+    for why, keys in report.dropped.items():
+        print(f"  dropped {len(keys)} tensors: {why}")
+    if not report.ok:
+        print("  partial (--allow_partial): " + report.message(args.src))
+    return target
 
 
 def run_converter(convert: Callable[[argparse.Namespace], Any], parser: argparse.ArgumentParser,

@@ -14,9 +14,8 @@ from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import HeUniform, Uniform, initializer
 
 from common.nn import (
-    GroupNorm,
     ResBlock,
-    TemporalConv,
+    TemporalConvBlock,
     TimestepEmbedSequential,
     UNetSkeleton,
     batch_to_frames,
@@ -31,27 +30,6 @@ from .config import UNetConfig
 
 #: image tokens per frame that the UNet recognises in the context (hard-coded 16 in the original).
 IMAGE_TOKENS_PER_FRAME = 16
-
-
-class TemporalConvBlock(nn.Cell):
-    """Four (GroupNorm(32), SiLU, [Dropout], Conv3d (3,1,1)) stages on (b, c, t, h, w), then identity + result.
-
-    Keys ``conv1.{0,2}``, ``conv2..4.{0,3}`` (conv1 has no dropout). Args: channels; dropout (0.1, training only).
-    """
-
-    def __init__(self, channels: int, dropout: float = 0.1):
-        super().__init__()
-        self.conv1 = nn.SequentialCell([GroupNorm(32, channels, 1e-5), nn.SiLU(), TemporalConv(channels, channels, 3)])
-        self.conv2 = nn.SequentialCell([GroupNorm(32, channels, 1e-5), nn.SiLU(), nn.Dropout(p=dropout),
-                                        TemporalConv(channels, channels, 3)])
-        self.conv3 = nn.SequentialCell([GroupNorm(32, channels, 1e-5), nn.SiLU(), nn.Dropout(p=dropout),
-                                        TemporalConv(channels, channels, 3)])
-        self.conv4 = nn.SequentialCell([GroupNorm(32, channels, 1e-5), nn.SiLU(), nn.Dropout(p=dropout),
-                                        TemporalConv(channels, channels, 3)])
-
-    def construct(self, x):
-        # x (b, c, t, h, w)
-        return x + self.conv4(self.conv3(self.conv2(self.conv1(x))))
 
 
 class DCResBlock(ResBlock):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from common.cli import converter_parser, run_converter, write_state_dict
+from common.cli import converter_parser, match_and_write, run_converter
 
 PARSER = converter_parser(
     __doc__, src_help="released checkpoint (svd.safetensors / svd_xt.safetensors / svd_xt_1_1.safetensors, or .ckpt)",
@@ -33,19 +33,12 @@ def convert(args) -> Path:
     from svd_ms.model import SVDModel
     from svd_ms.weights import RENAME_TABLE
 
-    from common.checkpoint import match_state_dict, read_state_dict
+    from common.checkpoint import read_state_dict
 
     t = time.time()
     with no_init_parameters():  # shapes only: nothing is allocated
         model = SVDModel.from_config_file(args.config)
-    sd, report = match_state_dict(model, read_state_dict(args.src), rename=RENAME_TABLE)
-    report.check(args.src, args.allow_partial)
-    target = write_state_dict(sd, args)
-    print(f"converted {len(sd)} tensors -> {target}")
-    for why, keys in report.dropped.items():
-        print(f"  dropped {len(keys)} tensors: {why}")
-    if not report.ok:
-        print("  partial (--allow_partial): " + report.message(args.src))
+    target = match_and_write(model, read_state_dict(args.src), args, rename=RENAME_TABLE)
     print(f"done in {time.time() - t:.1f} s")
     return target
 

@@ -20,7 +20,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from common.cli import converter_parser, run_converter, write_state_dict
+from common.cli import converter_parser, match_and_write, run_converter
 
 KINDS = ("unet", "clip", "vae", "midas", "pidinet", "sketch")
 
@@ -64,7 +64,6 @@ def convert(args) -> Path:
     from videocomposer_ms.config import load_config
     from videocomposer_ms.weights import read_weights
 
-    from common.checkpoint import match_state_dict
 
     t = time.time()
     cfg = load_config(args.config)
@@ -75,14 +74,7 @@ def convert(args) -> Path:
         sd = pre(sd)
     if callable(rename):
         rename = rename(sd)
-    matched, report = match_state_dict(net, sd, rename=rename)
-    report.check(args.src, args.allow_partial)
-    target = write_state_dict(matched, args)
-    print(f"converted {len(matched)} tensors ({args.kind}) -> {target}")
-    for why, keys in report.dropped.items():
-        print(f"  dropped {len(keys)} tensors: {why}")
-    if not report.ok:
-        print("  partial (--allow_partial): " + report.message(args.src))
+    target = match_and_write(net, sd, args, rename=rename, label=args.kind)
     print(f"done in {time.time() - t:.1f} s")
     return target
 
