@@ -504,10 +504,13 @@ def _read_any(path: Path, upcast: bool, stub_globals) -> Any:
         raise CheckpointError(f"{path}: empty file")
     if head[:4] == b"PK\x03\x04":
         return _read_torch_zip(path, upcast, stub_globals)
-    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-        return _read_torch_legacy(path, upcast, stub_globals)
+    # safetensors before the pickle test: its first 8 bytes are the header length, which can start with
+    # 0x80 0x02..0x05 (a 640..1407-byte header) and look like a pickle's PROTO opcode; a torch legacy
+    # file has a byte of its magic number at offset 8, never "{"
     if len(head) >= 9 and head[8:9] == b"{":
         return _read_safetensors(path, upcast)
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return _read_torch_legacy(path, upcast, stub_globals)
     return _read_mindspore(path)
 
 

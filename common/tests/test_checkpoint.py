@@ -197,6 +197,20 @@ def test_safetensors_fp16_bf16(tmp_path):
     _check_equal(read_state_dict(path, upcast=False), ref, fp16_dtype=np.float16)
 
 
+def test_safetensors_whose_header_length_looks_like_a_pickle(tmp_path):
+    # a header of 640..1407 bytes starts the file with 0x80 0x02..0x05, a pickle's PROTO opcode
+    path = tmp_path / "m.safetensors"
+    names = {f"block.{i}.attention.weight": np.full((2,), i, np.float32) for i in range(12)}
+    for extra in range(400):  # the (8-byte padded) header grows through 0x380 = 896 bytes on the way
+        save_safetensors_atomic({**names, "x" * extra: np.zeros(1, np.float32)}, path)
+        head = path.read_bytes()[:2]
+        if head[0] == 0x80 and head[1] in (2, 3, 4, 5):
+            break
+    assert head[0] == 0x80 and head[1] in (2, 3, 4, 5)
+    sd = read_state_dict(path)
+    assert np.array_equal(sd["block.3.attention.weight"], [3, 3])
+
+
 def test_sharded_folder_and_single_file_folder(tmp_path):
     g = torch.Generator().manual_seed(2)
     ref = {f"layer{i}.weight": torch.randn(2, i + 1, generator=g) for i in range(4)}
