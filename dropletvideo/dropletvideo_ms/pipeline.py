@@ -79,10 +79,16 @@ class DropletVideoPipeline:
     Args:
         transformer / vae / text_encoder / tokenizer: the loaded models.
         scheduler_config: ``scheduler/scheduler_config.json`` as a dict.
+        mode: ``"pynative"`` (default) or ``"graph"``: the transformer (called once per step on the CFG batch) is
+            compiled with ``ms.jit``; text encoding, VAE and the loop stay PyNative.
     """
 
-    def __init__(self, transformer, vae, text_encoder, tokenizer, scheduler_config: dict):
+    def __init__(self, transformer, vae, text_encoder, tokenizer, scheduler_config: dict, mode: str = "pynative"):
+        if mode not in ("pynative", "graph"):
+            raise ValueError(f"mode must be 'pynative' or 'graph', got {mode!r}")
+        self.mode = mode
         self.transformer = transformer
+        self._transformer = ms.jit(transformer.construct) if mode == "graph" else transformer
         self.vae = vae
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
@@ -107,11 +113,11 @@ class DropletVideoPipeline:
             raise ValueError(f"transformer text_embed_dim {tc.text_embed_dim} != text encoder d_model {d}")
 
     @classmethod
-    def from_pretrained(cls, folder) -> DropletVideoPipeline:
+    def from_pretrained(cls, folder, mode: str = "pynative") -> DropletVideoPipeline:
         """Load every component of a released ``DropletVideo-V1.0-weights`` folder (validated first)."""
         folder = weights.check_folder(Path(folder))
         return cls(weights.load_transformer(folder), weights.load_vae(folder), weights.load_text_encoder(folder),
-                   weights.load_tokenizer(folder), weights.scheduler_config(folder))
+                   weights.load_tokenizer(folder), weights.scheduler_config(folder), mode=mode)
 
     # ---- conditioning ------------------------------------------------------------------------
     def encode_ids(self, ids: np.ndarray):
@@ -170,12 +176,12 @@ class DropletVideoPipeline:
         ctx = ops.concat([negative_prompt_embeds, prompt_embeds], axis=0) if use_cfg else prompt_embeds
         cond = ops.concat([inpaint_latents, inpaint_latents], axis=0) if use_cfg else inpaint_latents
         fps_t = ms.Tensor(np.array([int(fps)], np.int64))
-        tr = self.transformer
+        tr = self._transformer
 
         def model_fn(x, t, branch):
             if use_cfg:
                 x, t = ops.concat([x, x], axis=0), ops.concat([t, t], axis=0)
-            return tr(x, ctx, t, fps_t, cond, cos, sin).astype(ms.float32)
+            return tr(x, ctx, t, fps_t, cond, cos, sin)
 
         if not use_cfg:
             return guided_denoiser(model_fn, ("cond",), None, prediction=self.prediction)

@@ -190,7 +190,7 @@ class DropletVideoTransformer3DModel(nn.Cell):
         inpaint_latents: (B, F, 1+C, h, w) mask and masked-video latents (None: not concatenated).
         cos, sin: (F*h/p*w/p, head_dim) RoPE tables (:func:`prepare_rotary`).
     Returns:
-        (B, F, out_channels, h, w) v-prediction.
+        (B, F, out_channels, h, w) v-prediction, float32 (whatever :meth:`set_compute_dtype` chose).
     """
 
     def __init__(self, cfg: TransformerConfig):
@@ -204,6 +204,17 @@ class DropletVideoTransformer3DModel(nn.Cell):
         self.norm_final = LayerNorm(d, cfg.norm_eps, cfg.norm_elementwise_affine)
         self.norm_out = AdaLayerNorm(cfg.time_embed_dim, d, cfg.norm_elementwise_affine, cfg.norm_eps)
         self.proj_out = linear(d, cfg.patch_size * cfg.patch_size * cfg.out_channels)
+        self.compute_dtype = ms.float32
+
+    def set_compute_dtype(self, dtype) -> None:
+        """Run in ``dtype`` (float32 / float16 / bfloat16): parameters are cast once (LayerNorms keep float32 and
+        compute in float32), inputs are cast on the way in, the output is float32. Softmax is float32 always."""
+        for _, cell in self.cells_and_names():
+            if isinstance(cell, LayerNorm):
+                continue
+            for p in cell.get_parameters(expand=False):
+                p.set_dtype(dtype)
+        self.compute_dtype = dtype
 
     def _sin(self, t):
         c = self.config
@@ -213,7 +224,12 @@ class DropletVideoTransformer3DModel(nn.Cell):
     def construct(self, hidden_states, encoder_hidden_states, timestep, fps, inpaint_latents=None, cos=None,
                   sin=None):
         b, f, _, h, w = hidden_states.shape
-        dtype = hidden_states.dtype
+        dtype = self.compute_dtype
+        hidden_states, encoder_hidden_states = hidden_states.astype(dtype), encoder_hidden_states.astype(dtype)
+        if inpaint_latents is not None:
+            inpaint_latents = inpaint_latents.astype(dtype)
+        if cos is not None:
+            cos, sin = cos.astype(dtype), sin.astype(dtype)
         emb = self.time_embedding(self._sin(timestep).astype(dtype)) + self.fps_embedding(self._sin(fps).astype(dtype))
         x = hidden_states if inpaint_latents is None else ops.concat([hidden_states, inpaint_latents], axis=2)
         tokens = self.patch_embed(encoder_hidden_states, x)  # (B, Lt+Lv, D)
@@ -225,4 +241,4 @@ class DropletVideoTransformer3DModel(nn.Cell):
         x = self.proj_out(self.norm_out(x, emb))  # (B, F*h'*w', p*p*C)
         p, c = self.config.patch_size, self.config.out_channels
         x = x.reshape(b, f, h // p, w // p, c, p, p).transpose(0, 1, 4, 2, 5, 3, 6)
-        return x.reshape(b, f, c, h, w)
+        return x.reshape(b, f, c, h, w).astype(ms.float32)
