@@ -23,7 +23,13 @@ import numpy as np
 from mindspore import ops
 
 from common.pipeline_utils import VideoOutput
-from common.schedulers import cfg, ddim_schedule_from_diffusers, diffusers_prediction, guided_denoiser, sample_ddim
+from common.schedulers import (
+    cfg,
+    ddim_schedule_from_diffusers,
+    diffusers_prediction,
+    guided_denoiser,
+    sample_ddim,
+)
 
 from . import weights
 from .transformer import prepare_rotary

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import mindspore as ms
-import numpy as np
 from mindspore import nn, ops
 
 from common.config import ConfigError, unused

@@ -20,7 +20,7 @@ from pathlib import Path
 from common.checkpoint import CheckpointError, load_state_dict_into, read_state_dict
 from common.config import ConfigError, from_mapping
 from common.text import T5Tokenizer, load_t5_encoder
-from common.vae3d import CausalVAEConfig, AutoencoderKLCausal3D
+from common.vae3d import AutoencoderKLCausal3D, CausalVAEConfig
 
 from .transformer import DropletVideoTransformer3DModel, TransformerConfig
 

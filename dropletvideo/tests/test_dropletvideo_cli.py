@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+from dropletvideo_ms.inference import main
 from PIL import Image
 
 from common.video_io import read_video_frames, video_metadata
-from dropletvideo_ms.inference import main
 
 from .conftest import DV_DIR
 

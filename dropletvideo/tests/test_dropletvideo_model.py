@@ -4,15 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from dropletvideo_ms.pipeline import DropletVideoPipeline, image_to_video_inputs, resize_linear
+from dropletvideo_ms.transformer import DropletVideoTransformer3DModel, TransformerConfig, prepare_rotary
+from dropletvideo_ms.weights import TRANSFORMER_RENAME, VAE_RENAME
 from mindspore.nn.utils import no_init_parameters
 
 from common.checkpoint import match_state_dict
 from common.config import from_mapping
 from common.text import T5Config, T5EncoderModel
 from common.vae3d import AutoencoderKLCausal3D, CausalVAEConfig
-from dropletvideo_ms.pipeline import DropletVideoPipeline, image_to_video_inputs, resize_linear
-from dropletvideo_ms.transformer import DropletVideoTransformer3DModel, TransformerConfig, prepare_rotary
-from dropletvideo_ms.weights import TRANSFORMER_RENAME, VAE_RENAME
 
 # the released transformer/config.json sizes (CogVideoX-5B-I2V inpaint layout + the FPS branch)
 RELEASE_TRANSFORMER = dict(num_attention_heads=48, attention_head_dim=64, in_channels=33, out_channels=16,
@@ -186,8 +186,8 @@ def test_seeded_runs_repeat_and_cfg_off_is_one_branch(pipe):
 
 
 def test_float16_transformer_stays_close(pipe, tiny_folder):
-    from dropletvideo_ms.weights import load_transformer
     import mindspore as ms
+    from dropletvideo_ms.weights import load_transformer
 
     half = load_transformer(tiny_folder)
     half.set_compute_dtype(ms.float16)
