@@ -35,7 +35,7 @@ from common.config import ConfigError, unused
 from common.nn.layers import conv2d
 from common.nn.norm import GroupNorm
 
-__all__ = ["CausalVAEConfig", "AutoencoderKLCausal3D", "CausalConv3d", "resize_nearest_3d"]
+__all__ = ["CausalVAEConfig", "AutoencoderKLCausal3D", "CausalConv3d", "resize_nearest_3d", "tiled_decode"]
 
 
 @dataclass
@@ -372,6 +372,69 @@ class AutoencoderKLCausal3D(nn.Cell):
         mean, logvar = ops.split(h, h.shape[1] // 2, axis=1)
         return mean, ops.clamp(logvar, -30.0, 20.0)
 
-    def decode(self, z):
-        """(B, C, f, h, w) unscaled latents -> (B, 3, F_out, h*s, w*s), not clamped."""
-        return self._run(self.decoder, z, self.decode_chunk_latents)
+    def decode(self, z, tile: tuple[int, int] | None = None, overlap: tuple[int, int] | None = None):
+        """(B, C, f, h, w) unscaled latents -> (B, 3, F_out, h*s, w*s), not clamped.
+
+        Args:
+            z: the latents.
+            tile: (th, tw) latent rows/columns per spatial tile (a memory knob beyond the original's untiled
+                default; None = untiled). Each tile is decoded whole in time (with the usual chunks and caches),
+                neighbours overlap by ``overlap`` latents and are blended linearly over the overlap
+                (:func:`tiled_decode`). GroupNorm statistics are per tile, so the result differs slightly from
+                the untiled one.
+            overlap: (oh, ow) latents shared by neighbouring tiles (default a quarter of the tile).
+        """
+        if tile is None:
+            return self._run(self.decoder, z, self.decode_chunk_latents)
+        th, tw = tile
+        oh, ow = overlap if overlap is not None else (th // 4, tw // 4)
+        dec = lambda t: self._run(self.decoder, ms.Tensor(np.ascontiguousarray(t)), self.decode_chunk_latents).asnumpy()  # noqa: E731
+        return ms.Tensor(tiled_decode(dec, z.asnumpy(), (th, tw), (oh, ow), self.config.spatial_factor))
+
+
+def _blend_weights(n: int, blend: int, head: bool, tail: bool) -> np.ndarray:
+    """(n,) weights of one tile along one axis: a linear ramp 0..1 over the first ``blend`` samples (``head``,
+    a neighbour before it) and 1..0 over the last ``blend`` (``tail``); neighbouring ramps sum to 1."""
+    w = np.ones(n, np.float32)
+    if blend > 0:
+        ramp = (np.arange(blend, dtype=np.float32) + 0.5) / blend
+        if head:
+            w[:blend] *= ramp
+        if tail:
+            w[-blend:] *= ramp[::-1]
+    return w
+
+
+def tiled_decode(decode, z: np.ndarray, tile: tuple[int, int], overlap: tuple[int, int], scale: int) -> np.ndarray:
+    """Decode ``z`` (B, C, f, h, w) in overlapping spatial tiles and blend them.
+
+    Args:
+        decode: latents (B, C, f, th, tw) -> pixels (B, 3, F, th*scale, tw*scale) (numpy in, numpy out).
+        tile / overlap: tile size and overlap in latents per axis (overlap < tile).
+        scale: pixels per latent.
+    Returns:
+        (B, 3, F, h*scale, w*scale): sum over tiles of (tile pixels x weights) / sum of weights, the weights
+        linear ramps over each overlap, so a decoder that works pixel by pixel gives exactly the untiled result.
+    """
+    h, w = z.shape[-2:]
+    starts = []
+    for n, t, o in ((h, tile[0], overlap[0]), (w, tile[1], overlap[1])):
+        if t <= 0 or not 0 <= o < t:
+            raise ValueError(f"tile {tile} / overlap {overlap}: need tile > overlap >= 0")
+        s = list(range(0, max(n - o, 1), t - o))
+        starts.append([min(a, max(n - t, 0)) for a in s])
+    out = weight = None
+    for i in sorted(set(starts[0])):
+        for j in sorted(set(starts[1])):
+            zt = z[..., i:i + tile[0], j:j + tile[1]]
+            px = decode(zt)
+            if out is None:
+                out = np.zeros(px.shape[:3] + (h * scale, w * scale), np.float32)
+                weight = np.zeros((h * scale, w * scale), np.float32)
+            ph, pw = px.shape[-2:]
+            wy = _blend_weights(ph, overlap[0] * scale, i > 0, i + tile[0] < h)
+            wx = _blend_weights(pw, overlap[1] * scale, j > 0, j + tile[1] < w)
+            ww = wy[:, None] * wx[None, :]
+            out[..., i * scale:i * scale + ph, j * scale:j * scale + pw] += px * ww
+            weight[i * scale:i * scale + ph, j * scale:j * scale + pw] += ww
+    return out / weight

@@ -93,6 +93,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--ff_chunk_size", type=int, default=None,
                    help="[ms] tokens per feed-forward chunk (its 4x-wide hidden layer is the largest activation); "
                         "default: all at once")
+    p.add_argument("--vae_tile_size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
+                   help="[ms] decode the video in overlapping spatial tiles of HEIGHT x WIDTH pixels (multiples of the "
+                        "VAE factor, 8): less decoder memory at large sizes; tiles overlap by a quarter and are "
+                        "blended, their norms see only the tile so the video differs slightly (default: untiled, "
+                        "as the original)")
     p.add_argument("--no_progress", action="store_true", help="[ms] hide the progress bar")
     p.add_argument("--debug", action="store_true", help="[ms] show the traceback of an error instead of one line")
     return p
@@ -181,6 +186,10 @@ def run(args) -> Path:
         # sizes against the configs, before any weight is read
         tcfg, vcfg = weights.read_config(folder, "transformer"), weights.read_config(folder, "vae")
         unit = vcfg.spatial_factor * tcfg.patch_size
+        if args.vae_tile_size is not None and (min(args.vae_tile_size) < 2 * vcfg.spatial_factor
+                                               or any(v % vcfg.spatial_factor for v in args.vae_tile_size)):
+            raise UsageError(f"--vae_tile_size {args.vae_tile_size[0]} {args.vae_tile_size[1]}: multiples of "
+                             f"{vcfg.spatial_factor} pixels, at least {2 * vcfg.spatial_factor}")
         for name in ("width", "height"):
             if getattr(args, name) % unit:
                 raise UsageError(f"--{name} {getattr(args, name)} is not a multiple of {unit} (VAE factor "
@@ -207,7 +216,8 @@ def run(args) -> Path:
     out = pipe(prompt, image, negative_prompt=args.negative_prompt, height=args.height, width=args.width,
                num_frames=length, num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
                fps=args.FPS, seed=args.seed, max_sequence_length=args.max_sequence_length,
-               progress=not args.no_progress)
+               progress=not args.no_progress,
+               vae_tile=tuple(args.vae_tile_size) if args.vae_tile_size else None)
     frames = out.frames[0]  # (F_out, H, W, 3) in [0, 1]
     stem = Path(image_path).stem
     path = write_video(frames, Path(args.output_dir) / f"{stem}_FPS{args.FPS}.mp4", fps=args.FPS, value_range=(0, 1))

@@ -207,10 +207,20 @@ class DropletVideoPipeline:
         x = sample_ddim(den, latents, schedule, callback=callback, disable=not progress)
         return x, schedule.timesteps
 
-    def decode_latents(self, latents):
-        """(B, F_lat, C, h, w) -> (B, 3, F_out, H, W) in [0, 1]."""
+    def decode_latents(self, latents, vae_tile: tuple[int, int] | None = None):
+        """(B, F_lat, C, h, w) -> (B, 3, F_out, H, W) in [0, 1]; ``vae_tile`` (pixels) decodes in overlapping
+        spatial tiles (a memory knob; see ``common.vae3d.AutoencoderKLCausal3D.decode``)."""
         z = latents.transpose(0, 2, 1, 3, 4) / self.scaling_factor
-        return ops.clamp(self.vae.decode(z) / 2 + 0.5, 0.0, 1.0)
+        return ops.clamp(self.vae.decode(z, self.latent_tile(vae_tile)) / 2 + 0.5, 0.0, 1.0)
+
+    def latent_tile(self, vae_tile: tuple[int, int] | None) -> tuple[int, int] | None:
+        """A (height, width) pixel tile as latents; ValueError unless multiples of the VAE factor, >= 2 latents."""
+        if vae_tile is None:
+            return None
+        s = self.vae_scale_spatial
+        if vae_tile[0] % s or vae_tile[1] % s or min(vae_tile) < 2 * s:
+            raise ValueError(f"vae_tile {tuple(vae_tile)}: must be multiples of {s} pixels, at least {2 * s}")
+        return vae_tile[0] // s, vae_tile[1] // s
 
     # ---- everything --------------------------------------------------------------------------
     def check_inputs(self, height: int, width: int, num_frames: int):
@@ -226,7 +236,7 @@ class DropletVideoPipeline:
                  num_frames: int = 85, num_inference_steps: int = 50, guidance_scale: float = 6.0, fps: int = 16,
                  seed: int | None = None, max_sequence_length: int = 400, eta: float = 0.0,
                  noise_aug_strength: float = 0.0563, video=None, mask_video=None, latents=None, ref_noise=None,
-                 progress: bool = True, callback=None) -> VideoOutput:
+                 progress: bool = True, callback=None, vae_tile: tuple[int, int] | None = None) -> VideoOutput:
         """Generate a video from an image and a prompt.
 
         Args:
@@ -246,10 +256,12 @@ class DropletVideoPipeline:
             latents: (1, F_lat, C, h, w) initial noise; ref_noise: (1, 3, F, H, W); both drawn from seed if None.
             progress: show the DDIM progress bar.
             callback: called after every step with ``{"x", "i", "t", "denoised"}``.
+            vae_tile: (height, width) pixels of the VAE decode's spatial tiles (None: untiled, as the original).
         Returns:
             :class:`VideoOutput` with ``frames`` (1, F_out, H, W, 3) in [0, 1] and ``latents``.
         """
         self.check_inputs(height, width, num_frames)
+        self.latent_tile(vae_tile)  # an impossible tile fails before sampling
         if video is None:
             video, mask_video = image_to_video_inputs(image, num_frames)
         if tuple(video.shape[-2:]) != (height, width):
@@ -268,5 +280,5 @@ class DropletVideoPipeline:
         x, _ = self.sample(ms.Tensor(np.asarray(latents, np.float32)), pos, neg, cond, cos, sin, fps=fps,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, eta=eta,
                            callback=callback, progress=progress)
-        frames = self.decode_latents(x).asnumpy()  # (1, 3, F_out, H, W)
+        frames = self.decode_latents(x, vae_tile).asnumpy()  # (1, 3, F_out, H, W)
         return VideoOutput(frames=frames.transpose(0, 2, 3, 4, 1), latents=x.asnumpy())
