@@ -264,11 +264,16 @@ T5_RENAME = [(r"^encoder\.embed_tokens\.weight$", None, "tied to shared.weight (
 
 def load_t5_encoder(folder) -> T5EncoderModel:
     """Build from ``folder/config.json`` and load the weights (sharded through ``*.index.json`` or one file),
-    every key accounted for (:func:`common.checkpoint.load_state_dict_into` raises on any difference)."""
+    every key accounted for (:func:`common.checkpoint.load_state_dict_into` raises on any difference).
+    The parameters get no initial values and safetensors are read lazily: memory peaks at the model plus one
+    tensor."""
+    from mindspore.nn.utils import no_init_parameters
+
     folder = Path(folder)
     cfg = T5Config.from_json(folder / "config.json")
-    model = T5EncoderModel(cfg)
-    sd = read_state_dict(folder)
+    with no_init_parameters():  # no random init of what the file overwrites
+        model = T5EncoderModel(cfg)
+    sd = read_state_dict(folder, lazy=True)  # one tensor in memory at a time
     load_state_dict_into(model, sd, rename=T5_RENAME, source=str(folder))
     model.set_train(False)
     return model

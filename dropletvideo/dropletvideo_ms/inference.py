@@ -158,6 +158,25 @@ def read_image(path, width: int, height: int) -> np.ndarray:
     return np.asarray(img)
 
 
+def encode_prompts(folder, text_embed_dim: int, texts: list[str], max_length: int):
+    """T5 states (1, L, D) of each text; the encoder is built, used and released here."""
+    import gc
+
+    import mindspore as ms
+
+    from . import weights
+
+    encoder = weights.load_text_encoder(folder)
+    if encoder.config.d_model != text_embed_dim:
+        raise UsageError(f"text_encoder d_model {encoder.config.d_model} != transformer text_embed_dim "
+                         f"{text_embed_dim} ({folder})")
+    states = encoder(ms.Tensor(weights.load_tokenizer(folder)(texts, max_length)))  # (N, L, D)
+    out = [states[i:i + 1] for i in range(len(texts))]
+    del encoder, states
+    gc.collect()
+    return out
+
+
 def run(args) -> Path:
     """The whole inference; returns the written mp4."""
     import mindspore as ms
@@ -200,20 +219,22 @@ def run(args) -> Path:
             print(f"NOTE: --video_length {args.video_length} -> {length} (a multiple of {ratio} plus 1, as the "
                   "original rounds it)", file=sys.stderr)
         image = read_image(image_path, args.width, args.height)
+        prompt = args.prompt if args.prompt is not None else DEMO_PROMPT
+        if args.prompt_suffix:
+            prompt = f"{prompt} {args.prompt_suffix}"
         t0 = time.time()
-        pipe = DropletVideoPipeline.from_pretrained(folder, mode=args.mode)
+        pos, neg = encode_prompts(folder, tcfg.text_embed_dim, [prompt, args.negative_prompt],
+                                  args.max_sequence_length)
+        # the T5 encoder is gone before the transformer is read: the two never share the memory
+        pipe = DropletVideoPipeline.from_pretrained(folder, mode=args.mode, text_encoder=False,
+                                                    dtype=getattr(ms, args.dtype))
         print(f"loaded {folder} ({time.time() - t0:.1f} s)", file=sys.stderr)
-    if args.dtype != "float32":
-        pipe.transformer.set_compute_dtype(getattr(ms, args.dtype))
     if args.attention_chunk_size:
         set_attention(pipe.transformer, "math", args.attention_chunk_size)
     if args.ff_chunk_size:
         set_feed_forward_chunk_size(pipe.transformer, args.ff_chunk_size)
-    prompt = args.prompt if args.prompt is not None else DEMO_PROMPT
-    if args.prompt_suffix:
-        prompt = f"{prompt} {args.prompt_suffix}"
     t1 = time.time()
-    out = pipe(prompt, image, negative_prompt=args.negative_prompt, height=args.height, width=args.width,
+    out = pipe(None, image, prompt_embeds=pos, negative_prompt_embeds=neg, height=args.height, width=args.width,
                num_frames=length, num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
                fps=args.FPS, seed=args.seed, max_sequence_length=args.max_sequence_length,
                progress=not args.no_progress,

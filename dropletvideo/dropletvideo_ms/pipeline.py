@@ -90,6 +90,8 @@ class DropletVideoPipeline:
     """
 
     def __init__(self, transformer, vae, text_encoder, tokenizer, scheduler_config: dict, mode: str = "pynative"):
+        # text_encoder / tokenizer may be None when the caller passes prompt_embeds (the CLI encodes the prompt
+        # first and frees the T5 encoder before the transformer is loaded)
         if mode not in ("pynative", "graph"):
             raise ValueError(f"mode must be 'pynative' or 'graph', got {mode!r}")
         self.mode = mode
@@ -114,16 +116,25 @@ class DropletVideoPipeline:
                              "(the inpaint model concatenates latents, mask and masked-video latents)")
         if tc.out_channels != c:
             raise ValueError(f"transformer out_channels {tc.out_channels} != vae latent_channels {c}")
-        d = self.text_encoder.config.d_model
+        d = self.text_encoder.config.d_model if self.text_encoder is not None else tc.text_embed_dim
         if tc.text_embed_dim != d:
             raise ValueError(f"transformer text_embed_dim {tc.text_embed_dim} != text encoder d_model {d}")
 
     @classmethod
-    def from_pretrained(cls, folder, mode: str = "pynative") -> DropletVideoPipeline:
-        """Load every component of a released ``DropletVideo-V1.0-weights`` folder (validated first)."""
+    def from_pretrained(cls, folder, mode: str = "pynative", dtype=None, text_encoder: bool = True
+                        ) -> DropletVideoPipeline:
+        """Load the components of a released ``DropletVideo-V1.0-weights`` folder (validated first).
+
+        Args:
+            mode: see the class.
+            dtype: compute dtype of the transformer (None = float32), applied before its weights are read.
+            text_encoder: False leaves the T5 encoder and tokenizer out (pass ``prompt_embeds`` then).
+        """
         folder = weights.check_folder(Path(folder))
-        return cls(weights.load_transformer(folder), weights.load_vae(folder), weights.load_text_encoder(folder),
-                   weights.load_tokenizer(folder), weights.scheduler_config(folder), mode=mode)
+        te = weights.load_text_encoder(folder) if text_encoder else None
+        tok = weights.load_tokenizer(folder) if text_encoder else None
+        return cls(weights.load_transformer(folder, dtype), weights.load_vae(folder), te, tok,
+                   weights.scheduler_config(folder), mode=mode)
 
     # ---- conditioning ------------------------------------------------------------------------
     def encode_ids(self, ids: np.ndarray):
@@ -236,7 +247,8 @@ class DropletVideoPipeline:
                  num_frames: int = 85, num_inference_steps: int = 50, guidance_scale: float = 6.0, fps: int = 16,
                  seed: int | None = None, max_sequence_length: int = 400, eta: float = 0.0,
                  noise_aug_strength: float = 0.0563, video=None, mask_video=None, latents=None, ref_noise=None,
-                 progress: bool = True, callback=None, vae_tile: tuple[int, int] | None = None) -> VideoOutput:
+                 progress: bool = True, callback=None, vae_tile: tuple[int, int] | None = None,
+                 prompt_embeds=None, negative_prompt_embeds=None) -> VideoOutput:
         """Generate a video from an image and a prompt.
 
         Args:
@@ -257,6 +269,8 @@ class DropletVideoPipeline:
             progress: show the DDIM progress bar.
             callback: called after every step with ``{"x", "i", "t", "denoised"}``.
             vae_tile: (height, width) pixels of the VAE decode's spatial tiles (None: untiled, as the original).
+            prompt_embeds / negative_prompt_embeds: (1, L, D) T5 states used instead of encoding ``prompt`` /
+                ``negative_prompt`` (both or neither).
         Returns:
             :class:`VideoOutput` with ``frames`` (1, F_out, H, W, 3) in [0, 1] and ``latents``.
         """
@@ -274,7 +288,15 @@ class DropletVideoPipeline:
             latents = rng.standard_normal(shape).astype(np.float32)
         if ref_noise is None:
             ref_noise = rng.standard_normal(video.shape).astype(np.float32)
-        pos, neg = self.encode_prompt(prompt, negative_prompt, max_sequence_length)
+        if (prompt_embeds is None) != (negative_prompt_embeds is None):
+            raise ValueError("give both prompt_embeds and negative_prompt_embeds, or neither")
+        if prompt_embeds is None:
+            if self.text_encoder is None:
+                raise ValueError("this pipeline has no text encoder: pass prompt_embeds and negative_prompt_embeds")
+            pos, neg = self.encode_prompt(prompt, negative_prompt, max_sequence_length)
+        else:
+            pos, neg = (e if isinstance(e, ms.Tensor) else ms.Tensor(np.asarray(e, np.float32))
+                        for e in (prompt_embeds, negative_prompt_embeds))
         cond = self.inpaint_latents(video, mask_video, ref_noise, noise_aug_strength)
         cos, sin = self.rotary(height, width, f_lat)
         x, _ = self.sample(ms.Tensor(np.asarray(latents, np.float32)), pos, neg, cond, cos, sin, fps=fps,

@@ -17,6 +17,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mindspore as ms
+from mindspore.nn.utils import no_init_parameters
+
 from common.checkpoint import CheckpointError, load_state_dict_into, read_state_dict
 from common.config import ConfigError, from_mapping
 from common.text import T5Tokenizer, load_t5_encoder
@@ -92,21 +95,32 @@ def read_config(folder, name: str):
     return from_mapping(cls, _json(path), str(path))
 
 
-def load_transformer(folder) -> DropletVideoTransformer3DModel:
-    """Build the transformer from ``transformer/config.json`` and load its weights (every key accounted for)."""
-    model = DropletVideoTransformer3DModel(read_config(folder, "transformer"))
-    sub = Path(folder) / "transformer"
-    load_state_dict_into(model, read_state_dict(sub), rename=TRANSFORMER_RENAME, source=str(sub))
+def _load(model, sub: Path, rename) -> None:
+    """Every tensor of ``sub`` into ``model``, one at a time (lazy safetensors: the file is never all in memory)."""
+    load_state_dict_into(model, read_state_dict(sub, lazy=True), rename=rename, source=str(sub))
     model.set_train(False)
+
+
+def load_transformer(folder, dtype=None) -> DropletVideoTransformer3DModel:
+    """Build the transformer from ``transformer/config.json`` and load its weights (every key accounted for).
+
+    Args:
+        dtype: compute dtype (``ms.float16`` ...; None = float32). The parameters are cast before loading, and
+            built without initial values, so memory peaks at the model in ``dtype`` plus one tensor.
+    """
+    with no_init_parameters():
+        model = DropletVideoTransformer3DModel(read_config(folder, "transformer"))
+    if dtype is not None and dtype != ms.float32:
+        model.set_compute_dtype(dtype)
+    _load(model, Path(folder) / "transformer", TRANSFORMER_RENAME)
     return model
 
 
 def load_vae(folder) -> AutoencoderKLCausal3D:
     """Build the causal 3D VAE from ``vae/config.json`` and load its weights."""
-    model = AutoencoderKLCausal3D(read_config(folder, "vae"))
-    sub = Path(folder) / "vae"
-    load_state_dict_into(model, read_state_dict(sub), rename=VAE_RENAME, source=str(sub))
-    model.set_train(False)
+    with no_init_parameters():
+        model = AutoencoderKLCausal3D(read_config(folder, "vae"))
+    _load(model, Path(folder) / "vae", VAE_RENAME)
     return model
 
 

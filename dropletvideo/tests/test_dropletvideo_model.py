@@ -189,8 +189,7 @@ def test_float16_transformer_stays_close(pipe, tiny_folder):
     import mindspore as ms
     from dropletvideo_ms.weights import load_transformer
 
-    half = load_transformer(tiny_folder)
-    half.set_compute_dtype(ms.float16)
+    half = load_transformer(tiny_folder, ms.float16)  # cast before the weights are read
     rng = np.random.default_rng(0)
     t = lambda *s: ms.Tensor(rng.standard_normal(s).astype(np.float32))  # noqa: E731
     x, ctx, cond = t(1, 2, 16, 4, 4), t(1, 8, 32), t(1, 2, 17, 4, 4)
@@ -201,3 +200,14 @@ def test_float16_transformer_stays_close(pipe, tiny_folder):
     assert out.dtype == ms.float32
     # fp16 keeps ~3 decimal digits per op; two blocks of O(1) activations stay within 1e-2 of float32
     np.testing.assert_allclose(out.asnumpy(), ref, atol=1e-2 * max(1.0, np.abs(ref).max()))
+
+
+def test_prompt_embeds_path_equals_prompt_path(pipe):
+    img = np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    kw = dict(height=32, width=32, num_frames=1, num_inference_steps=1, max_sequence_length=8, progress=False, seed=0)
+    a = pipe("a dog", img, negative_prompt="blur", **kw)
+    pos, neg = pipe.encode_prompt("a dog", "blur", 8)
+    b = pipe(None, img, prompt_embeds=pos, negative_prompt_embeds=neg.asnumpy(), **kw)
+    np.testing.assert_array_equal(a.latents, b.latents)
+    with pytest.raises(ValueError, match="both"):
+        pipe(None, img, prompt_embeds=pos, **kw)
