@@ -74,6 +74,7 @@ class CausalVAEConfig:
     force_upcast: bool = unused("everything runs in the dtype chosen by the caller", True)
     sample_height: int = unused("default tile size of the original's tiling (not the untiled path)", 480)
     sample_width: int = unused("default tile size of the original's tiling (not the untiled path)", 720)
+    invert_scale_latents: bool = unused("CogVideoX-1.5 key; must be false here", False)
     _class_name: str = unused("diffusers class name", "AutoencoderKLDropletVideo")
     _diffusers_version: str = unused("writer version", "")
     _name_or_path: str = unused("origin", "")
@@ -91,6 +92,8 @@ class CausalVAEConfig:
                 raise ConfigError(f"{key}: unknown block type {bad[0]!r} (expected one of {ok})")
         if self.act_fn not in ("silu", "swish"):
             raise ConfigError(f"act_fn: {self.act_fn!r} is not supported (silu)")
+        if self.invert_scale_latents:
+            raise ConfigError("invert_scale_latents: true (CogVideoX-1.5) is not supported")
         if self.use_quant_conv or self.use_post_quant_conv:
             raise ConfigError("use_quant_conv / use_post_quant_conv: true is not supported (the release has none)")
         r = self.temporal_compression_ratio

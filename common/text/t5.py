@@ -300,7 +300,11 @@ class T5Tokenizer:
         if cfg_path.is_file():
             extra = int(json.loads(cfg_path.read_text()).get("extra_ids", 100))
         self.extra_ids = extra
-        self.pad_id, self.eos_id, self.unk_id = self.sp.pad_id(), self.sp.eos_id(), self.sp.unk_id()
+        piece = self.sp.piece_to_id
+        # HF's special tokens; a model trained without pad/eos ids (pad_id() == -1) still names the pieces
+        self.pad_id = self.sp.pad_id() if self.sp.pad_id() >= 0 else piece("<pad>")
+        self.eos_id = self.sp.eos_id() if self.sp.eos_id() >= 0 else piece("</s>")
+        self.unk_id = self.sp.unk_id()
         n = self.sp.get_piece_size()
         self.special = {"</s>": self.eos_id, "<pad>": self.pad_id, "<unk>": self.unk_id}
         self.special.update({f"<extra_id_{i}>": n + extra - 1 - i for i in range(extra)})

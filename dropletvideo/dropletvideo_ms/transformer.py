@@ -72,6 +72,10 @@ class TransformerConfig:
     max_text_seq_length: int = unused("size of the sinusoidal position table, not used with RoPE", 226)
     spatial_interpolation_scale: float = unused("sinusoidal position table, not used with RoPE", 1.875)
     temporal_interpolation_scale: float = unused("sinusoidal position table, not used with RoPE", 1.0)
+    # keys newer diffusers CogVideoX configs carry; accepted only with their neutral (CogVideoX-1.0) values
+    use_learned_positional_embeddings: bool = unused("CogVideoX-1.0 layout: must be false", False)
+    patch_size_t: int | None = unused("CogVideoX-1.0 layout: no temporal patching, must be null", None)
+    ofs_embed_dim: int | None = unused("CogVideoX-1.0 layout: no ofs embedding, must be null", None)
     _class_name: str = unused("diffusers class name", "DropletVideoTransformer3DModel")
     _diffusers_version: str = unused("writer version", "")
     _name_or_path: str = unused("origin", "")
@@ -84,6 +88,10 @@ class TransformerConfig:
             raise ConfigError(f"activation_fn: {self.activation_fn!r} is not supported (gelu-approximate)")
         if self.timestep_activation_fn != "silu":
             raise ConfigError(f"timestep_activation_fn: {self.timestep_activation_fn!r} is not supported (silu)")
+        for key in ("use_learned_positional_embeddings", "patch_size_t", "ofs_embed_dim"):
+            if getattr(self, key):
+                raise ConfigError(f"{key}: {getattr(self, key)!r} is a CogVideoX-1.5 feature DropletVideo does not "
+                                  "have (not supported)")
         if self.attention_head_dim % 8:
             raise ConfigError(f"attention_head_dim: {self.attention_head_dim} is not a multiple of 8 (3D RoPE split)")
         if self.out_channels is None:
