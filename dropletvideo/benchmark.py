@@ -55,10 +55,10 @@ def _time(fn, repeats: int, out: dict) -> None:
 def child_ours(kind: str, a) -> dict:
     import mindspore as ms
     import numpy as np
+    from dropletvideo_ms.transformer import DropletVideoTransformer3DModel, TransformerConfig, prepare_rotary
 
     from common.config import from_mapping
     from common.nn import set_attention
-    from dropletvideo_ms.transformer import DropletVideoTransformer3DModel, TransformerConfig, prepare_rotary
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     if ms.get_context("device_target") == "CPU":
@@ -87,7 +87,6 @@ def child_ours(kind: str, a) -> dict:
 def child_diffusers(a) -> dict:
     import torch
     from diffusers import CogVideoXTransformer3DModel
-
     from dropletvideo_ms.transformer import prepare_rotary
 
     torch.set_num_threads(a.threads)
