@@ -148,7 +148,8 @@ def _per_frame_conv(conv, x):
 class CausalConv3d(nn.Cell):
     """3D conv, zero 'same' padding in space, causal in time with a cache carried across calls (key ``conv``).
 
-    Call :meth:`reset` (or the VAE's ``reset_cache``) before a new video.
+    Call :meth:`reset` (or the VAE's ``reset_cache``) before a new video. The cache is Python state of the cell,
+    so the VAE runs in PyNative (pipelines compile only their denoiser).
     """
 
     def __init__(self, cin: int, cout: int, kernel_size: int = 3):

@@ -303,4 +303,4 @@ class DropletVideoPipeline:
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, eta=eta,
                            callback=callback, progress=progress)
         frames = self.decode_latents(x, vae_tile).asnumpy()  # (1, 3, F_out, H, W)
-        return VideoOutput(frames=frames.transpose(0, 2, 3, 4, 1), latents=x.asnumpy())
+        return VideoOutput(frames=frames.transpose(0, 2, 3, 4, 1), latents=x.asnumpy(), seed=seed)
