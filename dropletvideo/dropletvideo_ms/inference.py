@@ -242,8 +242,12 @@ def run(args) -> Path:
     frames = out.frames[0]  # (F_out, H, W, 3) in [0, 1]
     stem = Path(image_path).stem
     path = write_video(frames, Path(args.output_dir) / f"{stem}_FPS{args.FPS}.mp4", fps=args.FPS, value_range=(0, 1))
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux -> GiB
     print(f"wrote {path}: {frames.shape[0]} frames {args.width}x{args.height} at {args.FPS} fps, "
-          f"{args.num_inference_steps} steps, {time.time() - t1:.1f} s" + (" -- RANDOM weights" if args.demo else ""))
+          f"{args.num_inference_steps} steps, {time.time() - t1:.1f} s, peak RSS {peak:.2f} GiB"
+          + (" -- RANDOM weights" if args.demo else ""))
     return path
 
 

@@ -211,3 +211,17 @@ def test_prompt_embeds_path_equals_prompt_path(pipe):
     np.testing.assert_array_equal(a.latents, b.latents)
     with pytest.raises(ValueError, match="both"):
         pipe(None, img, prompt_embeds=pos, **kw)
+
+
+def test_graph_mode_transformer_equals_pynative(pipe):
+    import mindspore as ms
+
+    rng = np.random.default_rng(2)
+    t = lambda *s: ms.Tensor(rng.standard_normal(s).astype(np.float32))  # noqa: E731
+    cos, sin = (ms.Tensor(a) for a in prepare_rotary(32, 48, 2, 8, 2, 16)[:2])
+    args = (t(2, 2, 16, 4, 6), t(2, 8, 32), ms.Tensor(np.array([999, 999], np.int64)),
+            ms.Tensor(np.array([4], np.int64)), t(2, 2, 17, 4, 6), cos, sin)
+    eager = pipe.transformer(*args).asnumpy()
+    graph = ms.jit(pipe.transformer.construct)(*args).asnumpy()
+    # the same float32 ops; a compiled graph may only order/fuse them differently (a few ulp per op)
+    np.testing.assert_allclose(graph, eager, atol=1e-5 * max(1.0, np.abs(eager).max()))
