@@ -93,6 +93,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--ff_chunk_size", type=int, default=None,
                    help="[ms] tokens per feed-forward chunk (its 4x-wide hidden layer is the largest activation); "
                         "default: all at once")
+    p.add_argument("--split_cfg", action="store_true",
+                   help="[ms] run the guidance's negative and positive branches as two transformer calls of one "
+                        "video each instead of one call of two: half the activation memory, the same work")
     p.add_argument("--vae_tile_size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
                    help="[ms] decode the video in overlapping spatial tiles of HEIGHT x WIDTH pixels (multiples of the "
                         "VAE factor, 8): less decoder memory at large sizes; tiles overlap by a quarter and are "
@@ -237,7 +240,7 @@ def run(args) -> Path:
     out = pipe(None, image, prompt_embeds=pos, negative_prompt_embeds=neg, height=args.height, width=args.width,
                num_frames=length, num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
                fps=args.FPS, seed=args.seed, max_sequence_length=args.max_sequence_length,
-               progress=not args.no_progress,
+               progress=not args.no_progress, split_cfg=args.split_cfg,
                vae_tile=tuple(args.vae_tile_size) if args.vae_tile_size else None)
     frames = out.frames[0]  # (F_out, H, W, 3) in [0, 1]
     stem = Path(image_path).stem

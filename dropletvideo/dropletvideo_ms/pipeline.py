@@ -186,16 +186,20 @@ class DropletVideoPipeline:
 
     # ---- denoising ---------------------------------------------------------------------------
     def denoiser(self, prompt_embeds, negative_prompt_embeds, inpaint_latents, cos, sin, fps: int,
-                 guidance_scale: float):
+                 guidance_scale: float, split_cfg: bool = False):
         """The guided :class:`~common.schedulers.Denoiser`: one transformer call on [negative, positive]
-        (CFG when ``guidance_scale > 1``, as the original), ``uncond + s (cond - uncond)``."""
+        (CFG when ``guidance_scale > 1``, as the original), ``uncond + s (cond - uncond)``.
+        ``split_cfg``: one call per branch instead (half the activation memory, the same work)."""
         use_cfg = guidance_scale > 1.0
-        ctx = ops.concat([negative_prompt_embeds, prompt_embeds], axis=0) if use_cfg else prompt_embeds
+        texts = (negative_prompt_embeds, prompt_embeds)
+        ctx = ops.concat(texts, axis=0) if use_cfg else prompt_embeds
         cond = ops.concat([inpaint_latents, inpaint_latents], axis=0) if use_cfg else inpaint_latents
         fps_t = ms.Tensor(np.array([int(fps)], np.int64))
         tr = self._transformer
 
         def model_fn(x, t, branch):
+            if branch is not None:  # one branch: 0 = negative, 1 = positive
+                return tr(x, texts[branch], t, fps_t, inpaint_latents, cos, sin)
             if use_cfg:
                 x, t = ops.concat([x, x], axis=0), ops.concat([t, t], axis=0)
             return tr(x, ctx, t, fps_t, cond, cos, sin)
@@ -203,18 +207,19 @@ class DropletVideoPipeline:
         if not use_cfg:
             return guided_denoiser(model_fn, ("cond",), None, prediction=self.prediction)
         return guided_denoiser(model_fn, ("uncond", "cond"), functools.partial(cfg, scale=float(guidance_scale)),
-                               prediction=self.prediction)
+                               prediction=self.prediction, split=split_cfg)
 
     def sample(self, latents, prompt_embeds, negative_prompt_embeds, inpaint_latents, cos, sin, *, fps: int,
                num_inference_steps: int, guidance_scale: float = 6.0, eta: float = 0.0, callback=None,
-               progress: bool = True):
+               progress: bool = True, split_cfg: bool = False):
         """The denoising loop. ``latents`` (B, F_lat, C, h, w) initial noise (``init_noise_sigma`` is 1).
 
         Returns:
             ``(latents, timesteps)``.
         """
         schedule = ddim_schedule_from_diffusers(self.scheduler_config, int(num_inference_steps), eta=eta)
-        den = self.denoiser(prompt_embeds, negative_prompt_embeds, inpaint_latents, cos, sin, fps, guidance_scale)
+        den = self.denoiser(prompt_embeds, negative_prompt_embeds, inpaint_latents, cos, sin, fps, guidance_scale,
+                            split_cfg)
         x = sample_ddim(den, latents, schedule, callback=callback, disable=not progress)
         return x, schedule.timesteps
 
@@ -248,7 +253,7 @@ class DropletVideoPipeline:
                  seed: int | None = None, max_sequence_length: int = 400, eta: float = 0.0,
                  noise_aug_strength: float = 0.0563, video=None, mask_video=None, latents=None, ref_noise=None,
                  progress: bool = True, callback=None, vae_tile: tuple[int, int] | None = None,
-                 prompt_embeds=None, negative_prompt_embeds=None) -> VideoOutput:
+                 prompt_embeds=None, negative_prompt_embeds=None, split_cfg: bool = False) -> VideoOutput:
         """Generate a video from an image and a prompt.
 
         Args:
@@ -271,6 +276,8 @@ class DropletVideoPipeline:
             vae_tile: (height, width) pixels of the VAE decode's spatial tiles (None: untiled, as the original).
             prompt_embeds / negative_prompt_embeds: (1, L, D) T5 states used instead of encoding ``prompt`` /
                 ``negative_prompt`` (both or neither).
+            split_cfg: run the negative and positive branches as two transformer calls of batch 1 (half the
+                activation memory, the same work and numbers up to float32 rounding).
         Returns:
             :class:`VideoOutput` with ``frames`` (1, F_out, H, W, 3) in [0, 1] and ``latents``.
         """
@@ -301,6 +308,6 @@ class DropletVideoPipeline:
         cos, sin = self.rotary(height, width, f_lat)
         x, _ = self.sample(ms.Tensor(np.asarray(latents, np.float32)), pos, neg, cond, cos, sin, fps=fps,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, eta=eta,
-                           callback=callback, progress=progress)
+                           callback=callback, progress=progress, split_cfg=split_cfg)
         frames = self.decode_latents(x, vae_tile).asnumpy()  # (1, 3, F_out, H, W)
         return VideoOutput(frames=frames.transpose(0, 2, 3, 4, 1), latents=x.asnumpy(), seed=seed)

@@ -28,7 +28,7 @@ def test_help_explains_every_flag():
     text = " ".join(r.stdout.split())
     for flag in ("--ckpt", "--ref_img_dir", "--FPS", "--prompt", "--width", "--height", "--video_length",
                  "--num_inference_steps", "--seed", "--guidance_scale", "--negative_prompt", "--output_dir", "--mode",
-                 "--dtype", "--demo", "--max_sequence_length", "--attention_chunk_size", "--vae_tile_size"):
+                 "--dtype", "--demo", "--max_sequence_length", "--attention_chunk_size", "--vae_tile_size", "--split_cfg"):
         assert flag in text
     assert "motion strength" in text and "multiple of 16" in text and "RANDOM" in text
 
@@ -51,7 +51,7 @@ def test_weights_folder_end_to_end(tiny_folder, tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(img)
     r = _run(f"--ckpt={tiny_folder}", f"--ref_img_dir={img}", "--prompt=A cat.", "--width=80", "--height=48",
              "--video_length=14", "--num_inference_steps=2", "--FPS=4", f"--output_dir={tmp_path}", "--no_progress",
-             "--mode=graph", "--attention_chunk_size=16", "--vae_tile_size", "32", "48")
+             "--mode=graph", "--attention_chunk_size=16", "--vae_tile_size", "32", "48", "--split_cfg")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "-> 13" in r.stderr and "RANDOM" not in r.stdout
     # 13 frames -> 4 latent frames (even) -> 16 decoded frames, as the original

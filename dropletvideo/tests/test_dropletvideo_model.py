@@ -183,6 +183,8 @@ def test_seeded_runs_repeat_and_cfg_off_is_one_branch(pipe):
     finally:
         pipe._transformer = tr
     assert calls == [1, 1]  # no negative branch without guidance
+    c = pipe("a cat", img, seed=3, split_cfg=True, **kw)  # two calls of batch 1 per step
+    np.testing.assert_allclose(c.latents, a.latents, atol=1e-5 * max(1.0, np.abs(a.latents).max()))
 
 
 def test_float16_transformer_stays_close(pipe, tiny_folder):
