@@ -45,7 +45,8 @@ import numpy as np
 
 __all__ = [
     "CheckpointError", "UnsafeCheckpointError", "CheckpointMismatchError", "LoadReport",
-    "Rename", "read_state_dict", "match_state_dict", "load_state_dict_into", "apply_rename", "save_checkpoint_atomic",
+    "Rename", "LazyTensor", "read_state_dict", "match_state_dict", "load_state_dict_into", "apply_rename",
+    "save_checkpoint_atomic",
     "save_safetensors_atomic",
 ]
 
@@ -395,8 +396,67 @@ _ST_DTYPES = {
 }
 
 
-def _read_safetensors(path: Path, upcast: bool) -> dict[str, np.ndarray]:
-    """Parse the header (8-byte little-endian length + JSON) and read every tensor's bytes."""
+class LazyTensor:
+    """One tensor of a ``.safetensors`` file, read only when it is converted (``np.asarray``).
+
+    ``shape`` / ``ndim`` come from the header, so :func:`match_state_dict` matches names and shapes without
+    reading any data, and :func:`load_state_dict_into` reads one tensor at a time (peak memory: the model plus
+    one tensor, instead of the model plus the whole file). Made by ``read_state_dict(..., lazy=True)``.
+    """
+
+    __slots__ = ("path", "offset", "nbytes", "stored_shape", "shape", "code", "upcast")
+
+    def __init__(self, path: Path, offset: int, nbytes: int, shape: tuple, code: str, upcast: bool,
+                 view_shape: tuple | None = None):
+        self.path, self.offset, self.nbytes, self.code, self.upcast = path, offset, nbytes, code, upcast
+        self.stored_shape = tuple(shape)
+        self.shape = tuple(view_shape) if view_shape is not None else self.stored_shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def reshape(self, shape) -> LazyTensor:
+        """The same bytes seen with another shape of the same size (still unread)."""
+        shape = tuple(shape)
+        if int(np.prod(shape, dtype=np.int64)) != int(np.prod(self.stored_shape, dtype=np.int64)):
+            raise ValueError(f"cannot reshape {list(self.stored_shape)} to {list(shape)}")
+        return LazyTensor(self.path, self.offset, self.nbytes, self.stored_shape, self.code, self.upcast, shape)
+
+    def read(self) -> np.ndarray:
+        """The array (bf16 widened to float32; fp16 too when ``upcast``)."""
+        raw = np.empty(self.nbytes, np.uint8)
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                n = f.readinto(memoryview(raw))
+        except OSError as e:
+            raise CheckpointError(f"{self.path}: cannot read a tensor ({e})") from e
+        if n != self.nbytes:
+            raise CheckpointError(f"{self.path}: truncated while reading a tensor ({n} of {self.nbytes} bytes)")
+        return _st_array(raw, _ST_DTYPES[self.code], self.upcast).reshape(self.shape)
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self.read()
+        return arr if dtype is None else arr.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"LazyTensor({self.path.name}, {self.code}, {list(self.shape)})"
+
+
+def _st_array(raw: np.ndarray, dt, upcast: bool) -> np.ndarray:
+    """Bytes of one safetensors tensor -> a 1-D array (bf16 widened to float32; fp16 too when ``upcast``)."""
+    if dt is _BF16:
+        return (_native(raw, np.dtype(np.uint16)).astype(np.uint32) << 16).view(np.float32)
+    arr = _native(raw, np.dtype(dt))
+    if upcast and arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    return arr
+
+
+def _read_safetensors(path: Path, upcast: bool, lazy: bool = False) -> dict[str, np.ndarray]:
+    """Parse the header (8-byte little-endian length + JSON) and read every tensor's bytes (``lazy``: make a
+    :class:`LazyTensor` of each instead)."""
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
@@ -423,16 +483,13 @@ def _read_safetensors(path: Path, upcast: bool) -> dict[str, np.ndarray]:
             if end - begin != int(np.prod(shape, dtype=np.int64)) * itemsize or base + end > size:
                 raise CheckpointError(f"{path}: tensor '{key}' byte range [{begin}, {end}) does not fit "
                                       f"its shape {list(shape)} / the file (truncated?)")
+            if lazy:
+                out[key] = LazyTensor(path, base + begin, end - begin, shape, info["dtype"], upcast)
+                continue
             f.seek(base + begin)
             raw = np.empty(end - begin, np.uint8)
             f.readinto(memoryview(raw))
-            if dt is _BF16:
-                arr = (_native(raw, np.dtype(np.uint16)).astype(np.uint32) << 16).view(np.float32)
-            else:
-                arr = _native(raw, np.dtype(dt))
-                if upcast and arr.dtype == np.float16:
-                    arr = arr.astype(np.float32)
-            out[key] = arr.reshape(shape)
+            out[key] = _st_array(raw, dt, upcast).reshape(shape)
     return out
 
 
@@ -459,7 +516,7 @@ _SINGLE_FILES = (
 )
 
 
-def _read_index(path: Path, upcast: bool, stub_globals) -> dict[str, Any]:
+def _read_index(path: Path, upcast: bool, stub_globals, lazy: bool = False) -> dict[str, Any]:
     try:
         index = json.loads(path.read_text())
         weight_map = index["weight_map"]
@@ -470,7 +527,7 @@ def _read_index(path: Path, upcast: bool, stub_globals) -> dict[str, Any]:
     for key, fname in weight_map.items():
         by_file.setdefault(fname, []).append(key)
     for fname, keys in by_file.items():
-        shard = _read_any(path.parent / fname, upcast, stub_globals)
+        shard = _read_any(path.parent / fname, upcast, stub_globals, lazy)
         lost = [k for k in keys if k not in shard]
         if lost:
             raise CheckpointError(f"{path}: shard {fname} lacks {len(lost)} keys of the index, e.g. '{lost[0]}'")
@@ -478,36 +535,39 @@ def _read_index(path: Path, upcast: bool, stub_globals) -> dict[str, Any]:
     return out
 
 
-def _read_folder(path: Path, upcast: bool, stub_globals) -> dict[str, Any]:
+def _read_folder(path: Path, upcast: bool, stub_globals, lazy: bool = False) -> dict[str, Any]:
     indexes = sorted(path.glob("*.index.json"))
     if len(indexes) == 1:
-        return _read_index(indexes[0], upcast, stub_globals)
+        return _read_index(indexes[0], upcast, stub_globals, lazy)
     if len(indexes) > 1:
         raise CheckpointError(f"{path}: several index files {[p.name for p in indexes]}; pass one of them")
     for name in _SINGLE_FILES:
         if (path / name).is_file():
-            return _read_any(path / name, upcast, stub_globals)
+            return _read_any(path / name, upcast, stub_globals, lazy)
     raise CheckpointError(f"{path}: folder without *.index.json or any of {list(_SINGLE_FILES)}; "
                           f"it holds {sorted(p.name for p in path.iterdir())[:10]}")
 
 
-def _read_any(path: Path, upcast: bool, stub_globals) -> Any:
+def _read_any(path: Path, upcast: bool, stub_globals, lazy: bool = False) -> Any:
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file or folder")
     if path.is_dir():
-        return _read_folder(path, upcast, stub_globals)
+        return _read_folder(path, upcast, stub_globals, lazy)
     if path.name.endswith(".index.json"):
-        return _read_index(path, upcast, stub_globals)
+        return _read_index(path, upcast, stub_globals, lazy)
     with open(path, "rb") as f:
         head = f.read(16)
     if not head:
         raise CheckpointError(f"{path}: empty file")
     if head[:4] == b"PK\x03\x04":
         return _read_torch_zip(path, upcast, stub_globals)
+    # safetensors before the pickle test: its first 8 bytes are the header length, which can start with
+    # 0x80 0x02..0x05 (a 640..1407-byte header) and look like a pickle's PROTO opcode; a torch legacy
+    # file has a byte of its magic number at offset 8, never "{"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return _read_safetensors(path, upcast, lazy)
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return _read_torch_legacy(path, upcast, stub_globals)
-    if len(head) >= 9 and head[8:9] == b"{":
-        return _read_safetensors(path, upcast)
     return _read_mindspore(path)
 
 
@@ -516,7 +576,7 @@ def _unwrap(obj: Any, path: Path) -> dict:
     for _ in range(4):
         if not isinstance(obj, dict):
             break
-        if any(isinstance(v, np.ndarray) for v in obj.values()):
+        if any(isinstance(v, (np.ndarray, LazyTensor)) for v in obj.values()):
             return obj
         inner = next((obj[k] for k in ("state_dict", "module", "model") if isinstance(obj.get(k), dict)), None)
         if inner is None:
@@ -533,6 +593,7 @@ def read_state_dict(
     upcast: bool = True,
     key_prefix: str | None = None,
     stub_globals: Iterable[str] = (),
+    lazy: bool = False,
 ) -> dict[str, np.ndarray]:
     """Read a checkpoint into ``{name: numpy array}`` without running pickled code.
 
@@ -546,6 +607,9 @@ def read_state_dict(
             (e.g. ``"model.diffusion_model."``).
         stub_globals: dotted names of extra pickle globals (e.g. a Lightning hyper-parameter
             class) read as inert stubs instead of refused; they are never imported or called.
+        lazy: (default False) tensors of ``.safetensors`` files (single or sharded) are returned as
+            :class:`LazyTensor` (shape from the header, data read on ``np.asarray``), so a large model loads
+            one tensor at a time; other formats are read as usual.
 
     Wrappers are unwrapped (``state_dict`` of Lightning, ``module`` / ``model``); non-tensor
     entries (``epoch``, ``hyper_parameters`` ...) are dropped.
@@ -555,8 +619,8 @@ def read_state_dict(
         UnsafeCheckpointError: a pickle global outside the allow-list (payload not executed).
     """
     p = Path(path)
-    sd = _unwrap(_read_any(p, upcast, stub_globals), p)
-    out = {k: v for k, v in sd.items() if isinstance(k, str) and isinstance(v, np.ndarray)}
+    sd = _unwrap(_read_any(p, upcast, stub_globals, lazy), p)
+    out = {k: v for k, v in sd.items() if isinstance(k, str) and isinstance(v, (np.ndarray, LazyTensor))}
     if key_prefix is not None:
         out = {k[len(key_prefix):]: v for k, v in out.items() if k.startswith(key_prefix)}
     return out

@@ -1,4 +1,5 @@
 """Shared MindSpore building blocks (parameter names follow the original PyTorch state dicts)."""
+from .adaln import AdaLayerNorm, LayerNormZero
 from .attention import (
     Attention,
     AttentionOptions,
@@ -20,6 +21,7 @@ from .layers import (
     set_feed_forward_chunk_size,
 )
 from .norm import GroupNorm, LayerNorm
+from .rope import apply_rotary, resize_crop_region_for_grid, rotary_1d, rotary_3d
 
 __all__ = [
     "Attention", "scaled_dot_product_attention", "multi_head_attention", "AttentionOptions", "set_attention",
@@ -27,6 +29,7 @@ __all__ = [
     "linear", "conv2d", "TemporalConv", "gelu", "in_graph", "GELU", "GEGLU", "GELUProj", "FeedForward",
     "set_feed_forward_chunk_size",
     "GroupNorm", "LayerNorm",
+    "LayerNormZero", "AdaLayerNorm", "apply_rotary", "resize_crop_region_for_grid", "rotary_1d", "rotary_3d",
 ]
 from .unet_blocks import (  # noqa: E402
     BasicTransformerBlock,

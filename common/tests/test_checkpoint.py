@@ -18,6 +18,7 @@ from safetensors.torch import save_file as torch_save_safetensors
 from common.checkpoint import (
     CheckpointError,
     CheckpointMismatchError,
+    LazyTensor,
     UnsafeCheckpointError,
     apply_rename,
     load_state_dict_into,
@@ -195,6 +196,49 @@ def test_safetensors_fp16_bf16(tmp_path):
     torch_save_safetensors(ref, str(path))
     _check_equal(read_state_dict(path), ref)
     _check_equal(read_state_dict(path, upcast=False), ref, fp16_dtype=np.float16)
+
+
+def test_safetensors_whose_header_length_looks_like_a_pickle(tmp_path):
+    # a header of 640..1407 bytes starts the file with 0x80 0x02..0x05, a pickle's PROTO opcode
+    path = tmp_path / "m.safetensors"
+    names = {f"block.{i}.attention.weight": np.full((2,), i, np.float32) for i in range(12)}
+    for extra in range(400):  # the (8-byte padded) header grows through 0x380 = 896 bytes on the way
+        save_safetensors_atomic({**names, "x" * extra: np.zeros(1, np.float32)}, path)
+        head = path.read_bytes()[:2]
+        if head[0] == 0x80 and head[1] in (2, 3, 4, 5):
+            break
+    assert head[0] == 0x80 and head[1] in (2, 3, 4, 5)
+    sd = read_state_dict(path)
+    assert np.array_equal(sd["block.3.attention.weight"], [3, 3])
+
+
+def test_lazy_safetensors_read_on_demand_and_load_one_by_one(tmp_path):
+    g = torch.Generator().manual_seed(2)
+    ref = {"w": torch.randn(3, 4, generator=g), "b": torch.randn(4, generator=g).bfloat16(),
+           "h": torch.randn(2, 1, generator=g).half()}
+    torch_save_safetensors({"w": ref["w"]}, str(tmp_path / "a.safetensors"))
+    torch_save_safetensors({"b": ref["b"], "h": ref["h"]}, str(tmp_path / "b.safetensors"))
+    (tmp_path / "m.index.json").write_text(json.dumps(
+        {"weight_map": {"w": "a.safetensors", "b": "b.safetensors", "h": "b.safetensors"}}))
+    lazy = read_state_dict(tmp_path, lazy=True)
+    assert all(isinstance(v, LazyTensor) for v in lazy.values())
+    assert lazy["w"].shape == (3, 4) and lazy["h"].ndim == 2
+    eager = read_state_dict(tmp_path)
+    for k in ref:
+        np.testing.assert_array_equal(np.asarray(lazy[k]), eager[k])
+    assert np.asarray(lazy["h"].reshape((2,))).shape == (2,)
+
+    class Net(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.w = ms.Parameter(ms.Tensor(np.zeros((3, 4), np.float32)), name="w")
+            self.h = ms.Parameter(ms.Tensor(np.zeros((2,), np.float32)), name="h")
+
+    net = Net()
+    report = load_state_dict_into(net, lazy, ignore=["^b$"], strict_shapes=False)
+    assert report.loaded == 2
+    np.testing.assert_array_equal(net.w.asnumpy(), eager["w"])
+    np.testing.assert_array_equal(net.h.asnumpy(), eager["h"].reshape(2))
 
 
 def test_sharded_folder_and_single_file_folder(tmp_path):
