@@ -17,6 +17,7 @@ written in the text are kept as single tokens as HF does.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -29,7 +30,7 @@ from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
 from common.checkpoint import load_state_dict_into, read_state_dict
-from common.config import ConfigError, from_mapping, unused
+from common.config import TRANSFORMERS_GENERIC_KEYS, ConfigError, from_mapping, unused
 from common.nn.attention import merge_heads, scaled_dot_product_attention, split_heads
 from common.nn.layers import gelu, linear
 
@@ -99,7 +100,11 @@ class T5Config:
 
     @classmethod
     def from_json(cls, path) -> T5Config:
+        """``text_encoder/config.json``; transformers' generic keys (``common.config.TRANSFORMERS_GENERIC_KEYS``)
+        that this class does not declare are dropped, any other unknown key is refused."""
         data = json.loads(Path(path).read_text())
+        known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k in known or k not in TRANSFORMERS_GENERIC_KEYS}
         return from_mapping(cls, data, str(path))
 
 
