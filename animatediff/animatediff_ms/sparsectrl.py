@@ -15,6 +15,7 @@ checkpoint.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,52 @@ def make_condition(images, index, video_length: int) -> tuple[np.ndarray, np.nda
         cond[:, :, i] = images[:, :, k]
         mask[:, :, i] = 1.0
     return cond, mask
+
+
+@dataclass
+class SparseCondition:
+    """A prompt entry's prepared condition: ``images`` as the pipeline takes them (RGB: latents; scribble:
+    pixels), ``index`` (``controlnet_image_indexs``), ``pixels`` (the loaded images, ``(1, 3, n, H, W)``)."""
+
+    images: np.ndarray
+    index: list
+    pixels: np.ndarray
+
+    def kwargs(self) -> dict:
+        """Keyword arguments of :class:`~animatediff_ms.pipeline.AnimationPipeline` ``__call__``."""
+        return {"controlnet_images": self.images, "controlnet_image_index": list(self.index)}
+
+
+def prepare_condition(entry, vae, controlnet, height: int, width: int, seed: int | None = None,
+                      log=print) -> SparseCondition:
+    """``scripts/animate.py``'s condition for one prompt entry: the images loaded at ``height`` x ``width``
+    (optionally normalised) and, for the RGB controlnet, encoded by ``vae`` -- which must be the BASE model's VAE
+    (the original encodes before ``load_weights`` replaces it with a DreamBooth file's). The posterior noise is
+    drawn from ``seed`` (numpy; None = fresh), where the original takes it unseeded from torch's generator."""
+    say = log or (lambda *_: None)
+    say("controlnet image paths:\n" + "\n".join(str(p) for p in entry.controlnet_images))
+    pixels = load_condition_images(entry.controlnet_images, height, width, entry.normalize_condition_images)
+    images = pixels
+    if controlnet.cfg.use_simplified_condition_embedding:
+        if controlnet.cfg.conditioning_channels != vae.embed_dim:
+            raise ConfigError(f"controlnet_config: conditioning_channels {controlnet.cfg.conditioning_channels} but the "
+                              f"VAE has {vae.embed_dim} latent channels (the RGB controlnet takes VAE latents)")
+        images = encode_condition_images(vae, pixels, seed=seed)
+    return SparseCondition(images, list(entry.controlnet_image_indexs), pixels)
+
+
+def save_condition_images(pixels, folder) -> list[Path]:
+    """``<savedir>/control_images/<i>.png`` as the original writes them (``uint8(255 * x)``)."""
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(pixels.shape[2]):
+        img = (255.0 * pixels[0, :, i].transpose(1, 2, 0)).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"{i}.png")
+        out.append(folder / f"{i}.png")
+    return out
 
 
 # ----------------------------------------------------------------------------------------- checkpoint
