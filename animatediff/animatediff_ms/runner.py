@@ -2,7 +2,9 @@
 
 Output (as the original): ``<savedir>/sample/<i>-<first 10 words>.gif`` per video (and ``.mp4`` on
 request), ``<savedir>/sample.gif`` (grid of all videos, 4 per row) and ``<savedir>/config.yaml`` (the
-prompt config with the seeds actually used), in ``samples/<config name>-<YYYY-mm-ddTHH-MM-SS>``.
+prompt config with the seeds actually used), in ``samples/<config name>-<YYYY-mm-ddTHH-MM-SS>``; SparseCtrl entries
+also write their condition images to ``<savedir>/control_images/<i>.png`` (``<entry>-<i>.png`` when several
+entries have them; the original overwrites one entry's with the next one's).
 """
 from __future__ import annotations
 
@@ -96,6 +98,7 @@ def run_prompt_config(entries: list[PromptEntry], raw_config, savedir: Path, mak
     say = log or (lambda *_: None)
     written, videos = [], []
     sample_idx = 0
+    n_control = sum(1 for e in entries if e.uses_controlnet)
     for entry in entries:
         oh, ow, ol = override_size
         h, w, n = oh or entry.H or H, ow or entry.W or W, ol or entry.L or L
@@ -105,7 +108,8 @@ def run_prompt_config(entries: list[PromptEntry], raw_config, savedir: Path, mak
         control = {}
         if getattr(pipe, "condition", None) is not None:
             control = pipe.condition.kwargs()
-            save_condition_images(pipe.condition.pixels, savedir / "control_images")
+            save_condition_images(pipe.condition.pixels, savedir / "control_images",
+                                  f"{entry.index}-" if n_control > 1 else "")
         used = []
         for prompt, n_prompt, seed in zip(entry.prompts, entry.n_prompts, entry.seeds):
             say(f"sampling {prompt} ...")

@@ -172,8 +172,8 @@ def prepare_condition(entry, vae, controlnet, height: int, width: int, seed: int
     return SparseCondition(images, list(entry.controlnet_image_indexs), pixels)
 
 
-def save_condition_images(pixels, folder) -> list[Path]:
-    """``<savedir>/control_images/<i>.png`` as the original writes them (``uint8(255 * x)``)."""
+def save_condition_images(pixels, folder, prefix: str = "") -> list[Path]:
+    """``<savedir>/control_images/<prefix><i>.png`` as the original writes them (``uint8(255 * x)``)."""
     from PIL import Image
 
     folder = Path(folder)
@@ -181,8 +181,8 @@ def save_condition_images(pixels, folder) -> list[Path]:
     out = []
     for i in range(pixels.shape[2]):
         img = (255.0 * pixels[0, :, i].transpose(1, 2, 0)).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"{i}.png")
-        out.append(folder / f"{i}.png")
+        out.append(folder / f"{prefix}{i}.png")
+        Image.fromarray(img).save(out[-1])
     return out
 
 
