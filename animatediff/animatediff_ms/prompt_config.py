@@ -203,7 +203,8 @@ def _read_controlnet(entry: PromptEntry, e: dict, base: Path, where: str, check_
         images = [images]
     if not isinstance(images, list) or not all(isinstance(p, str) and p for p in images):
         raise ConfigError(f"{where}.controlnet_images: expected a list of image paths, got {images!r}")
-    entry.controlnet_images = [_resolve(p, base, f"{where}.controlnet_images[{j}]") for j, p in enumerate(images)]
+    entry.controlnet_images = [_resolve(p, base, f"{where}.controlnet_images[{j}]", check_files)
+                               for j, p in enumerate(images)]
     index = e.get("controlnet_image_indexs", [0])
     if isinstance(index, int) and not isinstance(index, bool):
         index = [index]
