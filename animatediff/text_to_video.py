@@ -2,10 +2,13 @@
 
     python text_to_video.py --config configs/prompts/1_animate/1_3_animate_ToonYou.yaml
     python text_to_video.py --config configs/prompts/demo.yaml          # tiny random model, no downloads
+    python text_to_video.py --config configs/prompts/3_sparsectrl/3_1_sparsectrl_i2v.yaml   # SparseCtrl
 
 Every entry of the prompt config is run: base model from ``--pretrained_model_path`` (a diffusers SD-1.5
 folder), then motion module, DreamBooth file, LoRA, domain adapter and MotionLoRAs in the original order;
-every prompt with its seed, negative prompt, steps and guidance scale. Videos go to
+every prompt with its seed, negative prompt, steps and guidance scale; an entry with ``controlnet_path`` /
+``controlnet_config`` / ``controlnet_images`` also builds the SparseCtrl controlnet and its condition (RGB images
+encoded by the base VAE, before the DreamBooth file replaces it). Videos go to
 ``samples/<config name>-<time stamp>/sample/<i>-<prompt>.gif`` (+ ``.mp4`` with ``--save_mp4``), with a grid of
 all of them in ``sample.gif`` and the config with the seeds used in ``config.yaml``.
 

@@ -167,6 +167,8 @@ class AnimationPipeline:
                 return self._unet_fn(x_in, t[:1], emb)
             cond, mask, scale = control
             down, mid = self._controlnet_fn(x_in, t[:1], emb, cond, mask, scale)
+            if self.jit:  # a tuple of tensors is a graph constant unless marked mutable (one compile, not one per call)
+                down = ms.mutable(tuple(down))
             return self._unet_fn(x_in, t[:1], emb, down, mid)
 
         if do_cfg:
