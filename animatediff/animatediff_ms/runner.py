@@ -18,7 +18,7 @@ import yaml
 from common.video_io import save_videos_grid
 
 from .build import build_pipeline
-from .config import InferenceConfig
+from .config import ConfigError, InferenceConfig
 from .loading import load_weights
 from .prompt_config import PromptEntry
 from .sparsectrl import build_controlnet, init_random, prepare_condition, save_condition_images
@@ -36,6 +36,8 @@ def attach_controlnet(pipe, entry: PromptEntry, log=print, random_seed: int | No
     for the demo), and the condition images prepared with the pipeline's current (base) VAE at the entry's H x W."""
     if not entry.uses_controlnet:
         return pipe
+    if not entry.controlnet_path and random_seed is None:
+        raise ConfigError(f"entry {entry.index}: controlnet_path: missing (controlnet_images are given)")
     if entry.controlnet_path:
         (log or (lambda *_: None))(f"loading controlnet checkpoint from {entry.controlnet_path} ...")
     net = build_controlnet(pipe.unet.cfg, entry.controlnet_config, entry.controlnet_path or None)
