@@ -2,10 +2,13 @@
 
     python text_to_video.py --config configs/prompts/1_animate/1_3_animate_ToonYou.yaml
     python text_to_video.py --config configs/prompts/demo.yaml          # tiny random model, no downloads
+    python text_to_video.py --config configs/prompts/3_sparsectrl/3_1_sparsectrl_i2v.yaml   # SparseCtrl
 
 Every entry of the prompt config is run: base model from ``--pretrained_model_path`` (a diffusers SD-1.5
 folder), then motion module, DreamBooth file, LoRA, domain adapter and MotionLoRAs in the original order;
-every prompt with its seed, negative prompt, steps and guidance scale. Videos go to
+every prompt with its seed, negative prompt, steps and guidance scale; an entry with ``controlnet_path`` /
+``controlnet_config`` / ``controlnet_images`` also builds the SparseCtrl controlnet and its condition (RGB images
+encoded by the base VAE, before the DreamBooth file replaces it). Videos go to
 ``samples/<config name>-<time stamp>/sample/<i>-<prompt>.gif`` (+ ``.mp4`` with ``--save_mp4``), with a grid of
 all of them in ``sample.gif`` and the config with the seeds used in ``config.yaml``.
 
@@ -54,7 +57,7 @@ def main(argv=None) -> int:
     # imported here so that --help is instant
     from animatediff_ms.config import InferenceConfig
     from animatediff_ms.prompt_config import load_prompt_config
-    from animatediff_ms.runner import build_entry_pipeline, make_savedir, run_prompt_config
+    from animatediff_ms.runner import attach_controlnet, build_entry_pipeline, make_savedir, run_prompt_config
 
     from common.config import ConfigError
     from common.nn import set_attention
@@ -76,12 +79,17 @@ def main(argv=None) -> int:
                 v = getattr(e, k)
                 if v is not None and (v <= 0 or v % 8):
                     raise ConfigError(f"{args.config}[{e.index}].{k}: {v} is not a positive multiple of 8")
+            e.check_controlnet(args.L or e.L or 16, f"{args.config}[{e.index}]")
             if args.inference_config:
                 e.inference_config = args.inference_config
             if args.seed is not None:
                 e.seeds = [args.seed] * len(e.prompts)
         sd = Path(args.pretrained_model_path or "models/StableDiffusion/stable-diffusion-v1-5")
         random_model = args.pretrained_model_path is None and not any(e.names_weights for e in entries)
+        for e in entries:
+            if e.uses_controlnet and not e.controlnet_path and not random_model:
+                raise ConfigError(f"{args.config}[{e.index}].controlnet_path: missing (controlnet_images are given; "
+                                  f"only a config naming no weight files runs a random controlnet)")
         if not random_model and not sd.is_dir():
             raise ConfigError(f"pretrained_model_path: folder not found: {sd} (a diffusers Stable Diffusion 1.5 "
                               f"folder; see README 'Weights')")
@@ -100,6 +108,7 @@ def main(argv=None) -> int:
                 print("[animatediff] this config names no weight files: running a TINY RANDOMLY INITIALISED "
                       "model (the videos are noise); pass --pretrained_model_path and weight files for real videos")
                 pipe = tiny_random_pipeline(InferenceConfig.load(entry.inference_config), jit=jit)
+                attach_controlnet(pipe, entry, random_seed=1)
                 if entry.sampler:
                     pipe.scheduler.sampler = entry.sampler
                 return pipe

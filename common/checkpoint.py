@@ -571,14 +571,17 @@ def _read_any(path: Path, upcast: bool, stub_globals, lazy: bool = False) -> Any
     return _read_mindspore(path)
 
 
-def _unwrap(obj: Any, path: Path) -> dict:
-    """Descend Lightning/DeepSpeed-style wrappers: ``state_dict``, ``module``, ``model``."""
+_WRAPPERS = ("state_dict", "module", "model")
+
+
+def _unwrap(obj: Any, path: Path, wrappers: Iterable[str] = _WRAPPERS) -> dict:
+    """Descend Lightning/DeepSpeed-style wrappers: ``state_dict``, ``module``, ``model`` (or ``wrappers``)."""
     for _ in range(4):
         if not isinstance(obj, dict):
             break
         if any(isinstance(v, (np.ndarray, LazyTensor)) for v in obj.values()):
             return obj
-        inner = next((obj[k] for k in ("state_dict", "module", "model") if isinstance(obj.get(k), dict)), None)
+        inner = next((obj[k] for k in wrappers if isinstance(obj.get(k), dict)), None)
         if inner is None:
             return obj
         obj = inner
@@ -594,6 +597,7 @@ def read_state_dict(
     key_prefix: str | None = None,
     stub_globals: Iterable[str] = (),
     lazy: bool = False,
+    wrappers: Iterable[str] = _WRAPPERS,
 ) -> dict[str, np.ndarray]:
     """Read a checkpoint into ``{name: numpy array}`` without running pickled code.
 
@@ -610,6 +614,8 @@ def read_state_dict(
         lazy: (default False) tensors of ``.safetensors`` files (single or sharded) are returned as
             :class:`LazyTensor` (shape from the header, data read on ``np.asarray``), so a large model loads
             one tensor at a time; other formats are read as usual.
+        wrappers: (default ``("state_dict", "module", "model")``) keys of a top-level dict without tensors
+            whose dict value holds the weights, tried in order (e.g. add ``"controlnet"``).
 
     Wrappers are unwrapped (``state_dict`` of Lightning, ``module`` / ``model``); non-tensor
     entries (``epoch``, ``hyper_parameters`` ...) are dropped.
@@ -619,7 +625,7 @@ def read_state_dict(
         UnsafeCheckpointError: a pickle global outside the allow-list (payload not executed).
     """
     p = Path(path)
-    sd = _unwrap(_read_any(p, upcast, stub_globals, lazy), p)
+    sd = _unwrap(_read_any(p, upcast, stub_globals, lazy), p, tuple(wrappers))
     out = {k: v for k, v in sd.items() if isinstance(k, str) and isinstance(v, (np.ndarray, LazyTensor))}
     if key_prefix is not None:
         out = {k[len(key_prefix):]: v for k, v in out.items() if k.startswith(key_prefix)}

@@ -8,6 +8,8 @@
   configures it) plus this port's ``sampler`` choice.
 * :class:`TrainingConfig`: ``configs/training/v1/training.yaml`` (the keyword arguments of the original
   ``train.py::main``).
+* :class:`SparseControlNetKwargs` / :class:`ControlNetInferenceConfig`: ``configs/inference/sparsectrl/*.yaml``
+  (``controlnet_additional_kwargs`` of ``SparseControlNetModel.from_unet``).
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from common.config import ConfigError, from_mapping, load_json, load_yaml, unuse
 from common.vae import SD_SCALE_FACTOR, DDConfig
 
 __all__ = ["ConfigError", "MotionModuleConfig", "UNet3DAdditionalKwargs", "UNet3DConfig", "VAEConfig",
-           "SchedulerConfig", "InferenceConfig", "TrainingConfig"]
+           "SchedulerConfig", "InferenceConfig", "TrainingConfig", "SparseControlNetKwargs",
+           "ControlNetInferenceConfig"]
 
 _TRAINING = "a key of the training config (read by TrainingConfig)"
 _LOOP = "the training loop (not ported yet; the objective is animatediff_ms.training)"
@@ -371,3 +374,82 @@ class TrainingConfig:
         if not cfg.trainable_modules:
             raise ConfigError(f"{path}: trainable_modules: empty (the original then trains nothing)")
         return cfg
+
+
+def _controlnet_motion_defaults() -> MotionModuleConfig:
+    # SparseControlNetModel's default motion_module_kwargs (used only when the yaml gives none)
+    return MotionModuleConfig(num_attention_heads=8, num_transformer_block=1, attention_block_types=("Temporal_Self",),
+                              temporal_position_encoding=True, temporal_position_encoding_max_len=32)
+
+
+@dataclass
+class SparseControlNetKwargs:
+    """``controlnet_additional_kwargs`` of ``configs/inference/sparsectrl/*.yaml`` (SparseCtrl, Guo et al. 2023).
+
+    Everything else of the controlnet comes from the UNet it is built from (``SparseControlNetModel.from_unet``):
+    ``block_out_channels``, ``layers_per_block``, ``attention_head_dim`` (down-block heads), ``norm_num_groups``,
+    ``norm_eps``, ``cross_attention_dim``, ``flip_sin_to_cos`` / ``freq_shift``, ``downsample_padding``,
+    ``use_linear_projection``, ``mid_block_scale_factor``.
+
+    Attributes:
+        set_noisy_sample_input_to_zero: the noisy latents are replaced by zeros (True in both released configs):
+            the residuals then depend on the timestep, the text and the condition only.
+        use_simplified_condition_embedding: the condition embedding is ONE 3x3 conv (True: the RGB controlnet,
+            whose condition is VAE-encoded latents) or the 8x-downsampling conv stack (False: scribble, pixels).
+        conditioning_channels: channels of the condition (4 latent channels for RGB, 3 for scribble).
+        concate_conditioning_mask: the 0/1 frame mask is concatenated as one more condition channel (True).
+        use_motion_module / motion_module_resolutions / motion_module_mid_block / motion_module_type /
+            motion_module_kwargs: as in ``unet_additional_kwargs`` (the released configs: modules at
+            [1, 2, 4, 8], ONE ``Temporal_Self`` attention block each, position table of 32 frames).
+        global_pool_conditions: only False (the original pools a 5-D tensor over the wrong axes).
+    """
+
+    set_noisy_sample_input_to_zero: bool = False
+    use_simplified_condition_embedding: bool = False
+    conditioning_channels: int = 3
+    concate_conditioning_mask: bool = True
+    use_motion_module: bool = True
+    motion_module_resolutions: tuple[int, ...] = (1, 2, 4, 8)
+    motion_module_mid_block: bool = False
+    motion_module_type: Literal["Vanilla"] = "Vanilla"
+    motion_module_kwargs: MotionModuleConfig = field(default_factory=_controlnet_motion_defaults)
+    global_pool_conditions: Literal[False] = False
+
+    def __post_init__(self):
+        self.motion_module_resolutions = tuple(self.motion_module_resolutions)
+        if self.conditioning_channels < 1:
+            raise ConfigError(f"conditioning_channels: must be >= 1, got {self.conditioning_channels}")
+
+    @property
+    def kind(self) -> str:
+        """``"rgb"`` (simplified embedding of VAE latents) or ``"scribble"`` (pixel-condition embedding)."""
+        return "rgb" if self.use_simplified_condition_embedding else "scribble"
+
+    def down_has_motion(self, i: int) -> bool:
+        """Down block i gets motion modules (``2**i in motion_module_resolutions``)."""
+        return self.use_motion_module and 2 ** i in self.motion_module_resolutions
+
+    @property
+    def mid_has_motion(self) -> bool:
+        return self.use_motion_module and self.motion_module_mid_block
+
+
+@dataclass
+class _ControlNetFile:
+    controlnet_additional_kwargs: SparseControlNetKwargs = field(default_factory=SparseControlNetKwargs)
+
+
+@dataclass
+class ControlNetInferenceConfig:
+    """A SparseCtrl inference yaml (``controlnet_config`` of a prompt entry): ``controlnet_additional_kwargs``."""
+
+    controlnet_additional_kwargs: SparseControlNetKwargs
+    path: str = ""
+
+    @classmethod
+    def load(cls, path) -> ControlNetInferenceConfig:
+        data = load_yaml(path)
+        if data is None:
+            data = {}
+        f = from_mapping(_ControlNetFile, data, str(path))
+        return cls(f.controlnet_additional_kwargs, str(path))

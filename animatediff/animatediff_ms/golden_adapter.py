@@ -16,9 +16,10 @@ from common.golden import GoldenAdapter, GoldenError
 from common.schedulers.ddim import ddim_schedule_from_diffusers
 
 from . import loading as L
+from . import sparsectrl as S
 from . import training as T
 from .build import build_text_encoder, build_unet, build_vae
-from .config import InferenceConfig, TrainingConfig, VAEConfig
+from .config import InferenceConfig, TrainingConfig, UNet3DConfig, VAEConfig
 from .pipeline import AnimationPipeline
 from .prompt_config import load_prompt_config
 
@@ -57,6 +58,8 @@ class Adapter(GoldenAdapter):
         if p.parent == self.sd_folder.resolve():
             return p.name  # unet / vae / text_encoder / tokenizer
         name = p.name.lower()
+        if "sparsectrl" in name or p.parent.name.lower() == "sparsectrl":
+            return "controlnet"
         if "adapter" in name:
             return "adapter"
         if p.suffix == ".ckpt" and "lora" in name:
@@ -222,3 +225,95 @@ class Adapter(GoldenAdapter):
         _, grads, norm = T.loss_and_grads(unet, *args, params=params)
         names = {id(q): n for n, q in unet.parameters_and_names()}
         return {"grad_norm": norm, **{names[id(q)]: g for q, g in zip(params, grads)}}
+
+    # -------------------------------------------------------------------------------- SparseCtrl
+    def check_sparsectrl_image(self, c):
+        p = c.params
+        return {"controlnet_images": S.load_condition_images([self.root / q for q in p["images"]], int(p["height"]),
+                                                             int(p["width"]), bool(p["normalize_condition_images"]))}
+
+    check_sparsectrl_image_rgb = check_sparsectrl_image
+    check_sparsectrl_image_scribble = check_sparsectrl_image
+
+    def check_sparsectrl_encode_rgb(self, c):
+        if abs(float(c.params.get("scaling_factor", 0.18215)) - 0.18215) > 1e-12:
+            raise GoldenError(f"scaling_factor {c.params['scaling_factor']} is not the pipeline's 0.18215")
+        return {"latents": S.encode_condition_images(self.vae(c), c.inputs["controlnet_images"], c.inputs["noise"])}
+
+    def check_sparsectrl_cond(self, c):
+        cond, mask = S.make_condition(c.inputs["controlnet_images"], list(c.params["controlnet_image_index"]),
+                                      int(c.params["video_length"]))
+        return {"cond": cond, "mask": mask}
+
+    check_sparsectrl_cond_rgb = check_sparsectrl_cond
+    check_sparsectrl_cond_scribble = check_sparsectrl_cond
+
+    def controlnet(self, c):
+        """``SparseControlNetModel.from_unet`` (the diffusers folder's UNet config + config.yaml) + the checkpoint."""
+        key = ("controlnet", tuple(c.params["weights"]), c.params["controlnet_config"])
+        if key not in self._cache:
+            files = [p for role, p in self._weights(c) if role == "controlnet"]
+            if len(files) != 1:
+                raise GoldenError(f"{c.name}: expected one controlnet file in params.weights, got {files}")
+            ucfg = UNet3DConfig.from_files(self.sd_folder / "unet" / "config.json",
+                                           self.inference.unet_additional_kwargs)
+            self._cache[key] = S.build_controlnet(ucfg, self.root / c.params["controlnet_config"], files[0])
+        return self._cache[key]
+
+    def check_sparsectrl(self, c):
+        x, p = c.inputs, c.params
+        net = self.controlnet(c)
+        if int(p["n_down"]) != net.num_residuals:
+            raise GoldenError(f"n_down {p['n_down']} != our {net.num_residuals} residuals")
+        down, mid = net(ms.Tensor(x["sample"]), ms.Tensor(x["timestep"]), ms.Tensor(x["encoder_hidden_states"]),
+                        ms.Tensor(x["controlnet_cond"]), ms.Tensor(x["conditioning_mask"]),
+                        float(p["conditioning_scale"]))
+        return {"mid": mid, **{f"down_{i:02d}": d for i, d in enumerate(down)}}
+
+    check_sparsectrl_rgb = check_sparsectrl
+    check_sparsectrl_scribble = check_sparsectrl
+
+    def check_unet_sparsectrl(self, c):
+        x = c.inputs
+        n = int(c.params["n_down"])
+        down = tuple(ms.Tensor(x[f"down_block_additional_residuals.{i}"]) for i in range(n))
+        return {"out": self.unet(c)(ms.Tensor(x["sample"]), ms.Tensor(x["timestep"]),
+                                    ms.Tensor(x["encoder_hidden_states"]), down,
+                                    ms.Tensor(x["mid_block_additional_residual"]))}
+
+    check_unet_sparsectrl_rgb = check_unet_sparsectrl
+    check_unet_sparsectrl_scribble = check_unet_sparsectrl
+
+    def check_pipeline_sparsectrl(self, c):
+        """The ``scripts/animate.py`` flow of ``params.prompt_config`` with the recorded condition images (the RGB
+        ones are VAE posterior samples whose noise the original draws unseeded)."""
+        x, p = c.inputs, c.params
+        pipe = self.pipeline(c)
+        if pipe.controlnet is None:
+            raise GoldenError(f"{p['prompt_config']}: no controlnet built")
+        if [int(i) for i in pipe.condition.index] != [int(i) for i in p["controlnet_image_index"]]:
+            raise GoldenError(f"controlnet_image_indexs {pipe.condition.index} != {p['controlnet_image_index']}")
+        mids = []
+        net = pipe.controlnet
+
+        def recording(*args):
+            down, mid = net(*args)
+            mids.append(mid.asnumpy())
+            return down, mid
+
+        pipe._controlnet_fn = recording
+        res = pipe(p["prompt"], num_frames=int(p["video_length"]), height=int(p["height"]), width=int(p["width"]),
+                   num_inference_steps=int(p["num_inference_steps"]), guidance_scale=float(p["guidance_scale"]),
+                   negative_prompt=p["negative_prompt"], eta=float(p.get("eta", 0.0)), latents=x["latents"],
+                   sampler="ddim", progress=False, controlnet_images=x["controlnet_images"],
+                   controlnet_image_index=list(p["controlnet_image_index"]),
+                   controlnet_conditioning_scale=float(p["controlnet_conditioning_scale"]))
+        for k, ids in (("input_ids", pipe.tokenize(p["prompt"])),
+                       ("uncond_input_ids", pipe.tokenize(p["negative_prompt"]))):
+            if not np.array_equal(ids, x[k]):
+                raise AssertionError(f"pipeline: our tokenization of the {k} differs from the recorded ids")
+        return {"videos": res.frames.transpose(0, 4, 1, 2, 3), "text_embeddings": res.text_embeddings,
+                "final_latents": res.latents, "step0_mid_residual": mids[0]}
+
+    check_pipeline_sparsectrl_rgb = check_pipeline_sparsectrl
+    check_pipeline_sparsectrl_scribble = check_pipeline_sparsectrl

@@ -43,12 +43,13 @@ class WeightsError(ConfigError):
     """A weight file that is missing, unreadable or not of the kind expected (message names the file)."""
 
 
-def read_weights(path, what: str, upcast: bool = True) -> dict[str, np.ndarray]:
+def read_weights(path, what: str, upcast: bool = True, wrappers=None) -> dict[str, np.ndarray]:
     """Read any checkpoint format (``common.checkpoint.read_state_dict``; released files' non-tensor
     entries read as inert stubs).
 
     Args:
         path: file or folder. what: the config key it came from (for the error message).
+        wrappers: keys of a wrapper dict to descend into besides ``state_dict`` / ``module`` / ``model``.
     Raises:
         WeightsError: missing or unreadable file.
     """
@@ -56,7 +57,8 @@ def read_weights(path, what: str, upcast: bool = True) -> dict[str, np.ndarray]:
     if not p.exists():
         raise WeightsError(f"{what}: file not found: {p}")
     try:
-        return read_state_dict(p, upcast=upcast, stub_globals=STUB_GLOBALS)
+        kw = {"wrappers": ("state_dict", "module", "model") + tuple(wrappers)} if wrappers else {}
+        return read_state_dict(p, upcast=upcast, stub_globals=STUB_GLOBALS, **kw)
     except CheckpointError as e:
         raise WeightsError(f"{what}: {e}") from e
 

@@ -5,6 +5,11 @@ or take the initial latents ``(b, 4, L, H/s, W/s)`` (used unscaled: DDIM's init 
 classifier-free guidance (DDIM as configured by ``noise_scheduler_kwargs``, or DPM-Solver++ 2M), decode
 each frame with the VAE (``latents / 0.18215``) and return a :class:`AnimationPipelineOutput`
 (:class:`common.pipeline_utils.VideoOutput`: frames ``(b, L, H, W, 3)`` in [0, 1]).
+
+With a SparseCtrl controlnet (``controlnet=``) and ``controlnet_images`` (RGB: VAE latents ``(1, 4, n, h, w)``;
+scribble: pixels ``(1, 3, n, H, W)``; see :mod:`animatediff_ms.sparsectrl`), every UNet call is preceded by a
+controlnet call on the same (CFG-doubled) latents, timestep and text embeddings, whose residuals the UNet adds
+to its skip connections and mid block; the condition places image k at frame ``controlnet_image_index[k]``.
 """
 from __future__ import annotations
 
@@ -44,9 +49,11 @@ class AnimationPipeline:
         tokenizer: :class:`common.clip.hf_tokenizer.CLIPTokenizer`.
         scheduler: :class:`~animatediff_ms.config.SchedulerConfig` (``noise_scheduler_kwargs`` + sampler).
         jit: run the UNet as a compiled graph (``ms.jit``, MindSpore graph mode) instead of PyNative.
+        controlnet: optional :class:`~animatediff_ms.models.SparseControlNetModel` (SparseCtrl).
     """
 
-    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler: SchedulerConfig, jit: bool = False):
+    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler: SchedulerConfig, jit: bool = False,
+                 controlnet=None):
         self.unet = unet
         self.vae = vae
         self.text_encoder = text_encoder
@@ -54,6 +61,18 @@ class AnimationPipeline:
         self.scheduler = scheduler
         self.jit = jit
         self._unet_fn = ms.jit(unet.construct) if jit else unet
+        self.controlnet = controlnet
+        #: the condition prepared from a prompt entry (:class:`animatediff_ms.sparsectrl.SparseCondition`), if any
+        self.condition = None
+
+    @property
+    def controlnet(self):
+        return self._controlnet
+
+    @controlnet.setter
+    def controlnet(self, net):
+        self._controlnet = net
+        self._controlnet_fn = None if net is None else (ms.jit(net.construct) if self.jit else net)
 
     @property
     def vae_scale_factor(self) -> int:
@@ -109,9 +128,29 @@ class AnimationPipeline:
             seed = secrets.randbits(63)
         return torch_randn(int(seed), shape), int(seed)
 
-    def denoiser(self, text_embeddings, batch: int, guidance_scale: float):
+    def prepare_control(self, controlnet_images, controlnet_image_index, num_frames: int, height: int, width: int):
+        """``(cond, mask)`` Tensors for the controlnet (:func:`animatediff_ms.sparsectrl.make_condition`), the
+        condition's size checked against the controlnet (RGB: latent size; scribble: pixel size)."""
+        from .sparsectrl import make_condition
+
+        images = np.asarray(controlnet_images.asnumpy() if hasattr(controlnet_images, "asnumpy")
+                            else controlnet_images, np.float32)
+        cfg = self.controlnet.cfg
+        if images.ndim != 5 or images.shape[1] != cfg.conditioning_channels:
+            raise ValueError(f"controlnet_images must be (b, {cfg.conditioning_channels}, n, h, w) for the "
+                             f"{cfg.kind} controlnet, got {tuple(images.shape)}")
+        s = self.vae_scale_factor // self.controlnet.cond_downscale
+        want = (height // s, width // s)
+        if tuple(images.shape[3:]) != want:
+            raise ValueError(f"controlnet_images are {images.shape[3]}x{images.shape[4]}, the {cfg.kind} controlnet "
+                             f"needs {want[0]}x{want[1]} for a {height}x{width} video")
+        cond, mask = make_condition(images, controlnet_image_index, num_frames)
+        return ms.Tensor(cond), ms.Tensor(mask)
+
+    def denoiser(self, text_embeddings, batch: int, guidance_scale: float, control=None):
         """The guided :class:`~common.schedulers.denoiser.Denoiser` (eps, int timesteps): both CFG branches
-        ``[uncond, cond]`` in one UNet call, combined by :func:`common.schedulers.guidance.cfg`."""
+        ``[uncond, cond]`` in one UNet call, combined by :func:`common.schedulers.guidance.cfg`.
+        ``control``: ``(cond, mask, conditioning_scale)`` for the controlnet, called before every UNet call."""
         do_cfg = guidance_scale > 1.0
         emb = text_embeddings
         b = batch
@@ -123,7 +162,14 @@ class AnimationPipeline:
         def model_fn(x, t, branch):
             if branch is not None:
                 raise ValueError("AnimationPipeline runs both CFG branches in one call")
-            return self._unet_fn(ops.concat([x, x], axis=0) if do_cfg else x, t[:1], emb)
+            x_in = ops.concat([x, x], axis=0) if do_cfg else x
+            if control is None:
+                return self._unet_fn(x_in, t[:1], emb)
+            cond, mask, scale = control
+            down, mid = self._controlnet_fn(x_in, t[:1], emb, cond, mask, scale)
+            if self.jit:  # a tuple of tensors is a graph constant unless marked mutable (one compile, not one per call)
+                down = ms.mutable(tuple(down))
+            return self._unet_fn(x_in, t[:1], emb, down, mid)
 
         if do_cfg:
             return guided_denoiser(model_fn, ("uncond", "cond"), functools.partial(cfg, scale=guidance_scale),
@@ -131,12 +177,12 @@ class AnimationPipeline:
         return guided_denoiser(model_fn, ("cond",), prediction=diffusers_prediction(self._scheduler_kwargs()))
 
     def denoise(self, latents, text_embeddings, num_inference_steps: int, guidance_scale: float, eta: float = 0.0,
-                sampler: str | None = None, progress: bool = True, callback=None):
+                sampler: str | None = None, progress: bool = True, callback=None, control=None):
         """The sampling loop; ``latents`` (b, 4, L, h, w) -> final latents. ``callback({"i", "t", "x", ...})``
-        after every step."""
+        after every step. ``control``: see :meth:`denoiser`."""
         sampler = sampler or self.scheduler.sampler
         x = ms.Tensor(np.asarray(latents, np.float32))
-        fn = self.denoiser(text_embeddings, x.shape[0], guidance_scale)
+        fn = self.denoiser(text_embeddings, x.shape[0], guidance_scale, control)
         if sampler == "ddim":
             sched = ddim_schedule_from_diffusers(self._scheduler_kwargs(), num_inference_steps, eta=eta)
             return sample_ddim(fn, x, sched, callback=callback, disable=not progress)
@@ -162,7 +208,8 @@ class AnimationPipeline:
     def __call__(self, prompt: str, num_frames: int = 16, height: int = 512, width: int = 512,
                  num_inference_steps: int = 25, guidance_scale: float = 7.5, negative_prompt: str | None = None,
                  eta: float = 0.0, seed: int | None = None, latents=None, sampler: str | None = None,
-                 output_type: str = "np", callback=None, progress: bool = True) -> AnimationPipelineOutput:
+                 output_type: str = "np", callback=None, progress: bool = True, controlnet_images=None,
+                 controlnet_image_index=(0,), controlnet_conditioning_scale: float = 1.0) -> AnimationPipelineOutput:
         """Generate one video.
 
         Args:
@@ -179,14 +226,28 @@ class AnimationPipeline:
             sampler: ``"ddim"`` / ``"dpmpp_2m"`` (default: the configured one).
             output_type: ``"np"`` (decoded frames) or ``"latent"`` (no decoding; ``frames`` None).
             callback: called after each step with a dict. progress: show a progress bar.
+            controlnet_images: the SparseCtrl condition images (RGB controlnet: VAE latents (1, 4, n, H/8, W/8);
+                scribble: pixels (1, 3, n, H, W) in [0, 1]); None = no controlnet call.
+            controlnet_image_index: the frame of each image (python indexing, -1 = last; the prompt config's
+                ``controlnet_image_indexs``; [0]). controlnet_conditioning_scale: residual weight (1.0).
         """
         check_output_type(output_type)
         self.check_inputs(prompt, height, width, num_frames, num_inference_steps)
+        control = None
+        if controlnet_images is not None:
+            if self.controlnet is None:
+                raise ValueError("controlnet_images given but the pipeline has no controlnet (controlnet_path)")
+            limit = self.controlnet.max_frames
+            if limit is not None and num_frames > limit:
+                raise ValueError(f"L={num_frames} frames exceed the controlnet's temporal_position_encoding_max_len="
+                                 f"{limit}")
+            cond, mask = self.prepare_control(controlnet_images, controlnet_image_index, num_frames, height, width)
+            control = (cond, mask, float(controlnet_conditioning_scale))
         do_cfg = guidance_scale > 1.0
         emb = self.encode_prompt(prompt, negative_prompt, do_cfg)
         b = 1 if latents is None else int(np.shape(latents)[0])
         x, seed = self.prepare_latents(self.latent_shape(num_frames, height, width, b), seed, latents)
-        out = self.denoise(x, emb, num_inference_steps, guidance_scale, eta, sampler, progress, callback)
+        out = self.denoise(x, emb, num_inference_steps, guidance_scale, eta, sampler, progress, callback, control)
         frames = None
         if output_type == "np":
             frames = np.ascontiguousarray(self.decode_latents(out).transpose(0, 2, 3, 4, 1))  # (b, L, H, W, 3)

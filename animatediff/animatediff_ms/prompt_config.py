@@ -4,7 +4,10 @@
 ``adapter_lora_path`` / ``adapter_lora_scale``, ``dreambooth_path``, ``lora_model_path`` / ``lora_alpha``,
 ``seed`` (int or list; -1 = random), ``steps``, ``guidance_scale``, ``prompt`` (list), ``n_prompt``
 (list: one entry for all prompts, or one per prompt), optional ``H`` / ``W`` / ``L``, and this port's
-optional ``sampler`` (``ddim`` / ``dpmpp_2m``) and ``save_mp4`` (also write .mp4). Relative paths are
+optional ``sampler`` (``ddim`` / ``dpmpp_2m``) and ``save_mp4`` (also write .mp4). SparseCtrl entries add
+``controlnet_path`` (``v3_sd15_sparsectrl_{rgb,scribble}.ckpt``), ``controlnet_config``
+(``configs/inference/sparsectrl/*.yaml``), ``controlnet_images`` (list of image files), ``controlnet_image_indexs``
+(the frame of each image, python indexing; [0]) and ``normalize_condition_images`` (false). Relative paths are
 resolved against the current folder first (as the original, run from the project root), then against the
 config's folder and each folder above it (so ``configs/...`` and ``models/...`` paths also work from elsewhere).
 """
@@ -43,12 +46,11 @@ class _EntryKeys:
     sampler: str | None = None
     save_mp4: bool = False
     random_seed: Any = unused("written by the original into the config it saves next to the videos")
-    # the original's SparseCtrl keys (not supported by this port: a controlnet_path is refused below)
     controlnet_path: Any = None
     controlnet_config: Any = None
     controlnet_images: Any = None
     controlnet_image_indexs: Any = None
-    normalize_condition_images: Any = None
+    normalize_condition_images: bool = False
 
 
 WEIGHT_KEYS = ("motion_module", "adapter_lora_path", "dreambooth_path", "lora_model_path")
@@ -77,12 +79,31 @@ class PromptEntry:
     L: int | None = None
     sampler: str | None = None
     save_mp4: bool = False
+    controlnet_path: str = ""
+    controlnet_config: str = ""
+    controlnet_images: list = field(default_factory=list)
+    controlnet_image_indexs: list = field(default_factory=lambda: [0])
+    normalize_condition_images: bool = False
 
     @property
     def names_weights(self) -> bool:
         """Whether the entry names any weight file."""
         return bool(self.motion_module or self.dreambooth_path or self.lora_model_path or self.adapter_lora_path
-                    or self.motion_module_lora_configs)
+                    or self.motion_module_lora_configs or self.controlnet_path)
+
+    @property
+    def uses_controlnet(self) -> bool:
+        """SparseCtrl: a controlnet config and condition images (with a checkpoint, or random for the demo)."""
+        return bool(self.controlnet_config and self.controlnet_images)
+
+    def check_controlnet(self, video_length: int, where: str = "") -> None:
+        """One ConfigError line for condition images that cannot fit a video of ``video_length`` frames
+        (:func:`animatediff_ms.sparsectrl.check_condition`); call before any weight is loaded."""
+        if self.uses_controlnet:
+            from .sparsectrl import check_condition
+
+            check_condition(len(self.controlnet_images), self.controlnet_image_indexs, video_length,
+                            f"{where}.controlnet_image_indexs" if where else "controlnet_image_indexs")
 
 
 def _resolve(p: str, base: Path, where: str, must_exist: bool = True) -> str:
@@ -116,8 +137,6 @@ def load_prompt_config(path, default_inference_config: str | None = None, check_
     for i, e in enumerate(data):
         where = join(str(path), i)
         from_mapping(_EntryKeys, e, where)  # unknown keys, missing steps / guidance_scale, wrong types
-        if e.get("controlnet_path"):
-            raise ConfigError(f"{where}.controlnet_path: SparseCtrl is not supported by this port")
         inf = e.get("inference_config") or default_inference_config
         if not inf:
             raise ConfigError(f"{where}: no inference_config (and no --inference_config given)")
@@ -167,5 +186,40 @@ def load_prompt_config(path, default_inference_config: str | None = None, check_
                 raise ConfigError(f"{where}.sampler: {e['sampler']!r} is not one of {list(SchedulerConfig.SAMPLERS)}")
             entry.sampler = e["sampler"]
         entry.save_mp4 = bool(e.get("save_mp4", False))
+        _read_controlnet(entry, e, base, where, check_files)
         out.append(entry)
     return out
+
+
+def _read_controlnet(entry: PromptEntry, e: dict, base: Path, where: str, check_files: bool) -> None:
+    """The SparseCtrl keys (what ``scripts/animate.py`` asserts, and files that must exist)."""
+    for k in ("controlnet_path", "controlnet_config"):
+        v = e.get(k) or ""
+        if not isinstance(v, str):
+            raise ConfigError(f"{where}.{k}: expected a path string, got {v!r}")
+        setattr(entry, k, _resolve(v, base, f"{where}.{k}", check_files or k == "controlnet_config"))
+    images = e.get("controlnet_images") or []
+    if isinstance(images, str):
+        images = [images]
+    if not isinstance(images, list) or not all(isinstance(p, str) and p for p in images):
+        raise ConfigError(f"{where}.controlnet_images: expected a list of image paths, got {images!r}")
+    entry.controlnet_images = [_resolve(p, base, f"{where}.controlnet_images[{j}]", check_files)
+                               for j, p in enumerate(images)]
+    index = e.get("controlnet_image_indexs", [0])
+    if isinstance(index, int) and not isinstance(index, bool):
+        index = [index]
+    if not isinstance(index, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in index):
+        raise ConfigError(f"{where}.controlnet_image_indexs: expected a list of frame indices, got {index!r}")
+    entry.controlnet_image_indexs = list(index)
+    entry.normalize_condition_images = bool(e.get("normalize_condition_images") or False)
+    if entry.controlnet_path:
+        if not entry.controlnet_images:
+            raise ConfigError(f"{where}.controlnet_images: required with controlnet_path (the condition images)")
+        if not entry.controlnet_config:
+            raise ConfigError(f"{where}.controlnet_config: required with controlnet_path (e.g. "
+                              f"configs/inference/sparsectrl/latent_condition.yaml for the RGB controlnet)")
+    elif entry.controlnet_images and not entry.controlnet_config:
+        raise ConfigError(f"{where}.controlnet_images: given without controlnet_path / controlnet_config "
+                          f"(the original would ignore them)")
+    if entry.uses_controlnet and entry.L is not None:
+        entry.check_controlnet(entry.L, where)

@@ -2,7 +2,9 @@
 
 Output (as the original): ``<savedir>/sample/<i>-<first 10 words>.gif`` per video (and ``.mp4`` on
 request), ``<savedir>/sample.gif`` (grid of all videos, 4 per row) and ``<savedir>/config.yaml`` (the
-prompt config with the seeds actually used), in ``samples/<config name>-<YYYY-mm-ddTHH-MM-SS>``.
+prompt config with the seeds actually used), in ``samples/<config name>-<YYYY-mm-ddTHH-MM-SS>``; SparseCtrl entries
+also write their condition images to ``<savedir>/control_images/<i>.png`` (``<entry>-<i>.png`` when several
+entries have them; the original overwrites one entry's with the next one's).
 """
 from __future__ import annotations
 
@@ -16,16 +18,44 @@ import yaml
 from common.video_io import save_videos_grid
 
 from .build import build_pipeline
-from .config import InferenceConfig
+from .config import ConfigError, InferenceConfig
 from .loading import load_weights
 from .prompt_config import PromptEntry
+from .sparsectrl import build_controlnet, init_random, prepare_condition, save_condition_images
+
+
+def condition_seed(entry: PromptEntry) -> int | None:
+    """Seed of the RGB condition's VAE posterior noise: the entry's first seed (None when -1: random)."""
+    s = entry.seeds[0] if entry.seeds else -1
+    return None if s == -1 else int(s)
+
+
+def attach_controlnet(pipe, entry: PromptEntry, log=print, random_seed: int | None = None):
+    """SparseCtrl for an entry (before ``load_weights``, as ``scripts/animate.py``): the controlnet built from the
+    UNet's config + ``controlnet_config`` with ``controlnet_path`` loaded (or random weights from ``random_seed``
+    for the demo), and the condition images prepared with the pipeline's current (base) VAE at the entry's H x W."""
+    if not entry.uses_controlnet:
+        return pipe
+    if not entry.controlnet_path and random_seed is None:
+        raise ConfigError(f"entry {entry.index}: controlnet_path: missing (controlnet_images are given)")
+    if entry.controlnet_path:
+        (log or (lambda *_: None))(f"loading controlnet checkpoint from {entry.controlnet_path} ...")
+    net = build_controlnet(pipe.unet.cfg, entry.controlnet_config, entry.controlnet_path or None)
+    if not entry.controlnet_path:
+        init_random(net, random_seed or 0)
+    pipe.controlnet = net
+    h, w = entry.H or 512, entry.W or 512
+    pipe.condition = prepare_condition(entry, pipe.vae, net, h, w, seed=condition_seed(entry), log=log)
+    return pipe
 
 
 def build_entry_pipeline(entry: PromptEntry, pretrained_model_path, jit: bool = False, progress: bool = True,
                          log=print, inference_config: str | None = None):
-    """Models for one prompt-config entry: the diffusers folder, then ``load_weights`` in the original order."""
+    """Models for one prompt-config entry: the diffusers folder, the SparseCtrl controlnet and its condition
+    (when the entry names one), then ``load_weights`` in the original order."""
     inf = InferenceConfig.load(inference_config or entry.inference_config)
     pipe = build_pipeline(pretrained_model_path, inf, jit=jit)
+    attach_controlnet(pipe, entry, log)
     load_weights(pipe.unet, pipe.vae, pipe.text_encoder, motion_module_path=entry.motion_module,
                  motion_module_lora_configs=entry.motion_module_lora_configs,
                  adapter_lora_path=entry.adapter_lora_path, adapter_lora_scale=entry.adapter_lora_scale,
@@ -70,17 +100,25 @@ def run_prompt_config(entries: list[PromptEntry], raw_config, savedir: Path, mak
     say = log or (lambda *_: None)
     written, videos = [], []
     sample_idx = 0
+    n_control = sum(1 for e in entries if e.uses_controlnet)
     for entry in entries:
-        pipe = make_pipeline(entry)
         oh, ow, ol = override_size
         h, w, n = oh or entry.H or H, ow or entry.W or W, ol or entry.L or L
+        entry.H, entry.W, entry.L = h, w, n  # resolved before the models: SparseCtrl loads its images at H x W
+        entry.check_controlnet(n, f"entry {entry.index}")
+        pipe = make_pipeline(entry)
+        control = {}
+        if getattr(pipe, "condition", None) is not None:
+            control = pipe.condition.kwargs()
+            save_condition_images(pipe.condition.pixels, savedir / "control_images",
+                                  f"{entry.index}-" if n_control > 1 else "")
         used = []
         for prompt, n_prompt, seed in zip(entry.prompts, entry.n_prompts, entry.seeds):
             say(f"sampling {prompt} ...")
             t0 = time.time()
             out = pipe(prompt, num_frames=n, height=h, width=w, num_inference_steps=steps or entry.steps,
                        guidance_scale=entry.guidance_scale, negative_prompt=n_prompt, seed=seed,
-                       sampler=sampler or entry.sampler, progress=progress)
+                       sampler=sampler or entry.sampler, progress=progress, **control)
             say(f"current seed: {out.seed}  ({time.time() - t0:.1f} s)")
             used.append(out.seed)
             video = out.frames.transpose(0, 4, 1, 2, 3)  # (1, T, H, W, 3) -> the grid writer's (1, 3, T, H, W)

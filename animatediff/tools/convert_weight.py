@@ -5,13 +5,18 @@
     python tools/convert_weight.py --kind lora          --src models/DreamBooth_LoRA/style_lora.safetensors --target style_lora_ms.ckpt
     python tools/convert_weight.py --kind adapter       --src models/Motion_Module/v3_sd15_adapter.ckpt --target v3_adapter_ms.ckpt
     python tools/convert_weight.py --kind motion_lora   --src models/MotionLoRA/v2_lora_ZoomIn.ckpt --target v2_lora_ZoomIn_ms.ckpt
+    python tools/convert_weight.py --kind sparsectrl    --src models/SparseCtrl/v3_sd15_sparsectrl_rgb.ckpt --target v3_sd15_sparsectrl_rgb_ms.ckpt
+    python tools/convert_weight.py --kind sparsectrl    --src models/SparseCtrl/v3_sd15_sparsectrl_scribble.ckpt --target v3_sd15_sparsectrl_scribble_ms.ckpt
     (older form: python tools/convert_weight.py motion_module SRC OUT)
 
 The source is read without executing pickled code (torch zip/legacy ``.ckpt``, ``.safetensors``) and checked
 against the full-size model (built without allocating weights) from ``--pretrained_model_path``'s configs or the
 SD-1.5 defaults and the inference config (``--config``; for motion modules and MotionLoRAs guessed from the file
-when not given: mid-block keys -> v2, 24-frame position tables -> v1, else v3). Every key is either converted or
-reported as ignored (the motion modules' ``pos_encoder.pe`` tables, LDM schedule buffers); a key that fits
+when not given: mid-block keys -> v2, 24-frame position tables -> v1, else v3). A SparseCtrl controlnet is checked
+against the controlnet that ``scripts/animate.py`` builds from the base UNet with ``--controlnet_config`` (default:
+guessed from the file's condition embedding, ``configs/inference/sparsectrl/latent_condition.yaml`` for the RGB
+file, ``image_condition.yaml`` for the scribble one); a ``{"controlnet": ...}`` wrapper is accepted. Every key is
+either converted or reported as ignored (the ``pos_encoder.pe`` tables, LDM schedule buffers); a key that fits
 nothing, or a shape that differs, stops the conversion with one error line (exit status 2; --allow_partial
 writes motion modules and DreamBooth files anyway; LoRA files are always checked in full).
 
@@ -33,6 +38,7 @@ from animatediff_ms.convert.lora import plan_diffusers_lora, plan_kohya_lora
 from animatediff_ms.loading import check_motion_module, is_motion_param, read_weights
 from animatediff_ms.models import UNet3DConditionModel
 from animatediff_ms.sd15 import SD15_TEXT_ENCODER, SD15_UNET, SD15_VAE
+from animatediff_ms.sparsectrl import KIND_CONFIGS, build_controlnet, check_checkpoint_kind, checkpoint_kind
 from mindspore.nn.utils import no_init_parameters
 
 from common.checkpoint import match_state_dict
@@ -41,7 +47,7 @@ from common.clip.hf_clip import CLIPTextConfig, CLIPTextModel
 from common.config import load_json
 from common.vae import AutoencoderKL
 
-KINDS = ("motion_module", "dreambooth", "lora", "adapter", "motion_lora")
+KINDS = ("motion_module", "dreambooth", "lora", "adapter", "motion_lora", "sparsectrl")
 PROJECT = Path(__file__).resolve().parents[1]
 
 
@@ -89,7 +95,8 @@ def validate(args) -> tuple[dict, dict]:
     """Check ``args.src`` -> (tensors to write, ignored keys grouped by reason)."""
     src = Path(args.src)
     name = src.name
-    sd = read_weights(src, args.kind, upcast=args.dtype != "keep")
+    sd = read_weights(src, args.kind, upcast=args.dtype != "keep",
+                      wrappers=("controlnet",) if args.kind == "sparsectrl" else None)
     ignored: dict[str, list[str]] = {}
     if args.kind == "motion_module":
         keep = {k: v for k, v in sd.items() if "motion_modules." in k and "pos_encoder.pe" not in k}
@@ -110,6 +117,8 @@ def validate(args) -> tuple[dict, dict]:
         te, _ = fold_position_ids(parts["text_encoder"], name)
         _check(_text_encoder(args), te, f"{name} (cond_stage_model.transformer)", args)
         return {k: v for k, v in sd.items() if k not in parts["ignored"]}, ignored
+    if args.kind == "sparsectrl":
+        return _validate_sparsectrl(args, sd, name)
     if args.kind == "lora":
         plan_kohya_lora({"unet": _unet(args, None), "text_encoder": _text_encoder(args)}, sd, name)
         return sd, ignored
@@ -121,6 +130,27 @@ def validate(args) -> tuple[dict, dict]:
     return sd, ignored
 
 
+def _validate_sparsectrl(args, sd: dict, name: str) -> tuple[dict, dict]:
+    """A SparseCtrl controlnet: every key of the controlnet built from the base UNet + its config, none left."""
+    ignored = {"position tables (recomputed)": [k for k in sd if "pos_encoder.pe" in k],
+               "metadata": [k for k in sd if k == "animatediff_config"]}
+    keep = {k: v for k, v in sd.items() if "pos_encoder.pe" not in k and k != "animatediff_config"}
+    kind = checkpoint_kind(keep)
+    if kind is None:
+        raise ConfigError(f"{name}: no 'controlnet_cond_embedding' keys -- not a SparseCtrl checkpoint")
+    cfg_path = args.controlnet_config
+    if cfg_path is None:
+        cfg_path = PROJECT / KIND_CONFIGS[kind]
+        print(f"[convert] {name}: a SparseCtrl {kind} file; controlnet config {Path(cfg_path).name}")
+    from animatediff_ms.config import ControlNetInferenceConfig
+
+    ccfg = ControlNetInferenceConfig.load(cfg_path)
+    check_checkpoint_kind(keep, ccfg.controlnet_additional_kwargs, name, Path(cfg_path).name, "src")
+    net = build_controlnet(_unet(args, None).cfg, ccfg)
+    _check(net, keep, name, args)
+    return keep, ignored
+
+
 PARSER = converter_parser(
     __doc__, src_help="the released file (.ckpt / .safetensors)", kinds=KINDS, kind_help="what the source file is",
     config_help="configs/inference/inference-v*.yaml (default: guessed from a motion module / MotionLoRA, "
@@ -128,6 +158,8 @@ PARSER = converter_parser(
     dtype_default="keep", aliases={"config": ["--inference_config"]}, positional=("kind", "src", "target"))
 PARSER.add_argument("--pretrained_model_path", default=None,
                     help="diffusers SD folder whose config.json files describe the base model (default: SD-1.5)")
+PARSER.add_argument("--controlnet_config", default=None,
+                    help="SparseCtrl: configs/inference/sparsectrl/*.yaml (default: from the file's kind)")
 PARSER.add_argument("--fp32", dest="dtype", action="store_const", const="fp32", help="the same as --dtype fp32")
 
 

@@ -99,6 +99,9 @@ def test_lightning_wrapper_and_prefix(tmp_path):
     assert list(sub) == ["w"]
     torch.save({"module": ref, "step": 7}, tmp_path / "ds.pt")
     assert set(read_state_dict(tmp_path / "ds.pt")) == set(ref)
+    torch.save({"controlnet": ref, "animatediff_config": {"v": 3}}, tmp_path / "cn.ckpt")  # a named wrapper
+    assert read_state_dict(tmp_path / "cn.ckpt") == {}
+    assert set(read_state_dict(tmp_path / "cn.ckpt", wrappers=("state_dict", "controlnet"))) == set(ref)
 
 
 def test_state_dict_with_metadata_and_torch_module_state(tmp_path):

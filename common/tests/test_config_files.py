@@ -49,11 +49,13 @@ def _ad_inference(path):
 def _ad_prompt(path):
     from animatediff_ms.prompt_config import load_prompt_config
 
-    if "sparsectrl" in path.name:  # every key is declared; the feature itself is refused (not ported)
-        with pytest.raises(ConfigError, match=r"\[0\]\.controlnet_path: SparseCtrl is not supported"):
-            load_prompt_config(path, "configs/inference/inference-v1.yaml", check_files=False)
-        return
     load_prompt_config(path, "configs/inference/inference-v1.yaml", check_files=False)
+
+
+def _ad_controlnet(path):
+    from animatediff_ms.config import ControlNetInferenceConfig
+
+    ControlNetInferenceConfig.load(path)
 
 
 def _ad_diffusers(path):
@@ -93,6 +95,8 @@ CASES = (
        + _files(GOLDEN / "animatediff", "*/config.yaml", "released/inference-*.yaml")]
     + [(p, _ad_prompt) for p in _files(REPO / "animatediff", "configs/prompts/**/*.yaml")
        + _files(GOLDEN / "animatediff", "*/prompt*.yaml")]
+    + [(p, _ad_controlnet) for p in _files(REPO / "animatediff", "configs/inference/sparsectrl/*.yaml")
+       + _files(GOLDEN / "animatediff", "*/sparsectrl/*.yaml")]
     + [(p, _ad_diffusers) for p in _files(GOLDEN / "animatediff", "*/models/StableDiffusion/*/*/config.json")]
     + [(p, _ad_released) for p in _files(GOLDEN / "animatediff", "released/sd15_*_diffusers.json")]
     + [(p, _vc) for p in _files(REPO / "videocomposer", "configs/*.yaml") + _files(GOLDEN / "videocomposer", "*/config.yaml")]
@@ -107,7 +111,7 @@ def test_config_file_reads(path, load, monkeypatch):
 
 def test_the_files_are_there():
     names = {load.__name__ for _, load in CASES}
-    assert {"_dc", "_svd", "_svd_train", "_ad_inference", "_ad_prompt", "_vc"} <= names
+    assert {"_dc", "_svd", "_svd_train", "_ad_inference", "_ad_prompt", "_ad_controlnet", "_vc"} <= names
     if GOLDEN.is_dir():
         assert {"_ad_diffusers", "_ad_released"} <= names
 

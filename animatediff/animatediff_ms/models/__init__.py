@@ -1,4 +1,5 @@
-"""AnimateDiff networks: the inflated UNet (``UNet3DConditionModel``) and its motion modules."""
+"""AnimateDiff networks: the inflated UNet (``UNet3DConditionModel``), its motion modules and the SparseCtrl
+controlnet (``SparseControlNetModel``)."""
 from .motion_module import (
            TemporalTransformer3DModel,
            TemporalTransformerBlock,
@@ -6,7 +7,8 @@ from .motion_module import (
            VersatileAttention,
 )
 from .resnet import Downsample3D, ResnetBlock3D, Upsample3D, VideoGroupNorm
+from .sparse_controlnet import SparseControlNetConditioningEmbedding, SparseControlNetModel
 from .unet import UNet3DConditionModel
 
-__all__ = ["UNet3DConditionModel", "VanillaTemporalModule", "TemporalTransformer3DModel", "TemporalTransformerBlock",
-           "VersatileAttention", "ResnetBlock3D", "Downsample3D", "Upsample3D", "VideoGroupNorm"]
+__all__ = ["UNet3DConditionModel", "SparseControlNetModel", "SparseControlNetConditioningEmbedding",
+           "VanillaTemporalModule", "TemporalTransformer3DModel", "TemporalTransformerBlock", "VersatileAttention", "ResnetBlock3D", "Downsample3D", "Upsample3D", "VideoGroupNorm"]

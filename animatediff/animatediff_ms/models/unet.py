@@ -26,6 +26,13 @@ from .resnet import VideoGroupNorm
 from .unet_blocks import DownBlock3D, MidBlock3D, UpBlock3D, _BlockOptions
 
 
+def _fold_residual(r, num_frames: int):
+    """A controlnet residual ``(b, c, f, h, w)`` -> ``(b*f, c, h, w)``; ``(b, c, h, w)`` is repeated per frame."""
+    if r.ndim == 4:
+        return repeat_interleave(r, num_frames)
+    return frames_to_batch(r)
+
+
 class UNet3DConditionModel(nn.Cell):
     """eps-prediction UNet over videos ``(b, c, f, h, w)`` conditioned on one text embedding per video.
 
@@ -33,8 +40,11 @@ class UNet3DConditionModel(nn.Cell):
         cfg: :class:`~animatediff_ms.config.UNet3DConfig` (``UNet3DConfig.from_files(unet/config.json,
             unet_additional_kwargs)``).
 
-    ``construct(sample (b, 4, f, h, w), timestep (b,) or scalar, encoder_hidden_states (b, L, D))``
-    returns the predicted noise ``(b, 4, f, h, w)``.
+    ``construct(sample (b, 4, f, h, w), timestep (b,) or scalar, encoder_hidden_states (b, L, D),
+    down_block_additional_residuals=None, mid_block_additional_residual=None)`` returns the predicted noise
+    ``(b, 4, f, h, w)``. The optional residuals (a SparseCtrl controlnet's outputs) are added to the skip
+    connections after the whole down path (one per skip: ``conv_in`` output, every layer, every downsampler) and
+    to the mid-block output; each is ``(b, c, f, h, w)``, or ``(b, c, h, w)`` for the same residual on every frame.
     """
 
     def __init__(self, cfg: UNet3DConfig):
@@ -75,7 +85,8 @@ class UNet3DConditionModel(nn.Cell):
         self.num_levels = n
         self.layers_per_up_block = cfg.layers_per_block + 1  # skips consumed per up block
 
-    def construct(self, sample, timestep, encoder_hidden_states):
+    def construct(self, sample, timestep, encoder_hidden_states, down_block_additional_residuals=None,
+                  mid_block_additional_residual=None):
         # sample (b, c, f, h, w); timestep (b,) / (1,) / (); encoder_hidden_states (b, L, D)
         b, f = sample.shape[0], sample.shape[2]
         if self.cfg.center_input_sample:
@@ -93,7 +104,14 @@ class UNet3DConditionModel(nn.Cell):
         for i in range(self.num_levels):
             x, s = self.down_blocks[i](x, temb, context, f)
             skips = skips + s
+        if down_block_additional_residuals is not None:
+            if len(down_block_additional_residuals) != len(skips):
+                raise ValueError(f"UNet: {len(down_block_additional_residuals)} down-block residuals for "
+                                 f"{len(skips)} skip connections")
+            skips = tuple(s + _fold_residual(r, f) for s, r in zip(skips, down_block_additional_residuals))
         x = self.mid_block(x, temb, context, f)
+        if mid_block_additional_residual is not None:
+            x = x + _fold_residual(mid_block_additional_residual, f)
         for i in range(self.num_levels):
             k = self.layers_per_up_block
             level = skips[len(skips) - k:]

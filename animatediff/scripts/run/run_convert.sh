@@ -10,3 +10,4 @@ for f in models/Motion_Module/mm_sd_v1*.ckpt models/Motion_Module/v3_sd15_mm.ckp
 convert adapter models/Motion_Module/v3_sd15_adapter.ckpt
 for f in models/MotionLoRA/v2_lora_*.ckpt; do convert motion_lora "$f"; done
 for f in models/DreamBooth_LoRA/*.safetensors models/DreamBooth_LoRA/*.ckpt; do convert dreambooth "$f"; done
+for f in models/SparseCtrl/v3_sd15_sparsectrl_*.ckpt; do convert sparsectrl "$f"; done
