@@ -18,15 +18,15 @@ unless ``--pretrained_model_path`` is given. Bad input ends with one ``error:`` 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import yaml
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from common.cli import OneLineParser
+
+    p = OneLineParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="prompt config (configs/prompts/*.yaml, the original's schema)")
     p.add_argument("--pretrained_model_path", "--pretrained-model-path", default=None,
                    help="diffusers Stable Diffusion 1.5 folder (default models/StableDiffusion/stable-diffusion-v1-5)")
@@ -49,81 +49,83 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=None, help="override every prompt's seed")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.add_argument("--without-xformers", action="store_true", help="accepted for compatibility; no effect")
+    p.add_argument("--debug", action="store_true", help="on an error, show the traceback instead of one line")
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def _main(argv) -> int:
     args = parse_args(argv)
     # imported here so that --help is instant
     from animatediff_ms.config import InferenceConfig
     from animatediff_ms.prompt_config import load_prompt_config
-    from animatediff_ms.runner import attach_controlnet, build_entry_pipeline, make_savedir, run_prompt_config
+    from animatediff_ms.runner import build_entry_pipeline, make_savedir, run_prompt_config
 
+    from common.cli import check_dir, check_file, check_range, prepare_output_dir
     from common.config import ConfigError
     from common.nn import set_attention
 
     default_inf = args.inference_config or "configs/inference/inference-v1.yaml"
-    try:
+    for k in ("H", "W"):
+        v = getattr(args, k)
+        if v is not None and (v <= 0 or v % 8):
+            raise ConfigError(f"--{k} {v}: H and W must be positive multiples of 8")
+    check_range(args.L, "--L", 1, what="frames")
+    check_range(args.steps, "--steps", 1, what="sampling steps")
+    check_range(args.fps, "--fps", 1, what="frames per second")
+    check_range(args.attention_chunk_size, "--attention_chunk_size", 1)
+    check_file(args.config, "--config", "prompt config")
+    if args.inference_config:
+        check_file(args.inference_config, "--inference_config", "inference config")
+    entries = load_prompt_config(args.config, default_inf)
+    raw = yaml.safe_load(Path(args.config).read_text())
+    for e in entries:
         for k in ("H", "W"):
-            v = getattr(args, k)
+            v = getattr(e, k)
             if v is not None and (v <= 0 or v % 8):
-                raise ConfigError(f"--{k} {v}: H and W must be positive multiples of 8")
-        if args.L is not None and args.L < 1:
-            raise ConfigError(f"--L {args.L}: at least one frame")
-        if args.attention_chunk_size is not None and args.attention_chunk_size < 1:
-            raise ConfigError(f"--attention_chunk_size {args.attention_chunk_size}: must be >= 1")
-        entries = load_prompt_config(args.config, default_inf)
-        raw = yaml.safe_load(Path(args.config).read_text())
-        for e in entries:
-            for k in ("H", "W"):
-                v = getattr(e, k)
-                if v is not None and (v <= 0 or v % 8):
-                    raise ConfigError(f"{args.config}[{e.index}].{k}: {v} is not a positive multiple of 8")
-            e.check_controlnet(args.L or e.L or 16, f"{args.config}[{e.index}]")
-            if args.inference_config:
-                e.inference_config = args.inference_config
-            if args.seed is not None:
-                e.seeds = [args.seed] * len(e.prompts)
-        sd = Path(args.pretrained_model_path or "models/StableDiffusion/stable-diffusion-v1-5")
-        random_model = args.pretrained_model_path is None and not any(e.names_weights for e in entries)
-        for e in entries:
-            if e.uses_controlnet and not e.controlnet_path and not random_model:
-                raise ConfigError(f"{args.config}[{e.index}].controlnet_path: missing (controlnet_images are given; "
-                                  f"only a config naming no weight files runs a random controlnet)")
-        if not random_model and not sd.is_dir():
-            raise ConfigError(f"pretrained_model_path: folder not found: {sd} (a diffusers Stable Diffusion 1.5 "
-                              f"folder; see README 'Weights')")
-        jit = args.mode == "graph"
+                raise ConfigError(f"{args.config}[{e.index}].{k}: {v} is not a positive multiple of 8")
+        if args.inference_config:
+            e.inference_config = args.inference_config
+        if args.seed is not None:
+            e.seeds = [args.seed] * len(e.prompts)
+    sd = Path(args.pretrained_model_path or "models/StableDiffusion/stable-diffusion-v1-5")
+    random_model = args.pretrained_model_path is None and not any(e.names_weights for e in entries)
+    if not random_model:
+        check_dir(sd, "--pretrained_model_path", "diffusers Stable Diffusion 1.5 folder (see README 'Weights')")
+    out_root = prepare_output_dir(args.output_dir, "--output_dir")
+    jit = args.mode == "graph"
 
-        def make_pipeline(entry):
-            pipe = build_pipeline(entry)
-            for cell in (pipe.unet, pipe.vae, pipe.text_encoder):
-                set_attention(cell, "math", args.attention_chunk_size)
+    def make_pipeline(entry):
+        pipe = build_pipeline(entry)
+        for cell in (pipe.unet, pipe.vae, pipe.text_encoder):
+            set_attention(cell, "math", args.attention_chunk_size)
+        return pipe
+
+    def build_pipeline(entry):
+        if random_model:
+            from animatediff_ms.demo import tiny_random_pipeline
+
+            print("[animatediff] this config names no weight files: running a TINY RANDOMLY INITIALISED "
+                  "model (the videos are noise); pass --pretrained_model_path and weight files for real videos")
+            pipe = tiny_random_pipeline(InferenceConfig.load(entry.inference_config), jit=jit)
+            if entry.sampler:
+                pipe.scheduler.sampler = entry.sampler
             return pipe
+        return build_entry_pipeline(entry, sd, jit=jit)
 
-        def build_pipeline(entry):
-            if random_model:
-                from animatediff_ms.demo import tiny_random_pipeline
-
-                print("[animatediff] this config names no weight files: running a TINY RANDOMLY INITIALISED "
-                      "model (the videos are noise); pass --pretrained_model_path and weight files for real videos")
-                pipe = tiny_random_pipeline(InferenceConfig.load(entry.inference_config), jit=jit)
-                attach_controlnet(pipe, entry, random_seed=1)
-                if entry.sampler:
-                    pipe.scheduler.sampler = entry.sampler
-                return pipe
-            return build_entry_pipeline(entry, sd, jit=jit)
-
-        savedir = make_savedir(args.config, args.output_dir)
-        files = run_prompt_config(entries, raw, savedir, make_pipeline, H=args.H or 512, W=args.W or 512,
-                                  L=args.L or 16, mp4=args.save_mp4 or any(e.save_mp4 for e in entries),
-                                  fps=args.fps, sampler=args.sampler, steps=args.steps, progress=not args.no_progress,
-                                  override_size=(args.H, args.W, args.L))
-    except (ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    savedir = make_savedir(args.config, out_root)
+    files = run_prompt_config(entries, raw, savedir, make_pipeline, H=args.H or 512, W=args.W or 512,
+                              L=args.L or 16, mp4=args.save_mp4 or any(e.save_mp4 for e in entries),
+                              fps=args.fps, sampler=args.sampler, steps=args.steps, progress=not args.no_progress,
+                              override_size=(args.H, args.W, args.L))
     print(f"[animatediff] wrote {len(files)} files to {savedir}")
     return 0
+
+
+def main(argv=None) -> int:
+    """Entry point: 0, or 2 with one ``error:`` line on bad input (``--debug`` shows the traceback)."""
+    from common.cli import run_cli
+
+    return run_cli(_main, argv)
 
 
 if __name__ == "__main__":

@@ -207,7 +207,7 @@ def check_file(path, flag: str, what: str = "file") -> Path:
     if not p.exists():
         raise InputError(f"{what} not found: {p} ({flag})")
     if p.is_dir():
-        raise InputError(f"{p} is a folder, not a {what} ({flag})")
+        raise InputError(f"{what} {p} is a folder, not a file ({flag})")
     if not os.access(p, os.R_OK):
         raise InputError(f"{what} {p} is not readable ({flag})")
     return p
@@ -219,7 +219,7 @@ def check_dir(path, flag: str, what: str = "folder") -> Path:
     if not p.exists():
         raise InputError(f"{what} not found: {p} ({flag})")
     if not p.is_dir():
-        raise InputError(f"{p} is a file, not a {what} ({flag})")
+        raise InputError(f"{what} {p} is a file, not a folder ({flag})")
     if not os.access(p, os.R_OK | os.X_OK):
         raise InputError(f"{what} {p} is not readable ({flag})")
     return p

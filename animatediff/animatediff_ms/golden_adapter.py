@@ -18,8 +18,8 @@ from common.schedulers.ddim import ddim_schedule_from_diffusers
 from . import loading as L
 from . import sparsectrl as S
 from . import training as T
-from .build import build_text_encoder, build_unet, build_vae
 from .config import InferenceConfig, TrainingConfig, UNet3DConfig, VAEConfig
+from .loading import build_text_encoder, build_unet, build_vae
 from .pipeline import AnimationPipeline
 from .prompt_config import load_prompt_config
 

@@ -17,9 +17,8 @@ import yaml
 
 from common.video_io import save_videos_grid
 
-from .build import build_pipeline
 from .config import ConfigError, InferenceConfig
-from .loading import load_weights
+from .loading import build_pipeline, load_weights
 from .prompt_config import PromptEntry
 from .sparsectrl import build_controlnet, init_random, prepare_condition, save_condition_images
 

@@ -26,9 +26,8 @@ from mindspore import ops
 from common.schedulers.ddim import diffusers_alphas_cumprod
 from common.train import global_norm
 
-from .build import build_unet
 from .config import SchedulerConfig, TrainingConfig
-from .loading import load_unet_checkpoint
+from .loading import build_unet, load_unet_checkpoint
 
 
 def _tensor(x, dtype=ms.float32):

@@ -88,10 +88,17 @@ def test_real_format_weights_through_the_cli(tiny_weights, tmp_path, capsys, mon
     (dict(motion_module="models/Motion_Module/mm_tiny_v1.ckpt"), [], r"mm_tiny_v1.ckpt has no mid-block motion module"),
     (dict(inference_config="configs/inference/inference-v1.yaml"), [], r"mm_tiny_v2.ckpt has a mid-block motion module"),
     (dict(L=40), [], r"L=40 frames exceed the motion module's temporal_position_encoding_max_len=24"),
+    ({}, ["--steps", "0"], r"--steps 0: sampling steps must be >= 1"),
+    ({}, ["--fps", "0"], r"--fps 0: frames per second must be >= 1"),
+    ({}, ["--L", "-2"], r"--L -2: frames must be >= 1"),
+    ({}, ["--output_dir", "{file}/sub"], r"output folder .*/sub lies below the file .*a_file \(--output_dir\)"),
+    ({}, ["--inference_config", "{root}"], r"inference config .* is a folder, not a file \(--inference_config\)"),
 ])
 def test_bad_input_gives_one_error_line(tiny_weights, tmp_path, capsys, monkeypatch, entry, extra, match):
     monkeypatch.chdir(tiny_weights["root"])
     cfg = write_prompt_config(tmp_path / "bad.yaml", **entry)
+    (tmp_path / "a_file").write_text("x")
+    extra = [a.format(file=tmp_path / "a_file", root=tmp_path) for a in extra]
     rc = t2v.main(["--config", str(cfg), "--pretrained_model_path", str(tiny_weights["sd"]),
                    "--output_dir", str(tmp_path / "out"), "--no_progress"] + extra)
     err = capsys.readouterr().err.strip()
@@ -106,7 +113,8 @@ def test_named_weights_without_a_base_model_folder(tiny_weights, tmp_path, capsy
     cfg = write_prompt_config(tmp_path / "x.yaml")
     rc = t2v.main(["--config", str(cfg), "--output_dir", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and "pretrained_model_path: folder not found" in err and "\n" not in err
+    assert rc == 2 and "diffusers Stable Diffusion 1.5 folder (see README 'Weights') not found" in err, err
+    assert "(--pretrained_model_path)" in err and "\n" not in err
 
 
 @pytest.mark.parametrize("config", sorted(str(p.relative_to(PROJECT)) for p in (PROJECT / "configs" / "prompts").rglob("*.yaml")))

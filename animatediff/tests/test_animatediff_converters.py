@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from animatediff_ms import loading as L
-from animatediff_ms.build import build_text_encoder, build_unet, build_vae
 from animatediff_ms.config import InferenceConfig
+from animatediff_ms.loading import build_text_encoder, build_unet, build_vae
 
 PROJECT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("ad_convert_weight", PROJECT / "tools" / "convert_weight.py")

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 from animatediff_ms import loading as L
-from animatediff_ms.build import build_text_encoder, build_unet, build_vae
 from animatediff_ms.config import InferenceConfig, UNet3DConfig
 from animatediff_ms.convert.ldm import ldm_unet_renames, ldm_unet_table, ours_unet_to_ldm
 from animatediff_ms.convert.lora import LoRAError, merge_kohya_lora
 from animatediff_ms.demo import TINY_UNET
+from animatediff_ms.loading import build_text_encoder, build_unet, build_vae
 from animatediff_ms.models import UNet3DConditionModel
 
 from common.checkpoint import CheckpointMismatchError, match_state_dict

@@ -24,8 +24,8 @@ from mindspore.nn.utils import no_init_parameters
 
 from common import golden
 from common.checkpoint import match_state_dict
-from common.config import ConfigError
 from common.clip.hf_clip import CLIPTextConfig, CLIPTextModel
+from common.config import ConfigError
 from common.vae import AutoencoderKL
 
 RELEASED = golden.golden_root() / "animatediff" / "released"

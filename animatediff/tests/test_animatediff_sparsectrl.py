@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import yaml
 from animatediff_ms import sparsectrl as S
-from animatediff_ms.build import build_unet, build_vae
 from animatediff_ms.config import ConfigError, ControlNetInferenceConfig, InferenceConfig, UNet3DConfig
 from animatediff_ms.demo import TINY_UNET
+from animatediff_ms.loading import build_unet, build_vae
 from animatediff_ms.models import SparseControlNetModel, UNet3DConditionModel
 from animatediff_ms.sd15 import SD15_UNET
 from mindspore.nn.utils import no_init_parameters

@@ -65,7 +65,7 @@ def faults(tmp_path_factory):
 
 @pytest.mark.parametrize("args,message", [
     (["--SVD.checkpoint=/nonexistent/svd.safetensors"], "checkpoint not found: /nonexistent/svd.safetensors (--SVD.checkpoint)"),
-    (["--SVD.checkpoint={d}"], "{d} is a folder, not a checkpoint (--SVD.checkpoint)"),
+    (["--SVD.checkpoint={d}"], "checkpoint {d} is a folder, not a file (--SVD.checkpoint)"),
     (["--SVD.config=/nonexistent.yaml"], "config not found: /nonexistent.yaml (--SVD.config)"),
     (["--image=/nonexistent.png"], "picture not found: /nonexistent.png (--image)"),
     (["--image={d}/clip.mp4"], "{d}/clip.mp4 is not a picture (a video?)"),
