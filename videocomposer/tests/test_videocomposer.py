@@ -184,12 +184,19 @@ def test_run_net_help_names_every_flag(capsys):
 
 def test_run_net_bad_inputs(tmp_path, capsys):
     rw = "--random_weights"
-    assert "video file not found" in _error(capsys, _argv(DEMO_CFG, tmp_path, rw, "--input_video", "nope.mp4"))
+    assert "video not found: nope.mp4 (--input_video)" in _error(
+        capsys, _argv(DEMO_CFG, tmp_path, rw, "--input_video", "nope.mp4"))
     assert "(--image_path)" in _error(capsys, _argv(DEMO_CFG, tmp_path, rw, "--image_path", "nope.png"))
-    assert "config file not found" in _error(capsys, _argv(tmp_path / "x.yaml", tmp_path, rw))
+    assert "config not found" in _error(capsys, _argv(tmp_path / "x.yaml", tmp_path, rw))
     assert "unknown key" in _error(capsys, _argv(_yaml(tmp_path, guide_scal=1.0), tmp_path, rw))
     assert "--num_inference_steps" in _error(capsys, _argv(DEMO_CFG, tmp_path, rw, "--num_inference_steps", "0"))
-    assert "weights folder not found" in _error(capsys, _argv(DEMO_CFG, tmp_path, "--weights_dir", "nowhere"))
+    assert "weights folder (--random_weights runs without weights) not found: nowhere (--weights_dir)" in _error(
+        capsys, _argv(DEMO_CFG, tmp_path, "--weights_dir", "nowhere"))
+    (tmp_path / "a_file").write_text("x")
+    assert "lies below the file" in _error(capsys, _argv(DEMO_CFG, tmp_path / "a_file" / "o", rw))
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+    assert "is not a picture (a video?)" in _error(capsys, _argv(DEMO_CFG, tmp_path, rw, "--image_path", str(video)))
     assert "invalid choice" in _error(capsys, _argv(DEMO_CFG, tmp_path, "--mode", "eager"))
 
 

@@ -14,20 +14,15 @@ Exit status 0, or 2 with one ``error: ...`` line.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from pathlib import Path
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     head, _, rest = __doc__.strip().partition("\n\n")
-    p = _Parser(description=head, epilog=rest, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from common.cli import OneLineParser
+
+    p = OneLineParser(description=head, epilog=rest, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cfg", dest="cfg_file", default="configs/exp01_vidcomposer_full.yaml",
                    help="experiment YAML in the original schema (configs/exp01..exp06*.yaml); its guidances pick "
                         "the conditions")
@@ -71,18 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args):
+    from common.cli import check_file
+
     if args.num_inference_steps is not None and not 1 <= args.num_inference_steps <= 1000:
         raise ValueError(f"--num_inference_steps must be in [1, 1000], got {args.num_inference_steps}")
     if args.attention_chunk_size < 0:
         raise ValueError(f"--attention_chunk_size must be >= 0, got {args.attention_chunk_size}")
-    if not Path(args.cfg_file).is_file():
-        raise FileNotFoundError(f"config file not found: {args.cfg_file} (--cfg)")
+    check_file(args.cfg_file, "--cfg", "config")
+    if args.input_video:
+        check_file(args.input_video, "--input_video", "video")
 
 
 def run(args) -> Path:
     import mindspore as ms
     import numpy as np
 
+    from common.cli import check_dir, check_picture, prepare_output_dir
     from common.nn import set_attention
     from common.video_io import load_image, write_video
 
@@ -97,18 +96,21 @@ def run(args) -> Path:
                                 ("--sketch_path", args.sketch_path, cfg.read_sketch and bool(g & {"sketch", "single_sketch"}))):
         if needed and not value:
             raise ValueError(f"the config reads {flag} (guidances {cfg.guidances}) but none was given ({flag})")
-        if value and not Path(value).is_file():
-            raise FileNotFoundError(f"file not found: {value} ({flag})")
+        if value:
+            check_picture(value, flag)
+    if args.depth_path:
+        check_picture(args.depth_path, "--depth_path")
+    weights = None if args.random_weights else args.weights_dir
+    if weights is not None:
+        check_dir(weights, "--weights_dir", "weights folder (--random_weights runs without weights)")
+    name = f"{Path(args.cfg_file).stem}-S{cfg.seed:05d}"
+    folder = prepare_output_dir(Path(args.output_dir or cfg.log_dir) / name, "--output_dir")
     ms.set_context(mode=ms.GRAPH_MODE if args.mode == "graph" else ms.PYNATIVE_MODE)
     if ms.get_context("device_target") == "CPU":
         # synchronous op launch: on a few CPU cores the asynchronous dispatch costs more than it hides
         # (PyNative several times faster); the numbers are unchanged
         ms.runtime.launch_blocking()
     ms.set_seed(cfg.seed)
-    weights = None if args.random_weights else args.weights_dir
-    if weights is not None and not Path(weights).is_dir():
-        raise FileNotFoundError(f"weights folder not found: {weights} (--weights_dir; --random_weights runs "
-                                "without weights)")
     t0 = time.time()
     pipe = VideoComposerPipeline(cfg, weights)
     if args.attention_chunk_size:
@@ -126,9 +128,6 @@ def run(args) -> Path:
                style_image=args.style_image, sketch_path=args.sketch_path or None, depth=depth,
                num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
                progress=not args.no_progress)
-    name = f"{Path(args.cfg_file).stem}-S{cfg.seed:05d}"
-    folder = Path(args.output_dir or cfg.log_dir) / name
-    folder.mkdir(parents=True, exist_ok=True)
     grid = side_by_side(out)
     write_video(grid, folder / "result.mp4", fps=8, value_range=(0, 1))
     write_video(grid, folder / "result.gif", fps=8, value_range=(0, 1))
@@ -139,16 +138,13 @@ def run(args) -> Path:
     return folder
 
 
-def main(argv=None) -> int:
-    os.environ.setdefault("GLOG_v", "3")
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except (ValueError, OSError) as e:  # config, checkpoint, video and image errors are ValueError / OSError
-        if args.debug:
-            raise
-        msg = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.filename and e.strerror else str(e)
-        print("error: " + " ".join(msg.split()), file=sys.stderr)
-        return 2
+def _main(argv) -> int:
+    run(build_parser().parse_args(argv))
     return 0
 
+
+def main(argv=None) -> int:
+    """Entry point: 0, or 2 with one ``error:`` line (``--debug`` shows the traceback)."""
+    from common.cli import run_cli
+
+    return run_cli(_main, argv)
