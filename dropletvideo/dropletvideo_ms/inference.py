@@ -37,7 +37,9 @@ class UsageError(ValueError):
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from common.cli import OneLineParser
+
+    p = OneLineParser(
         description="DropletVideo image-to-video with FPS control (MindSpore). Animates --ref_img_dir following "
                     "--prompt; writes <output_dir>/<image>_FPS<FPS>.mp4. Flags of the original inference.py; "
                     "ours are marked [ms].")
@@ -138,6 +140,11 @@ def resolve(args) -> argparse.Namespace:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise UsageError(f"--{name} must be >= 1, got {v}")
+    from common.cli import check_picture, prepare_output_dir
+
+    if args.ref_img_dir is not None:
+        check_picture(args.ref_img_dir, "--ref_img_dir")
+    args.output_dir = prepare_output_dir(args.output_dir, "--output_dir")
     import mindspore as ms
 
     if args.dtype == "bfloat16" and ms.get_context("device_target") == "CPU":
@@ -254,25 +261,21 @@ def run(args) -> Path:
     return path
 
 
-def main(argv=None) -> int:
-    """Entry point; returns the exit status."""
-    args = get_parser().parse_args(argv)
+def _main(argv) -> int:
     from common.checkpoint import CheckpointError
+    from common.cli import InputError
     from common.config import ConfigError
 
     try:
-        run(args)
-    except (UsageError, ConfigError, CheckpointError) as e:
-        if args.debug:
-            raise
+        run(get_parser().parse_args(argv))
+    except (ConfigError, CheckpointError) as e:  # about the weights folder: name the flag
         msg = str(e)
-        if isinstance(e, CheckpointError) and "--ckpt" not in msg:
-            msg += " (--ckpt)"
-        elif isinstance(e, ConfigError) and "--ckpt" not in msg:
-            msg += " (--ckpt)"
-        print(f"error: {' '.join(msg.split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        raise InputError(msg if "--ckpt" in msg else msg + " (--ckpt)") from e
     return 0
+
+
+def main(argv=None) -> int:
+    """Entry point: 0, or 2 with one ``error:`` line (``--debug`` shows the traceback)."""
+    from common.cli import run_cli
+
+    return run_cli(_main, argv)
