@@ -47,6 +47,16 @@ def parse_args(argv=None):
     p.add_argument("--attention_chunk_size", type=int, default=None,
                    help="process attention queries in chunks of this size (memory bound at 512x512; default off)")
     p.add_argument("--seed", type=int, default=None, help="override every prompt's seed")
+    p.add_argument("--context_length", type=int, default=None,
+                   help="long videos: denoise in sliding windows of this many frames (<= the motion module's "
+                        "trained length, 16 for v1-v3), so L may exceed it; overrides the entries' context_length")
+    p.add_argument("--context_overlap", type=int, default=None,
+                   help="frames shared by neighbouring windows (default: the entry's, else 4)")
+    p.add_argument("--context_schedule", choices=("uniform", "static"), default=None,
+                   help="windows shifted every step (uniform, default) or fixed (static)")
+    p.add_argument("--free_init_iters", type=int, default=None,
+                   help="FreeInit passes (low-frequency noise re-initialisation; 0 = off, 3 is typical; each pass "
+                        "costs a whole sampling run)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.add_argument("--without-xformers", action="store_true", help="accepted for compatibility; no effect")
     p.add_argument("--debug", action="store_true", help="on an error, show the traceback instead of one line")
@@ -73,6 +83,9 @@ def _main(argv) -> int:
     check_range(args.steps, "--steps", 1, what="sampling steps")
     check_range(args.fps, "--fps", 1, what="frames per second")
     check_range(args.attention_chunk_size, "--attention_chunk_size", 1)
+    check_range(args.context_length, "--context_length", 1, what="frames")
+    check_range(args.context_overlap, "--context_overlap", 0, what="frames")
+    check_range(args.free_init_iters, "--free_init_iters", 0)
     check_file(args.config, "--config", "prompt config")
     if args.inference_config:
         check_file(args.inference_config, "--inference_config", "inference config")
@@ -87,12 +100,24 @@ def _main(argv) -> int:
             e.inference_config = args.inference_config
         if args.seed is not None:
             e.seeds = [args.seed] * len(e.prompts)
+        for k in ("context_length", "context_overlap", "context_schedule", "free_init_iters"):
+            if getattr(args, k) is not None:
+                setattr(e, k, getattr(args, k))
+        if e.context_length is not None and not 0 <= e.context_overlap < e.context_length:
+            raise ConfigError(f"--context_overlap {e.context_overlap}: must be below --context_length "
+                              f"{e.context_length}")
     sd = Path(args.pretrained_model_path or "models/StableDiffusion/stable-diffusion-v1-5")
     random_model = args.pretrained_model_path is None and not any(e.names_weights for e in entries)
     if not random_model:
         check_dir(sd, "--pretrained_model_path", "diffusers Stable Diffusion 1.5 folder (see README 'Weights')")
     out_root = prepare_output_dir(args.output_dir, "--output_dir")
     jit = args.mode == "graph"
+    import mindspore as ms
+
+    if ms.get_context("device_target") == "CPU":
+        # synchronous op launch: on a few CPU cores the asynchronous dispatch costs more than it hides; the
+        # numbers are unchanged (as DynamiCrafter's and VideoComposer's CLIs)
+        ms.runtime.launch_blocking()
 
     def make_pipeline(entry):
         pipe = build_pipeline(entry)

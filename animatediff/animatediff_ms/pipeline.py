@@ -22,8 +22,15 @@ import numpy as np
 from mindspore import ops
 
 from common.pipeline_utils import VideoOutput, check_output_type, to_unit_range
-from common.schedulers.ddim import ddim_schedule_from_diffusers, diffusers_prediction, sample_ddim
+from common.schedulers.context import FUSE_METHODS, SCHEDULES, windowed_denoiser
+from common.schedulers.ddim import (
+    ddim_schedule_from_diffusers,
+    diffusers_alphas_cumprod,
+    diffusers_prediction,
+    sample_ddim,
+)
 from common.schedulers.dpm_solver import dpmpp_2m_schedule_from_diffusers, sample_dpmpp_2m
+from common.schedulers.freeinit import fast_sampling_steps, freeinit_filter, freeinit_reinit
 from common.schedulers.guidance import cfg, guided_denoiser
 from common.vae import SD_SCALE_FACTOR
 
@@ -80,9 +87,17 @@ class AnimationPipeline:
         return self.vae.downscale
 
     # ------------------------------------------------------------------------------------------ pieces
-    def check_inputs(self, prompt, height: int, width: int, num_frames: int, num_inference_steps: int):
+    def check_inputs(self, prompt, height: int, width: int, num_frames: int, num_inference_steps: int,
+                     context_length: int | None = None):
         """Raise ValueError (one line) for inputs the original refuses or cannot run."""
-        if not isinstance(prompt, str):
+        if isinstance(prompt, dict):
+            if not prompt or not all(isinstance(k, int) and isinstance(v, str) for k, v in prompt.items()):
+                raise ValueError("a prompt-travel prompt is a mapping {frame: text} with int frames, "
+                                 f"got {prompt!r}")
+            bad = [k for k in prompt if not 0 <= k < num_frames]
+            if bad:
+                raise ValueError(f"prompt travel: frame {bad[0]} is outside the video's {num_frames} frames")
+        elif not isinstance(prompt, str):
             raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
         if height % 8 or width % 8:
             raise ValueError(f"H and W must be multiples of 8, got H={height}, W={width}")
@@ -91,10 +106,13 @@ class AnimationPipeline:
         mm = self.unet.cfg.motion_module_kwargs
         if num_frames < 1:
             raise ValueError(f"L (num_frames) must be at least 1, got {num_frames}")
+        window = num_frames if context_length is None else context_length
         if self.unet.cfg.use_motion_module and mm.temporal_position_encoding \
-                and num_frames > mm.temporal_position_encoding_max_len:
-            raise ValueError(f"L={num_frames} frames exceed the motion module's "
-                             f"temporal_position_encoding_max_len={mm.temporal_position_encoding_max_len}")
+                and window > mm.temporal_position_encoding_max_len:
+            what = f"L={num_frames} frames" if context_length is None else f"context_length={context_length}"
+            hint = "" if context_length is not None else " (use context windows: context_length)"
+            raise ValueError(f"{what} exceed the motion module's "
+                             f"temporal_position_encoding_max_len={mm.temporal_position_encoding_max_len}{hint}")
         if not 1 <= num_inference_steps <= self.scheduler.num_train_timesteps:
             raise ValueError(f"steps must be in [1, {self.scheduler.num_train_timesteps}], got {num_inference_steps}")
 
@@ -111,6 +129,33 @@ class AnimationPipeline:
             return cond
         uncond = self.text_encoder(ms.Tensor(self.tokenize(negative_prompt if negative_prompt is not None else "")))
         return ops.concat([uncond, cond], axis=0)
+
+    def encode_prompt_travel(self, prompts: dict[int, str], negative_prompt: str | None, do_cfg: bool,
+                             num_frames: int) -> ms.Tensor:
+        """Per-frame text embeddings ``(branches, L, 77, D)`` for a ``{frame: text}`` schedule (prompt travel): a
+        keyframe's frame gets its text's embedding, the frames between two keyframes the linear interpolation of
+        the two, the frames before the first / after the last keyframe that keyframe's; the unconditional
+        branch is the negative prompt on every frame."""
+        keys = sorted(prompts)
+        embs = {k: self.text_encoder(ms.Tensor(self.tokenize(prompts[k]))).asnumpy()[0] for k in keys}  # (77, D)
+        rows = []
+        for f in range(num_frames):
+            before = [k for k in keys if k <= f]
+            after = [k for k in keys if k > f]
+            if not before:
+                rows.append(embs[keys[0]])
+            elif not after:
+                rows.append(embs[before[-1]])
+            else:
+                k0, k1 = before[-1], after[0]
+                w = (f - k0) / (k1 - k0)
+                rows.append((1 - w) * embs[k0] + w * embs[k1])
+        cond = np.stack(rows)[None].astype(np.float32)  # (1, L, 77, D)
+        if not do_cfg:
+            return ms.Tensor(cond)
+        neg = self.text_encoder(ms.Tensor(self.tokenize(negative_prompt if negative_prompt is not None else "")))
+        uncond = np.broadcast_to(neg.asnumpy()[:, None], cond.shape)
+        return ms.Tensor(np.concatenate([uncond, cond], axis=0).astype(np.float32))
 
     def latent_shape(self, num_frames: int, height: int, width: int, batch: int = 1) -> tuple:
         s = self.vae_scale_factor
@@ -154,7 +199,11 @@ class AnimationPipeline:
         do_cfg = guidance_scale > 1.0
         emb = text_embeddings
         b = batch
-        if do_cfg and emb.shape[0] == 2 and b > 1:  # one [uncond, cond] pair for every video
+        if emb.ndim == 4:  # (branches, f, 77, D): a text per frame (prompt travel) -> (branches*b*f, 77, D)
+            n_br, f = emb.shape[0], emb.shape[1]
+            emb = ops.tile(emb.reshape(n_br, 1, f, emb.shape[2], emb.shape[3]), (1, b, 1, 1, 1))
+            emb = emb.reshape(n_br * b * f, emb.shape[3], emb.shape[4])
+        elif do_cfg and emb.shape[0] == 2 and b > 1:  # one [uncond, cond] pair for every video
             emb = ops.concat([ops.tile(emb[:1], (b, 1, 1)), ops.tile(emb[1:], (b, 1, 1))], axis=0)
         elif not do_cfg and emb.shape[0] == 1 and b > 1:
             emb = ops.tile(emb, (b, 1, 1))
@@ -177,12 +226,27 @@ class AnimationPipeline:
         return guided_denoiser(model_fn, ("cond",), prediction=diffusers_prediction(self._scheduler_kwargs()))
 
     def denoise(self, latents, text_embeddings, num_inference_steps: int, guidance_scale: float, eta: float = 0.0,
-                sampler: str | None = None, progress: bool = True, callback=None, control=None):
+                sampler: str | None = None, progress: bool = True, callback=None, control=None, context=None):
         """The sampling loop; ``latents`` (b, 4, L, h, w) -> final latents. ``callback({"i", "t", "x", ...})``
-        after every step. ``control``: see :meth:`denoiser`."""
+        after every step. ``control``: see :meth:`denoiser`. ``context``: ``(context_length, context_overlap,
+        schedule, fuse)`` to denoise in sliding frame windows (:mod:`common.schedulers.context`), None = all
+        frames in one call."""
         sampler = sampler or self.scheduler.sampler
         x = ms.Tensor(np.asarray(latents, np.float32))
-        fn = self.denoiser(text_embeddings, x.shape[0], guidance_scale, control)
+        b, num_frames = x.shape[0], x.shape[2]
+        if context is None:
+            fn = self.denoiser(text_embeddings, b, guidance_scale, control)
+        else:
+            length, overlap, schedule, fuse = context
+
+            def for_frames(idx):
+                sel = ms.Tensor(np.asarray(idx, np.int32))
+                emb = ops.gather(text_embeddings, sel, 1) if text_embeddings.ndim == 4 else text_embeddings
+                ctl = None if control is None else (ops.gather(control[0], sel, 2), ops.gather(control[1], sel, 2),
+                                                    control[2])
+                return self.denoiser(emb, b, guidance_scale, ctl)
+
+            fn = windowed_denoiser(for_frames, num_frames, length, overlap, schedule=schedule, fuse=fuse)
         if sampler == "ddim":
             sched = ddim_schedule_from_diffusers(self._scheduler_kwargs(), num_inference_steps, eta=eta)
             return sample_ddim(fn, x, sched, callback=callback, disable=not progress)
@@ -209,7 +273,12 @@ class AnimationPipeline:
                  num_inference_steps: int = 25, guidance_scale: float = 7.5, negative_prompt: str | None = None,
                  eta: float = 0.0, seed: int | None = None, latents=None, sampler: str | None = None,
                  output_type: str = "np", callback=None, progress: bool = True, controlnet_images=None,
-                 controlnet_image_index=(0,), controlnet_conditioning_scale: float = 1.0) -> AnimationPipelineOutput:
+                 controlnet_image_index=(0,), controlnet_conditioning_scale: float = 1.0,
+                 context_length: int | None = None, context_overlap: int = 4, context_schedule: str = "uniform",
+                 context_fuse: str = "pyramid", free_init_iters: int = 0, free_init_method: str = "butterworth",
+                 free_init_order: float = 4, free_init_spatial_stop_frequency: float = 0.25,
+                 free_init_temporal_stop_frequency: float = 0.25, free_init_fast_sampling: bool = False
+                 ) -> AnimationPipelineOutput:
         """Generate one video.
 
         Args:
@@ -230,9 +299,29 @@ class AnimationPipeline:
                 scribble: pixels (1, 3, n, H, W) in [0, 1]); None = no controlnet call.
             controlnet_image_index: the frame of each image (python indexing, -1 = last; the prompt config's
                 ``controlnet_image_indexs``; [0]). controlnet_conditioning_scale: residual weight (1.0).
+            context_length: denoise in sliding windows of this many frames (videos longer than the motion
+                module's trained length; :mod:`common.schedulers.context`); None = all frames at once (default).
+            context_overlap / context_schedule / context_fuse: frames shared by neighbouring windows (4), the
+                window schedule (``"uniform"``: shifted every step; ``"static"``), the per-frame weights
+                (``"pyramid"`` or ``"flat"``).
+            free_init_iters: FreeInit passes (:mod:`common.schedulers.freeinit`; 0 or 1 = off). The fresh noise of
+                pass i is drawn from NumPy's generator seeded ``(seed, i)`` (diffusers continues torch's generator).
+            free_init_method / free_init_order / free_init_spatial_stop_frequency /
+                free_init_temporal_stop_frequency: the low-pass filter (butterworth, 4, 0.25, 0.25 as diffusers).
+            free_init_fast_sampling: coarse-to-fine steps, pass i runs ``steps / iters * (i + 1)`` steps.
+        A ``prompt`` given as ``{frame: text}`` travels between the texts (:meth:`encode_prompt_travel`).
         """
         check_output_type(output_type)
-        self.check_inputs(prompt, height, width, num_frames, num_inference_steps)
+        self.check_inputs(prompt, height, width, num_frames, num_inference_steps, context_length)
+        context = None
+        if context_length is not None:
+            if context_schedule not in SCHEDULES or context_fuse not in FUSE_METHODS:
+                raise ValueError(f"context_schedule must be one of {SCHEDULES} and context_fuse one of "
+                                 f"{FUSE_METHODS}, got {context_schedule!r}, {context_fuse!r}")
+            if not 0 <= context_overlap < context_length:
+                raise ValueError(f"context_overlap must be in [0, context_length={context_length}), got "
+                                 f"{context_overlap}")
+            context = (int(context_length), int(context_overlap), context_schedule, context_fuse)
         control = None
         if controlnet_images is not None:
             if self.controlnet is None:
@@ -244,10 +333,32 @@ class AnimationPipeline:
             cond, mask = self.prepare_control(controlnet_images, controlnet_image_index, num_frames, height, width)
             control = (cond, mask, float(controlnet_conditioning_scale))
         do_cfg = guidance_scale > 1.0
-        emb = self.encode_prompt(prompt, negative_prompt, do_cfg)
+        if isinstance(prompt, dict):
+            emb = self.encode_prompt_travel(prompt, negative_prompt, do_cfg, num_frames)
+        else:
+            emb = self.encode_prompt(prompt, negative_prompt, do_cfg)
         b = 1 if latents is None else int(np.shape(latents)[0])
-        x, seed = self.prepare_latents(self.latent_shape(num_frames, height, width, b), seed, latents)
-        out = self.denoise(x, emb, num_inference_steps, guidance_scale, eta, sampler, progress, callback, control)
+        shape = self.latent_shape(num_frames, height, width, b)
+        x, seed = self.prepare_latents(shape, seed, latents)
+        iters = max(1, int(free_init_iters))
+        if iters > 1:
+            lpf = freeinit_filter((1,) + tuple(shape[1:]), free_init_method, free_init_order,
+                                  free_init_spatial_stop_frequency, free_init_temporal_stop_frequency)
+            k = self._scheduler_kwargs()
+            alpha_bar = float(diffusers_alphas_cumprod(k["beta_schedule"], k["num_train_timesteps"], k["beta_start"],
+                                                       k["beta_end"])[-1])
+        initial_noise = np.asarray(x, np.float32)
+        out = None
+        for i in range(iters):
+            steps = num_inference_steps
+            if i > 0:
+                fresh = np.random.default_rng([int(seed or 0), i]).standard_normal(shape).astype(np.float32)
+                x = freeinit_reinit(out.asnumpy(), initial_noise, fresh, alpha_bar, lpf)
+                if free_init_fast_sampling:
+                    steps = fast_sampling_steps(num_inference_steps, iters, i)
+            elif iters > 1 and free_init_fast_sampling:
+                steps = fast_sampling_steps(num_inference_steps, iters, 0)
+            out = self.denoise(x, emb, steps, guidance_scale, eta, sampler, progress, callback, control, context)
         frames = None
         if output_type == "np":
             frames = np.ascontiguousarray(self.decode_latents(out).transpose(0, 2, 3, 4, 1))  # (b, L, H, W, 3)

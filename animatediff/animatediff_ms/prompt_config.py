@@ -4,7 +4,10 @@
 ``adapter_lora_path`` / ``adapter_lora_scale``, ``dreambooth_path``, ``lora_model_path`` / ``lora_alpha``,
 ``seed`` (int or list; -1 = random), ``steps``, ``guidance_scale``, ``prompt`` (list), ``n_prompt``
 (list: one entry for all prompts, or one per prompt), optional ``H`` / ``W`` / ``L``, and this port's
-optional ``sampler`` (``ddim`` / ``dpmpp_2m``) and ``save_mp4`` (also write .mp4). SparseCtrl entries add
+optional ``sampler`` (``ddim`` / ``dpmpp_2m``) and ``save_mp4`` (also write .mp4), and for long videos
+``context_length`` / ``context_overlap`` / ``context_schedule`` (sliding frame windows,
+:mod:`common.schedulers.context`), ``free_init_iters`` (FreeInit passes) and prompts given as ``{frame: text}``
+mappings (prompt travel). SparseCtrl entries add
 ``controlnet_path`` (``v3_sd15_sparsectrl_{rgb,scribble}.ckpt``), ``controlnet_config``
 (``configs/inference/sparsectrl/*.yaml``), ``controlnet_images`` (list of image files), ``controlnet_image_indexs``
 (the frame of each image, python indexing; [0]) and ``normalize_condition_images`` (false). Relative paths are
@@ -29,7 +32,7 @@ class _EntryKeys:
 
     steps: int
     guidance_scale: float
-    prompt: list[str] | str
+    prompt: list[str | dict] | str | dict
     inference_config: str | None = None
     motion_module: Any = None
     motion_module_lora_configs: list | None = None
@@ -51,6 +54,10 @@ class _EntryKeys:
     controlnet_images: Any = None
     controlnet_image_indexs: Any = None
     normalize_condition_images: bool = False
+    context_length: int | None = None
+    context_overlap: int = 4
+    context_schedule: str = "uniform"
+    free_init_iters: int = 0
 
 
 WEIGHT_KEYS = ("motion_module", "adapter_lora_path", "dreambooth_path", "lora_model_path")
@@ -84,6 +91,10 @@ class PromptEntry:
     controlnet_images: list = field(default_factory=list)
     controlnet_image_indexs: list = field(default_factory=lambda: [0])
     normalize_condition_images: bool = False
+    context_length: int | None = None
+    context_overlap: int = 4
+    context_schedule: str = "uniform"
+    free_init_iters: int = 0
 
     @property
     def names_weights(self) -> bool:
@@ -104,6 +115,12 @@ class PromptEntry:
 
             check_condition(len(self.controlnet_images), self.controlnet_image_indexs, video_length,
                             f"{where}.controlnet_image_indexs" if where else "controlnet_image_indexs")
+
+
+def _is_travel(p) -> bool:
+    """A prompt-travel prompt: ``{frame: text}`` with int frames >= 0 (YAML keys ``0:``, ``16:``)."""
+    return isinstance(p, dict) and bool(p) and all(isinstance(k, int) and k >= 0 and isinstance(v, str)
+                                                   for k, v in p.items())
 
 
 def _resolve(p: str, base: Path, where: str, must_exist: bool = True) -> str:
@@ -158,10 +175,21 @@ def load_prompt_config(path, default_inference_config: str | None = None, check_
         entry.adapter_lora_scale = float(e.get("adapter_lora_scale", 1.0))
         entry.lora_alpha = float(e.get("lora_alpha", 0.8))
         prompts = e.get("prompt")
-        if isinstance(prompts, str):
+        if isinstance(prompts, (str, dict)):
             prompts = [prompts]
-        if not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ConfigError(f"{where}.prompt: expected a non-empty list of strings")
+        if not prompts or not all(isinstance(p, str) or _is_travel(p) for p in prompts):
+            raise ConfigError(f"{where}.prompt: expected a non-empty list of strings (or of {{frame: text}} "
+                              "mappings for prompt travel)")
+        for k in ("context_length", "context_overlap", "context_schedule", "free_init_iters"):
+            if k in e:
+                setattr(entry, k, e[k])
+        if entry.context_length is not None and not 0 <= entry.context_overlap < entry.context_length:
+            raise ConfigError(f"{where}.context_overlap: {entry.context_overlap} must be in [0, context_length="
+                              f"{entry.context_length})")
+        if entry.context_schedule not in ("uniform", "static"):
+            raise ConfigError(f"{where}.context_schedule: {entry.context_schedule!r} is not 'uniform' or 'static'")
+        if entry.free_init_iters < 0:
+            raise ConfigError(f"{where}.free_init_iters: {entry.free_init_iters} must be >= 0")
         n = e.get("n_prompt", [""]) or [""]
         if isinstance(n, str):
             n = [n]

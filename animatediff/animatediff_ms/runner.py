@@ -113,16 +113,19 @@ def run_prompt_config(entries: list[PromptEntry], raw_config, savedir: Path, mak
                                   f"{entry.index}-" if n_control > 1 else "")
         used = []
         for prompt, n_prompt, seed in zip(entry.prompts, entry.n_prompts, entry.seeds):
-            say(f"sampling {prompt} ...")
+            say(f"sampling {prompt} ...")  # a str, or {frame: text} for prompt travel
             t0 = time.time()
             out = pipe(prompt, num_frames=n, height=h, width=w, num_inference_steps=steps or entry.steps,
                        guidance_scale=entry.guidance_scale, negative_prompt=n_prompt, seed=seed,
-                       sampler=sampler or entry.sampler, progress=progress, **control)
+                       sampler=sampler or entry.sampler, progress=progress, context_length=entry.context_length,
+                       context_overlap=entry.context_overlap, context_schedule=entry.context_schedule,
+                       free_init_iters=entry.free_init_iters, **control)
             say(f"current seed: {out.seed}  ({time.time() - t0:.1f} s)")
             used.append(out.seed)
             video = out.frames.transpose(0, 4, 1, 2, 3)  # (1, T, H, W, 3) -> the grid writer's (1, 3, T, H, W)
             videos.append(video)
-            stem = savedir / "sample" / f"{sample_idx}-{prompt_slug(prompt)}"
+            text = prompt if isinstance(prompt, str) else prompt[min(prompt)]  # prompt travel: the first text
+            stem = savedir / "sample" / f"{sample_idx}-{prompt_slug(text)}"
             for suffix in (".gif", ".mp4") if mp4 else (".gif",):
                 written.append(save_videos_grid(video, stem.with_suffix(suffix), nrow=6, fps=fps,
                                                 value_range=(0, 1)))

@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import mindspore as ms
 import numpy as np
 import pytest
 import torch
@@ -20,6 +21,9 @@ from animatediff_ms.loading import is_motion_param
 from safetensors.numpy import save_file
 
 PROJECT = Path(__file__).resolve().parents[1]
+
+if ms.get_context("device_target") == "CPU":
+    ms.runtime.launch_blocking()  # synchronous launch: the tiny models' PyNative calls are faster; same numbers
 
 
 def state(net) -> dict:

@@ -91,6 +91,8 @@ def test_real_format_weights_through_the_cli(tiny_weights, tmp_path, capsys, mon
     ({}, ["--steps", "0"], r"--steps 0: sampling steps must be >= 1"),
     ({}, ["--fps", "0"], r"--fps 0: frames per second must be >= 1"),
     ({}, ["--L", "-2"], r"--L -2: frames must be >= 1"),
+    ({}, ["--context_length", "8", "--context_overlap", "8"], r"--context_overlap 8: must be below --context_length 8"),
+    (dict(L=40), ["--context_length", "30"], r"context_length=30 exceed the motion module's temporal_position"),
     ({}, ["--output_dir", "{file}/sub"], r"output folder .*/sub lies below the file .*a_file \(--output_dir\)"),
     ({}, ["--inference_config", "{root}"], r"inference config .* is a folder, not a file \(--inference_config\)"),
 ])

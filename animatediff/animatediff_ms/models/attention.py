@@ -4,7 +4,8 @@ Keys (diffusers 0.11 ``Transformer2DModel``): ``norm``, ``proj_in``, ``transform
 ff.net.{0.proj,2}, norm1..3}``, ``proj_out``. The cross-attention of every frame of a video attends to
 that video's text embedding; instead of repeating the ``(b, L, D)`` context per frame (as the original),
 the queries of all frames of a video are attended together against one copy -- every query row sees the
-same keys, so the numbers are the same and the key/value projections run once per video.
+same keys, so the numbers are the same and the key/value projections run once per video. A context of
+``(b*f, L, D)`` (a text per frame, for prompt travel) is attended frame by frame.
 """
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ class FrameTransformerBlock(BasicTransformerBlock):
     """``BasicTransformerBlock`` (self-attn, cross-attn, GEGLU ff) on ``(b*f, h*w, dim)`` tokens."""
 
     def construct(self, x, context, num_frames: int):
-        # x (b*f, h*w, dim); context (b, L, context_dim)
+        # x (b*f, h*w, dim); context (b, L, context_dim), or (b*f, L, context_dim): one per frame (prompt travel)
         bf, n, c = x.shape
         x = self.attn1(self.norm1(x)) + x
-        q = self.norm2(x).reshape(bf // num_frames, num_frames * n, c)  # (b, f*h*w, dim)
-        x = self.attn2(q, context).reshape(bf, n, c) + x
+        if context.shape[0] == bf and num_frames > 1:
+            x = self.attn2(self.norm2(x), context) + x  # every frame against its own text
+        else:
+            q = self.norm2(x).reshape(bf // num_frames, num_frames * n, c)  # (b, f*h*w, dim)
+            x = self.attn2(q, context).reshape(bf, n, c) + x
         return self.ff(self.norm3(x)) + x
 
 

@@ -155,7 +155,7 @@ class SparseControlNetModel(nn.Cell):
                                                      downscale_freq_shift=self.unet_cfg.freq_shift))  # (b, E)
         temb = repeat_interleave(emb, f)  # (b*f, E)
         context = encoder_hidden_states
-        if context.shape[0] != b:
+        if context.shape[0] != b and context.shape[0] != b * f:  # (b*f, L, D): one text per frame
             context = ops.tile(context, (b // context.shape[0], 1, 1))  # torch ``repeat``: whole batch repeated
 
         x = self.conv_in(x)
