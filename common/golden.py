@@ -78,6 +78,13 @@ class GoldenCase:
         """A file of the case, by its path relative to the case folder."""
         return self.root / rel
 
+    def checkpoint_path(self) -> Path:
+        """The weights the case names (``case.json``'s ``checkpoint``: a file or a folder)."""
+        ckpt = self.manifest.get("checkpoint")
+        if not ckpt:
+            raise GoldenError(f"{self.root}/case.json names no checkpoint")
+        return self.path(ckpt)
+
     @property
     def config_path(self) -> Path:
         return self.root / self.manifest.get("config", "config.yaml")

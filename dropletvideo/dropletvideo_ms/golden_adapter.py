@@ -30,10 +30,7 @@ class Adapter(GoldenAdapter):
 
     def __init__(self, case: GoldenCase):
         super().__init__(case)
-        ckpt = case.manifest.get("checkpoint")
-        if not ckpt:
-            raise GoldenError(f"{case.root}/case.json names no checkpoint")
-        self.folder = case.path(ckpt)
+        self.folder = case.checkpoint_path()
         self.pipe = DropletVideoPipeline.from_pretrained(self.folder)
 
     def check_tokenize(self, c):

@@ -26,10 +26,7 @@ class Adapter(GoldenAdapter):
 
     def __init__(self, case: GoldenCase):
         super().__init__(case)
-        ckpt = case.manifest.get("checkpoint")
-        if not ckpt:
-            raise GoldenError(f"{case.root}/case.json names no checkpoint")
-        self.model, report = load_svd_model(case.config_path, case.path(ckpt))
+        self.model, report = load_svd_model(case.config_path, case.checkpoint_path())
         if not report.ok:
             raise GoldenError(f"{case.root}: checkpoint load: {report.summary()}")
         self.model.set_train(False)
