@@ -104,6 +104,13 @@ def run(args, cfg, root: Path, csv: Path, out: Path) -> int:
         set_dropout,
     )
 
+    if os.environ.get("RANK_TABLE_FILE") and int(os.environ.get("RANK_SIZE", "1")) > 1:
+        # the rank-table launch of run_train_distribute.sh (Ascend): one process per DEVICE_ID, HCCL
+        from mindspore.communication import init
+
+        if "DEVICE_ID" in os.environ:
+            ms.set_context(device_id=int(os.environ["DEVICE_ID"]))
+        init()
     rank, world = init_distributed()
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if rank == 0 else (lambda *a: None)
     ms.set_context(mode=ms.PYNATIVE_MODE)
