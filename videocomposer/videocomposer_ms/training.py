@@ -241,8 +241,28 @@ def make_batch_fn(cfg: VCTrainConfig, parts, seed: int):
     return batch_fn, names
 
 
-def set_dropout(cell: nn.Cell, active: bool) -> None:
-    """Switch every ``nn.Dropout`` below ``cell`` on (training) or off (identity)."""
+class ReseededDropout(nn.Dropout):
+    """``nn.Dropout`` drawing its mask with ``ops.dropout``, which follows ``mindspore.set_seed``.
+
+    ``nn.Dropout`` keeps a generator of its own, seeded once when it is built, so a run resumed from a
+    checkpoint would draw other masks than the uninterrupted run; the Trainer reseeds MindSpore at every
+    step, and with this class the masks follow (exact resume with the UNet's dropout on).
+    """
+
+    def construct(self, x):
+        if not self.training or self.p is None or self.p == 0:
+            return x
+        return ops.dropout(x, p=float(self.p))
+
+
+def set_dropout(cell: nn.Cell, active: bool) -> int:
+    """Switch every ``nn.Dropout`` below ``cell`` on (training, as :class:`ReseededDropout`) or off
+    (identity); returns how many there are."""
+    n = 0
     for _, sub in cell.cells_and_names():
         if isinstance(sub, nn.Dropout):
+            if active and not isinstance(sub, ReseededDropout):
+                sub.__class__ = ReseededDropout  # same attributes; only the mask generator changes
             sub.set_train(active)
+            n += 1
+    return n
