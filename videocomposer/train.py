@@ -145,7 +145,7 @@ def run(args, cfg, root: Path, csv: Path, out: Path) -> int:
     params = list(unet.trainable_params())
     n = sum(int(p.size) for p in params)
     batch_fn, names = make_batch_fn(cfg, parts, cfg.seed)
-    init = {p.name: p.asnumpy() for p in params} if args.dump_rank_params else None
+    init = {p.name: p.asnumpy().copy() for p in params} if args.dump_rank_params else None
     tcfg = TrainConfig(
         output_dir=str(out), max_steps=max_steps, lr=cfg.learning_rate,
         lr_schedule="cosine" if cfg.scheduler == "cosine_decay" else "constant", warmup_steps=cfg.warmup_steps,
