@@ -109,9 +109,9 @@ def _guided_cell():
 def worker_ms(mode: str, tiny: bool, frames: int, runs: int, chunk: int, device: str | None) -> dict:
     import mindspore as ms
     import numpy as np
+    from videocomposer_ms.unet import UNetSDTemporal
 
     from common.nn import set_attention
-    from videocomposer_ms.unet import UNetSDTemporal
 
     if device:
         ms.set_context(device_target=device)

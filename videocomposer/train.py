@@ -28,8 +28,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from common.config import options_help
     from videocomposer_ms.train_config import VCTrainConfig
+
+    from common.config import options_help
 
     head, _, rest = __doc__.strip().partition("\n\n")
     p = _Parser(description=head, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -56,8 +57,9 @@ def load_train_config(path: Path, overrides: list[str]):
     """The config file with ``--key=value`` overrides applied (any key of the schema), checked."""
     import dataclasses
 
-    from common.config import ConfigError, apply_overrides, from_mapping, load_yaml
     from videocomposer_ms.train_config import VCTrainConfig
+
+    from common.config import ConfigError, apply_overrides, from_mapping, load_yaml
 
     data = load_yaml(path) or {}
     if not isinstance(data, dict):
@@ -91,10 +93,6 @@ def parse(argv):
 
 def run(args, cfg, root: Path, csv: Path, out: Path) -> int:
     import mindspore as ms
-
-    from common.checkpoint import save_safetensors_atomic
-    from common.cli import InputError
-    from common.train import TrainConfig, Trainer, init_distributed
     from videocomposer_ms.pipeline import VideoComposerPipeline
     from videocomposer_ms.training import (
         DiffusionLoss,
@@ -103,6 +101,10 @@ def run(args, cfg, root: Path, csv: Path, out: Path) -> int:
         make_batch_fn,
         set_dropout,
     )
+
+    from common.checkpoint import save_safetensors_atomic
+    from common.cli import InputError
+    from common.train import TrainConfig, Trainer, init_distributed
 
     if os.environ.get("RANK_TABLE_FILE") and int(os.environ.get("RANK_SIZE", "1")) > 1:
         # the rank-table launch of run_train_distribute.sh (Ascend): one process per DEVICE_ID, HCCL

@@ -54,7 +54,15 @@ Modules: :mod:`.optim` (``AdamW``, ``Momentum``, ``cosine_with_warmup``, ``const
 """
 from .data import DataLoader, EpochSampler, default_collate
 from .distributed import allreduce_mean, broadcast_parameters, init_distributed, rank_and_world
-from .optim import EMA, AdamW, Momentum, clip_by_global_norm, constant_with_warmup, cosine_with_warmup, global_norm
+from .optim import (
+    EMA,
+    AdamW,
+    Momentum,
+    clip_by_global_norm,
+    constant_with_warmup,
+    cosine_with_warmup,
+    global_norm,
+)
 from .state import latest_checkpoint, list_checkpoints, load_state, read_meta, save_state
 from .trainer import TrainConfig, Trainer
 

@@ -22,7 +22,15 @@ from tqdm import tqdm
 
 from . import distributed as dist
 from . import state as st
-from .optim import EMA, AdamW, Momentum, clip_by_global_norm, constant_with_warmup, cosine_with_warmup, global_norm
+from .optim import (
+    EMA,
+    AdamW,
+    Momentum,
+    clip_by_global_norm,
+    constant_with_warmup,
+    cosine_with_warmup,
+    global_norm,
+)
 
 
 @dataclass
