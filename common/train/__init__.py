@@ -20,7 +20,7 @@ What one step does (:meth:`Trainer.train_step`): reseed numpy / python / MindSpo
 ``loss, grads = value_and_grad(loss_cell)(*batch)`` (times the loss scale when one is on);
 average the gradients over micro-batches, then over ranks (AllReduce mean when
 ``mindspore.communication`` is initialised); unscale and skip the step on inf/nan (loss
-scaling); clip to ``clip_grad_norm`` (global L2, torch's formula); AdamW with the lr of the step;
+scaling); clip to ``clip_grad_norm`` (global L2, torch's formula); AdamW (or Momentum) with the lr of the step;
 EMA update. Then rank 0 logs ``{"step","loss","lr","grad_norm","step_time"[,"loss_scale","skipped"]}``
 to ``output_dir/train_log.jsonl``, updates the tqdm bar, and saves every ``ckpt_every`` steps.
 

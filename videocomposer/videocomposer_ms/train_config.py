@@ -57,7 +57,8 @@ class VCTrainConfig(VideoComposerConfig):
     ckpt_save_interval: save a checkpoint every this many optimizer steps (and at the end).
     ckpt_max_keep: checkpoints kept.
     log_interval: write ``train_log.jsonl`` every this many steps.
-    ms_mode: 0 = graph (the forward and backward compiled once), 1 = PyNative.
+    ms_mode: 0 = graph (the forward and backward compiled once; its dropout masks are not restored by a
+        resume, which is exact there with ``train_dropout: false``), 1 = PyNative.
     """
 
     conditions_for_train: list[str] = field(default_factory=lambda: ["text", "motion", "image", "local_image"])
