@@ -95,6 +95,7 @@ def run(args, cfg, root: Path, csv: Path, out: Path) -> int:
     import mindspore as ms
     from videocomposer_ms.pipeline import VideoComposerPipeline
     from videocomposer_ms.training import (
+        DataError,
         DiffusionLoss,
         KeyedLoader,
         VideoCaptionDataset,
@@ -122,7 +123,7 @@ def run(args, cfg, root: Path, csv: Path, out: Path) -> int:
     if cfg.use_fp16 and cpu:
         raise InputError("use_fp16: float16 training with loss scaling needs a GPU or Ascend device (this run is on CPU)")
     dataset = VideoCaptionDataset(cfg, csv, root, cfg.seed)
-    dataset.check()  # every video decodes and is long enough, before any model is built
+    dataset.check()  # every file is a video, before any model is built
     loader = KeyedLoader(dataset, cfg.videos_per_batch, seed=cfg.seed, shuffle=cfg.shuffle)
     accum = cfg.gradient_accumulation_steps
     max_steps = cfg.max_steps or cfg.epochs * max(1, loader.sampler.batches_per_epoch // accum)
@@ -164,7 +165,12 @@ def run(args, cfg, root: Path, csv: Path, out: Path) -> int:
         f"{cfg.videos_per_batch} clips of {cfg.frames} frames at {cfg.resolution}x{cfg.resolution}; {cfg.optim}, "
         f"lr {cfg.learning_rate:g} ({cfg.scheduler})")
     trainer = Trainer(DiffusionLoss(unet, names), params, loader, tcfg, batch_fn=batch_fn)
-    trainer.fit()
+    try:
+        trainer.fit()
+    except DataError as e:  # a video that opened but does not decode, met mid-run
+        print(f"error: {e}; training stopped at step {trainer.step}, the checkpoints in {out} are kept",
+              file=sys.stderr)
+        return 2
     if args.dump_rank_params:
         path = str(args.dump_rank_params).format(rank=rank)
         save_safetensors_atomic(trainer.model_state(), path)

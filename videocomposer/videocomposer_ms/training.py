@@ -109,9 +109,20 @@ class VideoCaptionDataset:
         return mv
 
     def check(self) -> None:
-        """Decode every video once (fails fast, naming the first bad file)."""
+        """Open every video's container and find its video stream without decoding it (cheap, so a long
+        CSV is checked before any model is built); the first bad file raises :class:`DataError`. A video
+        that opens but cannot be decoded stops the run when it is first read."""
+        import av
+
         for path, _ in self.items:
-            self._decoded(path)
+            try:
+                with av.open(str(path)) as c:
+                    if not c.streams.video:
+                        raise DataError(f"no video stream in {path}")
+            except DataError:
+                raise
+            except Exception as e:  # av.error.* (InvalidDataError, ...)
+                raise DataError(f"cannot decode video {path}: {e}") from None
 
     def load(self, index: int, epoch: int) -> tuple[np.ndarray, ...]:
         cfg, f = self.cfg, self.cfg.frames
