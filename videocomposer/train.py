@@ -80,6 +80,9 @@ def parse(argv):
     args, rest = build_parser().parse_known_args(argv)
     cfg_path = check_file(args.config, "-c", "config")
     cfg = load_train_config(cfg_path, rest)
+    if not Path(cfg.root_dir).exists() and Path(cfg.root_dir).name.startswith("train"):
+        raise InputError(f"video folder not found: {cfg.root_dir} ({cfg_path}:root_dir; python "
+                         f"tools/make_demo_videos.py --out {cfg.root_dir} writes a demo set)")
     root = check_dir(cfg.root_dir, f"{cfg_path}:root_dir", "video folder")
     csv = Path(cfg.csv_path) if cfg.csv_path else root / "video_caption.csv"
     check_file(csv, f"{cfg_path}:csv_path", "CSV")
