@@ -114,7 +114,7 @@ def worker_ms(mode: str, tiny: bool, frames: int, runs: int, chunk: int, device:
     from common.nn import set_attention
 
     if device:
-        ms.set_context(device_target=device)
+        ms.set_device(device) if hasattr(ms, "set_device") else ms.set_context(device_target=device)
     ms.set_context(mode=ms.PYNATIVE_MODE)
     target = ms.get_context("device_target")
     if target == "CPU":
