@@ -217,6 +217,8 @@ def make_batch_fn(cfg: VCTrainConfig, parts, seed: int):
         coef = lambda c: c[t].astype(np.float32).reshape(b, 1, 1, 1, 1)  # noqa: E731
         xt = coef(sqrt_a) * x0 + coef(sqrt_1ma) * noise  # q_sample
         keep = np.stack([condition_keep(r, cfg) for r in gens])
+        if "y" not in g:  # the original's UNet drops a given text context only; zero_y (y=None) stays
+            keep[:, KEEP_ORDER.index("y")] = 1.0
         masks = [random_mask(cfg.misc_size, r) for r in gens] if "masked" in g else None
         flat = misc.reshape((b * f,) + misc.shape[2:])  # (b*f, 3, S, S)
         sk = None
