@@ -159,13 +159,21 @@ def _loss_and_grads(parts, names, inputs):
     return loss, params, float(value.asnumpy()), {p.name: g.asnumpy() for p, g in zip(params, grads)}
 
 
-def test_loss_and_gradients_are_sane(setup):
+@pytest.fixture(scope="module")
+def kept(setup):
+    """Inputs with every condition kept, and the loss and gradients there."""
     import mindspore as ms
 
     cfg, parts, ds, batch, fn, names = setup
     inputs = list(fn(batch))
-    inputs[3] = ms.Tensor(np.ones((2, 8), np.float32))  # keep every condition
-    loss, params, value, grads = _loss_and_grads(parts, names, inputs)
+    inputs[3] = ms.Tensor(np.ones((2, 8), np.float32))
+    return (inputs, *_loss_and_grads(parts, names, inputs))
+
+
+def test_loss_and_gradients_are_sane(kept):
+    import mindspore as ms
+
+    inputs, loss, params, value, grads = kept
     assert 0.5 < value < 3.0  # eps-MSE of a random small-output model against N(0, 1) noise
     assert all(np.isfinite(g).all() for g in grads.values())
     for prefix in ("motion_embedding", "local_image_embedding", "depth_embedding", "masked_embedding",
@@ -175,7 +183,7 @@ def test_loss_and_gradients_are_sane(setup):
     # loss ~1 is ~1e-7, so with h = 1e-2 the difference quotient carries ~1e-5 absolute error)
     flat = np.concatenate([g.ravel() for g in grads.values()])
     gnorm = float(np.linalg.norm(flat))
-    saved = {p.name: p.asnumpy() for p in params}
+    saved = {p.name: p.asnumpy().copy() for p in params}
     h = 1e-2
 
     def shifted(sign):
@@ -191,13 +199,9 @@ def test_loss_and_gradients_are_sane(setup):
     assert abs(fd - gnorm) <= 0.02 * gnorm + 1e-4, (fd, gnorm)
 
 
-def test_recompute_gives_the_same_gradients(setup):
-    import mindspore as ms
-
-    cfg, parts, ds, batch, fn, names = setup
-    inputs = list(fn(batch))
-    inputs[3] = ms.Tensor(np.ones((2, 8), np.float32))
-    _, _, v0, g0 = _loss_and_grads(parts, names, inputs)
+def test_recompute_gives_the_same_gradients(setup, kept):
+    parts, names = setup[1], setup[5]
+    inputs, _, _, v0, g0 = kept
     parts.unet.set_recompute(True)
     try:
         _, _, v1, g1 = _loss_and_grads(parts, names, inputs)
