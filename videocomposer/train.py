@@ -167,7 +167,7 @@ def run(args, cfg, root: Path, csv: Path, out: Path) -> int:
     say(f"{len(dataset)} videos, {world} process(es), {max_steps} steps of {accum} x {world} x "
         f"{cfg.videos_per_batch} clips of {cfg.frames} frames at {cfg.resolution}x{cfg.resolution}; {cfg.optim}, "
         f"lr {cfg.learning_rate:g} ({cfg.scheduler})")
-    trainer = Trainer(DiffusionLoss(unet, names), params, loader, tcfg, batch_fn=batch_fn)
+    trainer = Trainer(DiffusionLoss(unet, names, cfg.use_div_loss), params, loader, tcfg, batch_fn=batch_fn)
     try:
         trainer.fit()
     except DataError as e:  # a video that opened but does not decode, met mid-run

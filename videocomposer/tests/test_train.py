@@ -134,7 +134,8 @@ def test_batch_has_every_condition_and_is_keyed_by_sample(setup):
     a, b = fn(batch), fn(batch)
     for x, y in zip(a, b):
         assert np.array_equal(x.asnumpy(), y.asnumpy())
-    xt, t, noise, keep, y, *conds = a
+    xt, t, noise, keep, coef, y, *conds = a
+    assert coef.shape == (2, 2)
     assert xt.shape == (2, 4, 2, 32, 32) and noise.shape == xt.shape and t.shape == (2,) and keep.shape == (2, 8)
     assert y.shape == (2, 77, 64)
     shapes = {n: tuple(c.shape) for n, c in zip(names, conds)}
@@ -247,3 +248,27 @@ def test_condition_dropout_probabilities(setup):
     assert abs(all_one - p_one) < 4 * np.sqrt(p_one * (1 - p_one) / n)
     p_keep = 0.09 + 0.81 * 0.5  # one condition kept
     assert abs(k[:, 0].mean() - p_keep) < 4 * np.sqrt(p_keep * (1 - p_keep) / n)
+
+
+def test_div_loss_is_the_originals():
+    """DiffusionLoss on a stand-in UNet output against the formula in numpy (torch's unbiased std)."""
+    import mindspore as ms
+    from mindspore import nn
+    from videocomposer_ms.training import DiffusionLoss
+
+    rng = np.random.default_rng(0)
+    xt, noise, out = (rng.standard_normal((2, 4, 3, 4, 4)).astype(np.float32) for _ in range(3))
+    coef = np.array([[1.5, 0.8], [1.1, 0.3]], np.float32)
+
+    class Fixed(nn.Cell):
+        def construct(self, x, t, y, cond_keep=None):
+            return ms.Tensor(out)
+
+    args = [ms.Tensor(a) for a in (xt, np.zeros(2, np.int32), noise, np.ones((2, 8), np.float32), coef,
+                                   np.zeros((2, 77, 8), np.float32))]
+    mse = ((out - noise) ** 2).reshape(2, -1).mean(1)
+    x0 = coef[:, :1, None, None, None] * xt - coef[:, 1:, None, None, None] * out
+    div = 0.001 / (x0.astype(np.float64).std(axis=2, ddof=1).reshape(2, -1).mean(1) + 1e-4)
+    assert np.isclose(float(DiffusionLoss(Fixed(), []).construct(*args).asnumpy()), mse.mean(), rtol=1e-6)
+    assert np.isclose(float(DiffusionLoss(Fixed(), [], div_loss=True).construct(*args).asnumpy()),
+                      (mse + div).mean(), rtol=1e-5)

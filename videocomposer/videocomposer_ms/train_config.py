@@ -57,6 +57,8 @@ class VCTrainConfig(VideoComposerConfig):
     ckpt_save_interval: save a checkpoint every this many optimizer steps (and at the end).
     ckpt_max_keep: checkpoints kept.
     log_interval: write ``train_log.jsonl`` every this many steps.
+    use_div_loss: add the original's ``0.001 / (mean frame-wise std of the predicted x0 + 1e-4)`` to each
+        video's loss (pushes the frames apart; off in every released config).
     ms_mode: 0 = graph (the forward and backward compiled once; its dropout masks are not restored by a
         resume, which is exact there with ``train_dropout: false``), 1 = PyNative.
     """
@@ -119,7 +121,6 @@ class VCTrainConfig(VideoComposerConfig):
              f"{self.scheduler!r} is not 'constant' or 'cosine_decay'"),
             (self.ms_mode in (0, 1), "ms_mode", f"{self.ms_mode} is not 0 (graph) or 1 (PyNative)"),
             (self.loss_type == "mse", "loss_type", f"{self.loss_type!r} (only the original's 'mse')"),
-            (not self.use_div_loss, "use_div_loss", "True is not supported (the original's default False)"),
             (self.var_type.startswith("fixed"), "var_type", f"{self.var_type!r} (learned variances need "
              "unet_out_dim 8; the released model is fixed_small)"),
             (self.batch_size is not None and self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1"),

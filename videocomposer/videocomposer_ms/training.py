@@ -10,7 +10,8 @@ a small CSV does not re-encode it.
 The conditions of ``conditions_for_train`` are extracted on the fly, on the host, by the frozen parts
 (:func:`make_batch_fn`): OpenCLIP text (penultimate) and visual towers, MiDaS depth, PiDiNet + the
 simplification GAN, the first frame, masks; the VAE encodes the clip (posterior sample) times
-``scale_factor``. The objective is the original's ``GaussianDiffusion.loss`` (eps prediction, ``mse``):
+``scale_factor``. The objective is the original's ``GaussianDiffusion.loss`` (eps prediction, ``mse``, and
+``use_div_loss``'s frame-spread term when set):
 ``t ~ U{0..num_timesteps-1}``, ``x_t = sqrt(a_t) x0 + sqrt(1 - a_t) noise`` (``linear_sd`` betas),
 ``loss = mean((unet(x_t, t, conditions) - noise)^2)``.
 
@@ -162,20 +163,30 @@ def condition_keep(rng: np.random.Generator, cfg: VCTrainConfig) -> np.ndarray:
 
 
 class DiffusionLoss(nn.Cell):
-    """``mean((unet(x_t, t, y, conditions, cond_keep) - noise)^2)`` over every element (batch mean of the
-    original's per-video mean). ``construct(x_t, t, noise, keep, y, *conditions)`` with the conditions in
-    the order of ``names``."""
+    """The batch mean of the original's per-video loss: ``mean((unet(x_t, t, y, conditions, cond_keep) -
+    noise)^2)`` over the video's elements, plus with ``div_loss`` (``use_div_loss``, more than one frame)
+    ``0.001 / (mean(std_frames(x0_pred)) + 1e-4)``, ``x0_pred = coef[0] x_t - coef[1] eps`` (the frame-wise
+    standard deviation with Bessel's correction, as torch's ``std``).
 
-    def __init__(self, unet: UNetSDTemporal, names: list[str]):
+    ``construct(x_t, t, noise, keep, coef, y, *conditions)``: ``coef`` (b, 2) = ``sqrt(1/a_t)``,
+    ``sqrt(1/a_t - 1)``; the conditions in the order of ``names``."""
+
+    def __init__(self, unet: UNetSDTemporal, names: list[str], div_loss: bool = False):
         super().__init__(auto_prefix=False)
-        self.unet, self.names = unet, tuple(names)
+        self.unet, self.names, self.div_loss = unet, tuple(names), div_loss
 
-    def construct(self, xt, t, noise, keep, y, *conds):
+    def construct(self, xt, t, noise, keep, coef, y, *conds):
         kwargs = {}
         for name, c in zip(self.names, conds):
             kwargs[name] = c
-        eps = self.unet(xt, t, y, cond_keep=keep, **kwargs)
-        return ops.mean(ops.square(eps.astype(ms.float32) - noise))
+        eps = self.unet(xt, t, y, cond_keep=keep, **kwargs).astype(ms.float32)
+        b = xt.shape[0]
+        loss = ops.square(eps - noise).reshape(b, -1).mean(axis=1)  # (b,)
+        if self.div_loss and xt.shape[2] > 1:
+            x0 = coef[:, 0].reshape(b, 1, 1, 1, 1) * xt - coef[:, 1].reshape(b, 1, 1, 1, 1) * eps
+            spread = ops.std(x0, axis=2, ddof=1).reshape(b, -1).mean(axis=1)  # (b,)
+            loss = loss + 0.001 / (spread + 1e-4)
+        return loss.mean()
 
 
 def _t(a) -> ms.Tensor:
@@ -183,7 +194,7 @@ def _t(a) -> ms.Tensor:
 
 
 def make_batch_fn(cfg: VCTrainConfig, parts, seed: int):
-    """``batch_fn(batch, rng) -> (x_t, t, noise, keep, y, *conditions)`` for :class:`common.train.Trainer`.
+    """``batch_fn(batch, rng) -> (x_t, t, noise, keep, coef, y, *conditions)`` for :class:`common.train.Trainer`.
 
     Args:
         cfg: the run's config.
@@ -194,6 +205,7 @@ def make_batch_fn(cfg: VCTrainConfig, parts, seed: int):
     """
     ac = ldm_alphas_cumprod("linear", cfg.num_timesteps, INIT_BETA, LAST_BETA)  # float64
     sqrt_a, sqrt_1ma = np.sqrt(ac), np.sqrt(1.0 - ac)
+    sqrt_recip, sqrt_recipm1 = np.sqrt(1.0 / ac), np.sqrt(1.0 / ac - 1.0)
     g = cfg.guidances
     names = [n for n in g if n != "y"]
     chunk = max(int(cfg.chunk_size), 1)
@@ -216,6 +228,7 @@ def make_batch_fn(cfg: VCTrainConfig, parts, seed: int):
             noise = np.stack([r.standard_normal((4, f, h, w), dtype=np.float32) for r in gens])
         coef = lambda c: c[t].astype(np.float32).reshape(b, 1, 1, 1, 1)  # noqa: E731
         xt = coef(sqrt_a) * x0 + coef(sqrt_1ma) * noise  # q_sample
+        recip = np.stack([sqrt_recip[t], sqrt_recipm1[t]], axis=1)  # (b, 2) for the div loss's x0
         keep = np.stack([condition_keep(r, cfg) for r in gens])
         if "y" not in g:  # the original's UNet drops a given text context only; zero_y (y=None) stays
             keep[:, KEEP_ORDER.index("y")] = 1.0
@@ -248,7 +261,7 @@ def make_batch_fn(cfg: VCTrainConfig, parts, seed: int):
             y = parts.clip.encode_with_transformer(ms.Tensor(tokens.astype(np.int32)))
         else:
             y = _t(np.repeat(zero_y, b, 0))
-        return (_t(xt), ms.Tensor(t.astype(np.int32)), _t(noise), _t(keep), ops.stop_gradient(y),
+        return (_t(xt), ms.Tensor(t.astype(np.int32)), _t(noise), _t(keep), _t(recip), ops.stop_gradient(y),
                 *(ops.stop_gradient(c) for c in conds))
 
     return batch_fn, names
