@@ -20,18 +20,18 @@ What one step does (:meth:`Trainer.train_step`): reseed numpy / python / MindSpo
 ``loss, grads = value_and_grad(loss_cell)(*batch)`` (times the loss scale when one is on);
 average the gradients over micro-batches, then over ranks (AllReduce mean when
 ``mindspore.communication`` is initialised); unscale and skip the step on inf/nan (loss
-scaling); clip to ``clip_grad_norm`` (global L2, torch's formula); AdamW with the lr of the step;
+scaling); clip to ``clip_grad_norm`` (global L2, torch's formula); AdamW (or Momentum) with the lr of the step;
 EMA update. Then rank 0 logs ``{"step","loss","lr","grad_norm","step_time"[,"loss_scale","skipped"]}``
 to ``output_dir/train_log.jsonl``, updates the tqdm bar, and saves every ``ckpt_every`` steps.
 
 ``TrainConfig`` fields: output_dir, max_steps, lr, lr_schedule ("cosine"|"constant"), warmup_steps,
 min_lr, betas, eps, weight_decay, accum_steps, clip_grad_norm, ema_decay, ema_use_num_updates,
-ckpt_every, keep_last, save_final, resume, seed, log_every, log_file, progress, loss_scale
+optimizer ("adamw"|"momentum"), momentum, ckpt_every, keep_last, save_final, resume, seed, log_every, log_file, progress, loss_scale
 ("auto"|"none"|"static"|"dynamic") and its value/factor/window, jit, extra (free-form, saved).
 ``Trainer`` methods: ``fit(until=None)``, ``setup()``, ``train_step() -> metrics``,
 ``save_checkpoint()``, ``load_checkpoint(path)``, ``resume_latest()``, ``state()`` /
 ``load_state(arrays, meta)``, ``model_state(ema=False)``, ``lr_at(step)``; attributes ``step``,
-``optimizer`` (:class:`AdamW`), ``ema`` (:class:`EMA` or None), ``scaler``, ``params``, ``names``.
+``optimizer`` (:class:`AdamW` or :class:`Momentum`), ``ema`` (:class:`EMA` or None), ``scaler``, ``params``, ``names``.
 
 Checkpoints (:mod:`common.train.state`): ``output_dir/ckpt-<step:08d>.safetensors`` with arrays
 ``model/<name>``, ``optim/exp_avg/<name>``, ``optim/exp_avg_sq/<name>``, ``ema/<name>``,
@@ -45,7 +45,7 @@ generator. Under ``jit=True``, random ops compiled into the graph keep their own
 *not* restored: draw noise in ``batch_fn`` there. Data parallel assumes all ranks read the same
 ``output_dir`` (rank 0 writes; every rank loads; parameters are then broadcast from rank 0).
 
-Modules: :mod:`.optim` (``AdamW``, ``cosine_with_warmup``, ``constant_with_warmup``,
+Modules: :mod:`.optim` (``AdamW``, ``Momentum``, ``cosine_with_warmup``, ``constant_with_warmup``,
 ``clip_by_global_norm``, ``global_norm``, ``EMA``), :mod:`.data` (``EpochSampler``,
 ``DataLoader``, ``default_collate``), :mod:`.distributed` (``init_distributed``,
 ``rank_and_world``, ``allreduce_mean``, ``broadcast_parameters``), :mod:`.state`
@@ -54,12 +54,20 @@ Modules: :mod:`.optim` (``AdamW``, ``cosine_with_warmup``, ``constant_with_warmu
 """
 from .data import DataLoader, EpochSampler, default_collate
 from .distributed import allreduce_mean, broadcast_parameters, init_distributed, rank_and_world
-from .optim import EMA, AdamW, clip_by_global_norm, constant_with_warmup, cosine_with_warmup, global_norm
+from .optim import (
+    EMA,
+    AdamW,
+    Momentum,
+    clip_by_global_norm,
+    constant_with_warmup,
+    cosine_with_warmup,
+    global_norm,
+)
 from .state import latest_checkpoint, list_checkpoints, load_state, read_meta, save_state
 from .trainer import TrainConfig, Trainer
 
 __all__ = [
-    "AdamW", "EMA", "DataLoader", "EpochSampler", "TrainConfig", "Trainer", "allreduce_mean",
+    "AdamW", "EMA", "DataLoader", "Momentum", "EpochSampler", "TrainConfig", "Trainer", "allreduce_mean",
     "broadcast_parameters", "clip_by_global_norm", "constant_with_warmup", "cosine_with_warmup",
     "default_collate", "global_norm", "init_distributed", "latest_checkpoint", "list_checkpoints",
     "load_state", "rank_and_world", "read_meta", "save_state",

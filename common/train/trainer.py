@@ -22,7 +22,15 @@ from tqdm import tqdm
 
 from . import distributed as dist
 from . import state as st
-from .optim import EMA, AdamW, clip_by_global_norm, constant_with_warmup, cosine_with_warmup, global_norm
+from .optim import (
+    EMA,
+    AdamW,
+    Momentum,
+    clip_by_global_norm,
+    constant_with_warmup,
+    cosine_with_warmup,
+    global_norm,
+)
 
 
 @dataclass
@@ -36,7 +44,11 @@ class TrainConfig:
         lr_schedule: "cosine" (warm-up then cosine to ``min_lr``) or "constant" (warm-up then flat) ["cosine"].
         warmup_steps: linear warm-up steps [0].
         min_lr: final lr of the cosine [0.0].
-        betas / eps / weight_decay: AdamW's [(0.9, 0.999) / 1e-8 / 1e-2].
+        betas / eps / weight_decay: AdamW's [(0.9, 0.999) / 1e-8 / 1e-2] (``weight_decay`` is also
+            Momentum's L2 factor).
+        optimizer: "adamw" (:class:`~common.train.optim.AdamW`) or "momentum"
+            (:class:`~common.train.optim.Momentum`, SGD with momentum: one state buffer instead of two) ["adamw"].
+        momentum: mu of "momentum" [0.9].
         accum_steps: micro-batches whose gradients are averaged into one step [1].
         clip_grad_norm: max global L2 norm of the gradients; None or 0 = no clipping [1.0].
         ema_decay: keep an EMA of the trainable parameters with this decay; None = none [None].
@@ -67,6 +79,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 1e-2
+    optimizer: str = "adamw"
+    momentum: float = 0.9
     accum_steps: int = 1
     clip_grad_norm: float | None = 1.0
     ema_decay: float | None = None
@@ -92,6 +106,8 @@ class TrainConfig:
                              f"keep_last ({self.keep_last}) and log_every ({self.log_every}) must be >= 1")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"TrainConfig.lr_schedule: {self.lr_schedule!r} is not 'cosine' or 'constant'")
+        if self.optimizer not in ("adamw", "momentum"):
+            raise ValueError(f"TrainConfig.optimizer: {self.optimizer!r} is not 'adamw' or 'momentum'")
         if self.loss_scale not in ("auto", "none", "static", "dynamic"):
             raise ValueError(f"TrainConfig.loss_scale: {self.loss_scale!r} is not auto/none/static/dynamic")
 
@@ -139,7 +155,8 @@ class Trainer:
         self.step = 0  # optimizer steps done
 
         c = config
-        self.optimizer = AdamW(self.params, c.lr, c.betas, c.eps, c.weight_decay, no_decay)
+        self.optimizer = (AdamW(self.params, c.lr, c.betas, c.eps, c.weight_decay, no_decay) if c.optimizer == "adamw"
+                          else Momentum(self.params, c.lr, c.momentum, c.weight_decay, no_decay))
         self.ema = EMA(self.params, c.ema_decay, c.ema_use_num_updates) if c.ema_decay else None
         if lr_schedule is None:
             lr_schedule = (cosine_with_warmup(c.lr, c.warmup_steps, c.max_steps, c.min_lr)

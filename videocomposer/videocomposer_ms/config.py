@@ -37,7 +37,7 @@ PIDINET_BSD = {"config": "carv4", "inplane": 60, "dil": 24, "sa": True, "vanilla
 SKETCH_SIMPLIFICATION = [48, 128, 128, 128, 256, 256, 256, 512, 1024, 1024, 1024, 1024, 512, 256, 256, 256,
                          128, 128, 128, 48, 48, 24, 1]
 
-_TRAIN = "a training option (training is not part of this inference port)"
+_TRAIN = "a training option (used by train.py through configs/train_*.yaml; no effect on inference)"
 _DIST = "distributed / data-loading option of the original launcher"
 
 

@@ -41,6 +41,9 @@ from .conditions import (
 )
 from .config import SPATIAL, VideoComposerConfig
 
+#: the columns of ``cond_keep``: the spatial conditions in the order of the sum, the text, the style token.
+KEEP_ORDER = SPATIAL + ("y", "image")
+
 
 def _input_attention_layers(cfg: VideoComposerConfig) -> int:
     """How many SpatialTransformers the input blocks have (levels whose scale is in ``attn_scales``)."""
@@ -121,6 +124,10 @@ class UNetSDTemporal(UNetSkeleton):
         image: (b, 1, hardcoded_context_dim) style embedding or None.
         spatial conditions (b, c, f, H, W) or None: depth (1), local_image (3), motion (2), sketch (1),
             single_sketch (1), masked (4). Any H, W; each encodes to 32x32, so h = w = 32 when one is given.
+        cond_keep: (b, 8) float multipliers of the condition embeddings in :data:`KEEP_ORDER` (the six
+            spatial embeddings, the text context ``y``, the style token), or None (inference: all 1). Training
+            passes the original's ``misc_dropout`` masks here (drawn on the host, see ``training.py``): a
+            dropped condition's embedding is zeroed after its encoder, as the original's DropPath does.
     Returns (b, out_dim, f, h, w), the predicted noise.
     """
 
@@ -183,15 +190,17 @@ class UNetSDTemporal(UNetSkeleton):
         return self.pre_image_condition(image)
 
     def construct(self, x, t, y, image=None, depth=None, local_image=None, motion=None, sketch=None,
-                  single_sketch=None, masked=None, fps=None):
+                  single_sketch=None, masked=None, fps=None, cond_keep=None):
         b, _, f, h, w = x.shape
         conds = {"depth": depth, "local_image": local_image, "motion": motion, "sketch": sketch,
                  "single_sketch": single_sketch, "masked": masked}
         concat = None
-        for name in SPATIAL:  # the original's order of the sum
+        for i, name in enumerate(SPATIAL):  # the original's order of the sum
             c = conds[name]
             if c is not None:
                 e = self.encode_condition(name, c.astype(x.dtype))
+                if cond_keep is not None:
+                    e = e * cond_keep[:, i].astype(x.dtype).reshape(b, 1, 1, 1, 1)
                 concat = e if concat is None else concat + e
         if concat is None:
             concat = ops.zeros((b, self.concat_dim, f, h, w), x.dtype)
@@ -200,8 +209,13 @@ class UNetSDTemporal(UNetSkeleton):
         if self.use_fps_condition and fps is not None:
             emb = emb + self.fps_embedding(timestep_embedding(fps, self.model_channels).astype(x.dtype))
         context = y.astype(x.dtype)
+        if cond_keep is not None:
+            context = context * cond_keep[:, 6].astype(x.dtype).reshape(b, 1, 1)
         if image is not None:
-            context = ops.concat([context, self.pre_image_condition(image.astype(x.dtype))], axis=1)
+            token = self.pre_image_condition(image.astype(x.dtype))
+            if cond_keep is not None:
+                token = token * cond_keep[:, 7].astype(x.dtype).reshape(b, 1, 1)
+            context = ops.concat([context, token], axis=1)
         emb = repeat_interleave(emb, f)  # (b*f, 4*dim)
         context = repeat_interleave(context, f)  # (b*f, L, C)
         out = self.run_blocks(frames_to_batch(x), emb, context, f)  # (b*f, out, h, w)
