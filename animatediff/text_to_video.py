@@ -68,7 +68,7 @@ def _main(argv) -> int:
     # imported here so that --help is instant
     from animatediff_ms.config import InferenceConfig
     from animatediff_ms.prompt_config import load_prompt_config
-    from animatediff_ms.runner import build_entry_pipeline, make_savedir, run_prompt_config
+    from animatediff_ms.runner import attach_controlnet, build_entry_pipeline, make_savedir, run_prompt_config
 
     from common.cli import check_dir, check_file, check_range, prepare_output_dir
     from common.config import ConfigError
@@ -96,6 +96,7 @@ def _main(argv) -> int:
             v = getattr(e, k)
             if v is not None and (v <= 0 or v % 8):
                 raise ConfigError(f"{args.config}[{e.index}].{k}: {v} is not a positive multiple of 8")
+        e.check_controlnet(args.L or e.L or 16, f"{args.config}[{e.index}]")
         if args.inference_config:
             e.inference_config = args.inference_config
         if args.seed is not None:
@@ -108,6 +109,10 @@ def _main(argv) -> int:
                               f"{e.context_length}")
     sd = Path(args.pretrained_model_path or "models/StableDiffusion/stable-diffusion-v1-5")
     random_model = args.pretrained_model_path is None and not any(e.names_weights for e in entries)
+    for e in entries:
+        if e.uses_controlnet and not e.controlnet_path and not random_model:
+            raise ConfigError(f"{args.config}[{e.index}].controlnet_path: missing (controlnet_images are given; "
+                              f"only a config naming no weight files runs a random controlnet)")
     if not random_model:
         check_dir(sd, "--pretrained_model_path", "diffusers Stable Diffusion 1.5 folder (see README 'Weights')")
     out_root = prepare_output_dir(args.output_dir, "--output_dir")
@@ -132,6 +137,7 @@ def _main(argv) -> int:
             print("[animatediff] this config names no weight files: running a TINY RANDOMLY INITIALISED "
                   "model (the videos are noise); pass --pretrained_model_path and weight files for real videos")
             pipe = tiny_random_pipeline(InferenceConfig.load(entry.inference_config), jit=jit)
+            attach_controlnet(pipe, entry, random_seed=1)
             if entry.sampler:
                 pipe.scheduler.sampler = entry.sampler
             return pipe
