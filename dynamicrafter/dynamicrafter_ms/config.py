@@ -51,7 +51,7 @@ class UNetConfig:
     transformer_depth: int = 1
     context_dim: int = 1024
     use_linear: bool = True
-    use_checkpoint: bool = unused("gradient checkpointing of the training code", False)
+    use_checkpoint: bool = unused("inference: no gradients; train.py: gradient checkpointing of the UNet blocks", False)
     conv_resample: bool = True
     dims: int = 2
     use_scale_shift_norm: bool = False
