@@ -46,6 +46,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema_decay", type=float, default=0.9999,
                    help="EMA decay used when model.params.use_ema is true (LitEma: with its warm-up; default 0.9999)")
     p.add_argument("--keep_last", type=int, default=3, help="checkpoints kept (default 3)")
+    p.add_argument("--adam_eps", type=float, default=1e-8, help="AdamW epsilon (default 1e-8, torch's, as the original)")
+    p.add_argument("--weight_decay", type=float, default=1e-2,
+                   help="AdamW decoupled weight decay (default 0.01, torch's, as the original)")
     p.add_argument("--loss_scale_value", type=float, default=65536.0,
                    help="initial dynamic loss scale of precision 16 on GPU/Ascend (default 65536)")
     p.add_argument("--no_video_check", action="store_true",
@@ -54,6 +57,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="do not write output_dir/model_finetuned.safetensors (the EMA weights with use_ema) at the end")
     p.add_argument("--dump_rank_params", default=None,
                    help="[diagnostic] path with {rank}: every rank writes its trained parameters at the end")
+    p.add_argument("--dropout_off", action="store_true",
+                   help="[diagnostic] train with the UNet's dropout off (masks are drawn per process; the "
+                        "data-parallel test compares ranks with one process)")
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     p.add_argument("--debug", action="store_true", help="on an error, show the traceback instead of one line")
     return p
@@ -77,6 +83,8 @@ def read_configs(args, overrides: list[str]):
     for name in ("keep_last",):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.adam_eps <= 0 or args.weight_decay < 0:
+        raise ValueError(f"--adam_eps {args.adam_eps} must be > 0 and --weight_decay {args.weight_decay} >= 0")
     if not 0.0 < args.ema_decay < 1.0:
         raise ValueError(f"--ema_decay {args.ema_decay} must lie in (0, 1)")
     res = tf.data.params.train.params.resolution
@@ -126,6 +134,8 @@ def run(args, tf, cfg) -> int:
         say("WARNING: model.pretrained_checkpoint is null: fine-tuning RANDOM weights (only useful for tests)")
     use_reseedable_dropout(model, host_seeds=args.mode != "graph")  # masks repeat on resume and under recompute
     set_train_mode(model)
+    if args.dropout_off:
+        model.model.set_train(False)
     model.unet.set_recompute(cfg.unet.use_checkpoint)
     lt = tf.lightning
     on_device = ms.get_context("device_target") != "CPU"
@@ -141,6 +151,7 @@ def run(args, tf, cfg) -> int:
     lr = tf.model.base_learning_rate * (world * dp.batch_size if tf.model.scale_lr else 1)
     tcfg = TrainConfig(
         output_dir=str(out), max_steps=tr.max_steps, lr=lr, lr_schedule="constant", warmup_steps=0,
+        eps=args.adam_eps, weight_decay=args.weight_decay,
         accum_steps=tr.accumulate_grad_batches, clip_grad_norm=tr.gradient_clip_val or None,
         ema_decay=args.ema_decay if cfg.diffusion.use_ema else None, ema_use_num_updates=True,
         ckpt_every=lt.callbacks.model_checkpoint.params.every_n_train_steps, keep_last=args.keep_last,

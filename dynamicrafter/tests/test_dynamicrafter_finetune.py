@@ -136,3 +136,45 @@ def test_gradient_checkpointing_with_dropout_gives_the_same_gradients(tiny512):
     scale = max(float(np.abs(g).max()) for g in runs[0][1])
     err = max(float(np.abs(a - b).max()) for a, b in zip(runs[0][1], runs[1][1]))
     assert err <= 1e-5 * scale, (err, scale)
+
+
+def _launch(dc, *args, env=None):
+    import os
+    import subprocess
+
+    script = dc.DC_DIR / "scripts" / "run" / "run_train_distributed.sh"
+    return subprocess.run(["bash", str(script), "--dry_run", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+
+
+def test_distributed_launcher_dry_run(dc, tmp_path):
+    """run_train_distributed.sh: msrun and rank-table command lines, and its refusals (exit 2, one error line)."""
+    import json
+
+    cfg = "configs/training_512_v1.0/config.yaml"
+    r = _launch(dc, "msrun", "4", cfg, "runs/a b", "--seed", "3", env={"MASTER_PORT": "9000"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == (f"msrun --worker_num=4 --local_worker_num=4 --master_port=9000 --join=True "
+                                f"--log_dir=runs/a\\ b/msrun_log python train.py -c {cfg} --output_dir runs/a\\ b --seed 3")
+    table = tmp_path / "rank_table.json"
+    table.write_text(json.dumps({"server_list": [
+        {"server_id": "10.0.0.1", "device": [{"device_id": "4", "rank_id": "0"}, {"device_id": "5", "rank_id": "1"}]},
+        {"server_id": "10.0.0.2", "device": [{"device_id": "0", "rank_id": "2"}, {"device_id": "1", "rank_id": "3"}]}]}))
+    r = _launch(dc, "rank_table", str(table), cfg, "out", env={"SERVER_ID": "10.0.0.2"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        f"RANK_TABLE_FILE={table} RANK_SIZE=4 RANK_ID={rank} DEVICE_ID={dev} python train.py -c {cfg} --output_dir out"
+        f" > out/rank_{rank}.log" for rank, dev in ((2, 0), (3, 1))]
+    (tmp_path / "bad.json").write_text("{}")
+    for args, env, message in [
+        (("msrun", "two", cfg, "o"), {}, "N_PROC must be a positive integer, got 'two'"),
+        (("mpirun", "2", cfg, "o"), {}, "unknown launcher 'mpirun'"),
+        (("msrun", "2", "nope.yaml", "o"), {}, "config not found: nope.yaml"),
+        (("msrun", "2", cfg), {}, "missing arguments"),
+        (("rank_table", str(tmp_path / "none.json"), cfg, "o"), {}, "rank table not found"),
+        (("rank_table", str(tmp_path / "bad.json"), cfg, "o"), {}, "KeyError: 'server_list'"),
+        (("rank_table", str(table), cfg, "o"), {"SERVER_ID": "9.9.9.9"}, "SERVER_ID 9.9.9.9 is not a server_id"),
+    ]:
+        r = _launch(dc, *args, env=env)
+        errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+        assert r.returncode == 2 and r.stdout == "" and len(errors) == 1 and message in errors[0], (args, r.stderr)
