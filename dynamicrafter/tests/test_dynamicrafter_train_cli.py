@@ -105,3 +105,27 @@ def test_bad_input_is_one_line_before_any_work(dc, train_setup):
     assert r.returncode == 2 and r.stderr.strip() == (
         f"error: {bad_yaml}: data.params.train.params.random_fps: unknown key (did you mean 'random_fs'?)"), r.stderr
     assert not (s.root / "never").exists()
+
+
+def test_benchmark_train_runs_on_a_tiny_config(dc, tiny_dir, tmp_path, capsys):
+    """``benchmark.py --train`` end to end (tiny 512-style config, 2 frames, PyNative with gradient
+    checkpointing; the full-size run and graph mode are for a big machine); a bad variant exits 2."""
+    import importlib.util
+    import json
+
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if k != "REF_SRC"}
+    r = subprocess.run([sys.executable, "benchmark.py", "--train", "--config", str(tiny_dir / "tiny512.yaml"),
+                        "--train_frames", "2", "--runs", "1", "--variants", "pynative+ckpt", "--json", str(out)],
+                       cwd=dc.DC_DIR, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads(out.read_text())["results"]
+    assert [row["variant"] for row in rows] == ["pynative+ckpt"]
+    assert rows[0]["median_s"] > 0 and rows[0]["peak_rss_gb"] > 0 and np.isfinite(rows[0]["loss"])
+    assert rows[0]["trainable_params"] > 0 and "median s/step" in r.stdout
+    spec = importlib.util.spec_from_file_location("dc_benchmark", dc.DC_DIR / "benchmark.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--train", "--variants", "eager"])
+    assert e.value.code == 2 and "--variants ['eager'] not in" in capsys.readouterr().err
