@@ -60,6 +60,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout_off", action="store_true",
                    help="[diagnostic] train with the UNet's dropout off (masks are drawn per process; the "
                         "data-parallel test compares ranks with one process)")
+    p.add_argument("--fp16_on_cpu", action="store_true",
+                   help="[diagnostic] run precision 16 (float16 UNet compute, dynamic loss scaling) on CPU too (slow)")
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     p.add_argument("--debug", action="store_true", help="on an error, show the traceback instead of one line")
     return p
@@ -138,7 +140,7 @@ def run(args, tf, cfg) -> int:
         model.model.set_train(False)
     model.unet.set_recompute(cfg.unet.use_checkpoint)
     lt = tf.lightning
-    on_device = ms.get_context("device_target") != "CPU"
+    on_device = ms.get_context("device_target") != "CPU" or args.fp16_on_cpu
     if lt.fp16 and on_device:
         model.unet.to_float(ms.float16)
     params = trainable_parameters(model)
