@@ -25,10 +25,11 @@ DEFAULT_CONFIG = HERE / "configs" / "training_512_v1.0" / "config.yaml"
 
 def get_parser() -> argparse.ArgumentParser:
     """The script's own flags; the YAML keys (listed in the epilog) are given as --section.key=value."""
-    from common.cli import OneLineParser
-    from common.config import options_help
     from dynamicrafter_ms.config import DiffusionConfig, UNetConfig
     from dynamicrafter_ms.train_config import TrainingFile
+
+    from common.cli import OneLineParser
+    from common.config import options_help
 
     keys = (options_help(TrainingFile) + options_help(DiffusionConfig, "model.params")
             + options_help(UNetConfig, "model.params.unet_config.params"))
@@ -69,11 +70,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 def read_configs(args, overrides: list[str]):
     """``(TrainingFile, DynamiCrafterConfig)`` from ``--config`` with the overrides applied; every key checked."""
-    from common.cli import check_file
-    from common.config import apply_overrides, load_yaml
     from dynamicrafter_ms.config import DynamiCrafterConfig
     from dynamicrafter_ms.finetune import check_trainable
     from dynamicrafter_ms.train_config import read_training_file
+
+    from common.cli import check_file
+    from common.config import apply_overrides, load_yaml
 
     path = check_file(args.config, "--config", "config")
     data = apply_overrides(load_yaml(path), overrides, str(path))
@@ -100,9 +102,6 @@ def read_configs(args, overrides: list[str]):
 def run(args, tf, cfg) -> int:
     """Train as configured; returns the exit status."""
     import mindspore as ms
-
-    from common.cli import prepare_output_dir
-    from common.train import TrainConfig, Trainer, init_distributed, use_reseedable_dropout
     from dynamicrafter_ms.finetune import (
         DiffusionLoss,
         describe_parameters,
@@ -114,6 +113,9 @@ def run(args, tf, cfg) -> int:
     from dynamicrafter_ms.model import DynamiCrafter
     from dynamicrafter_ms.webvid import WebVidDataset, WebVidLoader
     from dynamicrafter_ms.weights import load_weights
+
+    from common.cli import prepare_output_dir
+    from common.train import TrainConfig, Trainer, init_distributed, use_reseedable_dropout
 
     rank, world = init_distributed()
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if rank == 0 else (lambda *a: None)

@@ -55,8 +55,8 @@ Modules: :mod:`.optim` (``AdamW``, ``cosine_with_warmup``, ``constant_with_warmu
 ``prune_checkpoints``), :mod:`.trainer` (``TrainConfig``, ``Trainer``).
 """
 from .data import DataLoader, EpochSampler, default_collate
-from .dropout import ReseedableDropout, use_reseedable_dropout
 from .distributed import allreduce_mean, broadcast_parameters, init_distributed, rank_and_world
+from .dropout import ReseedableDropout, use_reseedable_dropout
 from .optim import EMA, AdamW, clip_by_global_norm, constant_with_warmup, cosine_with_warmup, global_norm
 from .state import latest_checkpoint, list_checkpoints, load_state, read_meta, save_state
 from .trainer import TrainConfig, Trainer

@@ -25,7 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from common.train import DataLoader
-from common.video_io import VideoReadError, center_crop, read_video_frames, resize_center_crop, video_length, video_metadata
+from common.video_io import (
+    VideoReadError,
+    center_crop,
+    read_video_frames,
+    resize_center_crop,
+    video_length,
+    video_metadata,
+)
 
 COLUMNS = ("videoid", "name", "page_dir")
 

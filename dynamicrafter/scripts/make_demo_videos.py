@@ -13,8 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def main(argv=None) -> int:
-    from common.cli import OneLineParser, run_cli
     from dynamicrafter_ms.demo_data import make_demo_webvid
+
+    from common.cli import OneLineParser, run_cli
 
     p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="data/demo_webvid", help="dataset root (default data/demo_webvid)")

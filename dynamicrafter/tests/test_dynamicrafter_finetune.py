@@ -75,9 +75,10 @@ def test_webvid_frame_sampling_as_the_original():
 
 @pytest.fixture(scope="module")
 def tiny512(dc, tiny_dir):
-    from common.train import use_reseedable_dropout
     from dynamicrafter_ms.config import DynamiCrafterConfig
     from dynamicrafter_ms.model import DynamiCrafter
+
+    from common.train import use_reseedable_dropout
 
     cfg = dc.tiny_train_config("x", "x.csv")
     cfg["model"]["params"]["uncond_prob"] = 0.3
