@@ -40,7 +40,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", "--base", dest="config", default=str(DEFAULT_CONFIG),
                    help=f"training YAML of the original's schema (default {DEFAULT_CONFIG.relative_to(HERE)})")
     p.add_argument("--output_dir", "--logdir", dest="output_dir", default=None,
-                   help="checkpoints, train_log.jsonl and the exported weights (default output/<config folder>)")
+                   help="checkpoints, train_log.jsonl and the exported weights (default output/<config folder>[_<stem>])")
     p.add_argument("--seed", type=int, default=123, help="seed of the data order and of every draw (default 123)")
     p.add_argument("--mode", choices=["pynative", "graph"], default="pynative",
                    help="[ms] PyNative, or graph: the gradient step compiled (default pynative)")
@@ -66,6 +66,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     p.add_argument("--debug", action="store_true", help="on an error, show the traceback instead of one line")
     return p
+
+
+def default_output_dir(config) -> Path:
+    """``output/<config folder>`` (``output/<folder>_<stem>`` for a file not named config.yaml, e.g.
+    ``output/training_512_v1.0_config_interp``), so two configs of one folder do not resume each other's run."""
+    c = Path(config)
+    return Path("output") / (c.parent.name if c.stem == "config" else f"{c.parent.name}_{c.stem}")
 
 
 def read_configs(args, overrides: list[str]):
@@ -128,7 +135,7 @@ def run(args, tf, cfg) -> int:
     if len(dataset) < dp.batch_size * world:
         raise ValueError(f"{dp.train.params.meta_path}: {len(dataset)} videos cannot fill one batch of "
                          f"data.params.batch_size {dp.batch_size} x {world} processes")
-    out = prepare_output_dir(args.output_dir or Path("output") / Path(args.config).parent.name, "--output_dir")
+    out = prepare_output_dir(args.output_dir or default_output_dir(args.config), "--output_dir")
 
     model = DynamiCrafter(cfg)
     ckpt = tf.model.pretrained_checkpoint

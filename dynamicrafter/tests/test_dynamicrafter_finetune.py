@@ -34,6 +34,8 @@ def test_shipped_training_configs_read_with_the_original_values(dc, name, lr, re
     assert (d.interp_mode, d.rand_cond_frame, d.uncond_prob, d.fps_condition_type) == (interp, not interp, 0.05, fs)
     assert cfg.unet.use_checkpoint and cfg.unet.dropout == 0.1 and d.image_proj_model_trainable
     assert tf.data.params.train.params.random_fs and tf.data.params.train.params.frame_stride == 6
+    folder, stem = name.split("/")[0], name.split("/")[1][:-len(".yaml")]
+    assert train.default_output_dir(args.config).name == (folder if stem == "config" else f"{folder}_{stem}")
 
 
 def test_help_lists_every_training_key(dc, capsys):
