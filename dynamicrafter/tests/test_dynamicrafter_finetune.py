@@ -38,6 +38,14 @@ def test_shipped_training_configs_read_with_the_original_values(dc, name, lr, re
     assert train.default_output_dir(args.config).name == (folder if stem == "config" else f"{folder}_{stem}")
 
 
+def test_tiny_demo_training_config_reads(dc):
+    train = _train_script(dc)
+    args, _ = train.get_parser().parse_known_args(["-c", str(dc.DC_DIR / "configs" / "training_tiny_demo.yaml")])
+    tf, cfg = train.read_configs(args, [])
+    assert tf.model.pretrained_checkpoint is None and tf.data.params.train.params.resolution == [128, 128]
+    assert cfg.unet.model_channels == 32 and cfg.unet.use_checkpoint
+
+
 def test_help_lists_every_training_key(dc, capsys):
     train = _train_script(dc)
     with pytest.raises(SystemExit) as e:
