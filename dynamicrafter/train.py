@@ -53,7 +53,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss_scale_value", type=float, default=65536.0,
                    help="initial dynamic loss scale of precision 16 on GPU/Ascend (default 65536)")
     p.add_argument("--no_video_check", action="store_true",
-                   help="do not probe every video before training (huge datasets); a bad one then stops the run")
+                   help="do not probe every video before training (huge datasets): an unreadable one then stops the run "
+                        "when it is drawn, a short one gets a smaller stride (the original's fallback)")
     p.add_argument("--no_export", action="store_true",
                    help="do not write output_dir/model_finetuned.safetensors (the EMA weights with use_ema) at the end")
     p.add_argument("--dump_rank_params", default=None,

@@ -6,7 +6,9 @@ The CSV has a header with (at least) ``videoid``, ``name`` (the caption) and ``p
 
 * the stride ``s``: ``frame_stride``, or with ``random_fs`` uniform in ``[frame_stride_min, frame_stride]``;
   with ``fixed_fps`` scaled to ``int(s * fps / fixed_fps)`` (at least 1);
-* a start frame uniform in ``[0, n - (s (T - 1) + 1)]`` and the frames ``start + s i``;
+* a start frame uniform in ``[0, n - (s (T - 1) + 1)]`` and the frames ``start + s i`` (a video too short for
+  ``s`` gets the stride ``n // T``, as the original; with ``fixed_fps`` the original would instead skip a video
+  with under half the frames needed, this port shrinks the stride there too);
 * the fps condition ``fps // s`` (capped to ``fps_max``), and the stride itself (``fs`` condition).
 
 Frames go through the spatial transform (``resize_center_crop``: short side to ``min(H, W)``, centre crop)
