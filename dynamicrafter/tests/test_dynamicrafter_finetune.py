@@ -190,21 +190,3 @@ def test_distributed_launcher_dry_run(dc, tmp_path):
         errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
         assert r.returncode == 2 and r.stdout == "" and len(errors) == 1 and message in errors[0], (args, r.stderr)
 
-
-def test_precision_16_step_with_loss_scaling(dc, train_setup, tmp_path):
-    """``lightning.precision: 16`` (as on GPU/Ascend, forced on CPU here): float16 UNet compute with float32
-    master weights and a dynamic loss scale; the step is finite and logged with its scale."""
-    import json
-
-    train = _train_script(dc)
-    out = tmp_path / "fp16"
-    assert train.main(["-c", str(train_setup.config), "--output_dir", str(out), "--fp16_on_cpu", "--no_progress",
-                       "--no_export", "--lightning.trainer.max_steps=1",
-                       "--lightning.trainer.accumulate_grad_batches=1", "--loss_scale_value=1024"]) == 0
-    log = json.loads((out / "train_log.jsonl").read_text().splitlines()[-1])
-    assert log["step"] == 1 and np.isfinite(log["loss"]) and log["loss_scale"] == 1024.0 and not log["skipped"]
-    from common.train import load_state
-
-    arrays, meta = load_state(out / "ckpt-00000001.safetensors")
-    assert meta["loss_scaler"]["scale_value"] == 1024.0
-    assert all(v.dtype == np.float32 for k, v in arrays.items() if k.startswith("model/"))  # float32 master weights

@@ -1,6 +1,7 @@
 """train.py end to end on the tiny model and real mp4 files: SIGKILL + resume is bit-exact; bad input is one line."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,9 @@ pytestmark = pytest.mark.slow
 STEPS = 2
 # one micro-batch per step keeps the test short (resuming between accumulated micro-batches is
 # common/tests/test_train_kill.py's); everything else of the tiny config stays on
-ONE = ("--lightning.trainer.accumulate_grad_batches=1",)
+# --fp16_on_cpu: precision 16 as on GPU/Ascend (float16 UNet compute, float32 master weights, dynamic loss
+# scale), so the resume covers the loss scaler too
+ONE = ("--lightning.trainer.accumulate_grad_batches=1", "--fp16_on_cpu", "--loss_scale_value=1024")
 
 
 def _cmd(dc, config, out, *extra):
@@ -34,8 +37,9 @@ def _wait(proc, log, timeout=600):
 
 
 def test_sigkill_mid_run_then_resume_is_exact(dc, train_setup):
-    """UNet dropout on, gradient checkpointing on, EMA, clipping, random strides and conditioning dropout: a run
-    killed after step 1 and resumed ends with every array equal to an uninterrupted run."""
+    """UNet dropout on, gradient checkpointing on, EMA, clipping, random strides, conditioning dropout, float16
+    compute with loss scaling: a run killed after step 1 and resumed ends with every array equal to an
+    uninterrupted run."""
     root, config = train_setup.root, train_setup.config
     ref = _start(_cmd(dc, config, root / "ref", *ONE), root / "ref.log", root)
     victim_dir = root / "victim"
@@ -61,13 +65,18 @@ def test_sigkill_mid_run_then_resume_is_exact(dc, train_setup):
     a, _ = load_state(root / "ref" / f"ckpt-{STEPS:08d}.safetensors")
     b, meta = load_state(victim_dir / f"ckpt-{STEPS:08d}.safetensors")
     assert meta["step"] == STEPS and sorted(a) == sorted(b)
+    assert meta["loss_scaler"]["scale_value"] == 1024.0  # no overflow: the scale stays (window 1000)
+    assert all(v.dtype == np.float32 for k, v in a.items() if k.startswith("model/"))  # float32 master weights
     assert any(k.startswith("ema/") for k in a) and any(k.startswith("optim/") for k in a)
     assert any(k.startswith("model/image_proj_model.") for k in a)  # image_proj_model_trainable
     assert not any(k.startswith(("model/first_stage_model.", "model/embedder.")) for k in a)
     bad = [k for k in a if not np.array_equal(a[k], b[k])]
     assert not bad, f"resumed run differs in {bad[:5]} (killed after step {saved[-1][0]})"
     log = (root / "ref.log").read_text()
-    assert "gradient checkpointing" in log and "loss=" in log and "s_step=" in log  # the progress bar
+    assert "gradient checkpointing" in log and "fp16 with loss scaling" in log
+    assert "loss=" in log and "s_step=" in log  # the progress bar
+    steps = [json.loads(ln) for ln in (root / "ref" / "train_log.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in steps] == [1, 2] and all(m["loss_scale"] == 1024.0 and not m["skipped"] for m in steps)
     assert "resumed from" in (root / "resumed.log").read_text()
 
 
@@ -114,7 +123,6 @@ def test_benchmark_train_runs_on_a_tiny_config(dc, tiny_dir, tmp_path, capsys):
     """``benchmark.py --train`` end to end (tiny 512-style config, 2 frames, PyNative with gradient
     checkpointing; the full-size run and graph mode are for a big machine); a bad variant exits 2."""
     import importlib.util
-    import json
 
     out = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if k != "REF_SRC"}
