@@ -34,6 +34,9 @@ class ReseedableDropout(nn.Cell):
         p: drop probability.
         host_seeds: True (PyNative): the scheme above. False: plain ``ops.dropout`` (graph mode, where Python
             code in ``construct`` runs once at compile time; masks then follow MindSpore's op seeds).
+
+    A forward pass without gradient recording in train mode outside ``recompute`` would leave its seeds for the
+    next recorded call: run such passes in eval mode (no dropout), or call :meth:`reset` after them.
     """
 
     def __init__(self, p: float = 0.5, host_seeds: bool = True):
@@ -41,6 +44,10 @@ class ReseedableDropout(nn.Cell):
         self.p = float(p)
         self.host_seeds = bool(host_seeds)
         self._pending = []  # seeds of calls without gradient recording, newest last
+
+    def reset(self) -> None:
+        """Forget the seeds kept for recomputation."""
+        self._pending.clear()
 
     def construct(self, x):
         if not self.training or self.p == 0.0:
