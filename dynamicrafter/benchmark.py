@@ -10,6 +10,9 @@ GFLOP/s of the counted matmul/conv/attention work, that as a fraction of this ma
 matmul rate (a 4096^2 MindSpore matmul measured in the same run), and with ``REF_SRC`` the
 original's time and our/its ratio. ``--json out.json`` writes the figures.
 
+``--train``: one fine-tuning step instead (1 video x 16 frames; PyNative and graph, each with and without
+gradient checkpointing; time and peak memory; the original's step with ``REF_SRC``): see ``benchmark_train.py``.
+
 The original needs ``einops`` (``pip install --no-deps einops``); its ``utils/utils.py`` imports
 ``cv2`` for functions the UNet never calls, so the reference worker gets an empty ``cv2`` stub
 (a temp folder on its PYTHONPATH, with REF_SRC).
@@ -219,6 +222,12 @@ def main(argv=None) -> int:
                    help="our attention's query chunk (default 256: bounds graph-mode memory; 0 = none)")
     p.add_argument("--split", type=int, default=1, help="run the CFG batch as this many sequential calls "
                    "(graph mode on a machine too small for the whole batch's graph; default 1)")
+    p.add_argument("--train", action="store_true",
+                   help="time a fine-tuning step (UNet + Resampler forward, backward, AdamW) instead; see benchmark_train.py")
+    p.add_argument("--variants", default="pynative,pynative+ckpt,graph,graph+ckpt",
+                   help="--train: comma list of pynative, graph, each optionally +ckpt (gradient checkpointing)")
+    p.add_argument("--train_frames", type=int, default=16, help="--train: frames of the video (default 16)")
+    p.add_argument("--variant", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--count", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--flops", type=float, default=0, help="FLOPs per call for the GFLOP/s column when no "
@@ -226,6 +235,21 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     CONFIG, SHAPE, CHUNK = Path(args.config), tuple(int(v) for v in args.shape.split(",")), args.attention_chunk
     SPLIT = args.split
+    if args.train:
+        import benchmark_train as bt
+
+        if args.worker == "train_ms":
+            print(json.dumps(bt.worker_ms(CONFIG, args.variant, args.train_frames, args.runs)))
+            return 0
+        if args.worker == "train_ref":
+            print(json.dumps(bt.worker_ref(CONFIG, args.variant, args.train_frames, args.runs)))
+            return 0
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+        bad = [v for v in variants if v not in bt.VARIANTS]
+        if bad or args.train_frames < 1 or args.runs < 1:
+            p.error(f"--variants {bad} not in {list(bt.VARIANTS)}" if bad else "--train_frames and --runs must be >= 1")
+        bt.run_all(Path(__file__).resolve(), CONFIG, variants, args.train_frames, args.runs, args.json)
+        return 0
     if args.worker == "peak":
         print(json.dumps({"matmul_gflops": _matmul_peak()}))
         return 0

@@ -45,6 +45,8 @@ generator. Under ``jit=True``, random ops compiled into the graph keep their own
 *not* restored: draw noise in ``batch_fn`` there. Data parallel assumes all ranks read the same
 ``output_dir`` (rank 0 writes; every rank loads; parameters are then broadcast from rank 0).
 
+Dropout: ``use_reseedable_dropout(net)`` makes ``nn.Dropout`` masks follow the per-step reseed (exact resume).
+
 Modules: :mod:`.optim` (``AdamW``, ``Momentum``, ``cosine_with_warmup``, ``constant_with_warmup``,
 ``clip_by_global_norm``, ``global_norm``, ``EMA``), :mod:`.data` (``EpochSampler``,
 ``DataLoader``, ``default_collate``), :mod:`.distributed` (``init_distributed``,
@@ -54,6 +56,7 @@ Modules: :mod:`.optim` (``AdamW``, ``Momentum``, ``cosine_with_warmup``, ``const
 """
 from .data import DataLoader, EpochSampler, default_collate
 from .distributed import allreduce_mean, broadcast_parameters, init_distributed, rank_and_world
+from .dropout import ReseedableDropout, use_reseedable_dropout
 from .optim import (
     EMA,
     AdamW,
@@ -67,7 +70,8 @@ from .state import latest_checkpoint, list_checkpoints, load_state, read_meta, s
 from .trainer import TrainConfig, Trainer
 
 __all__ = [
-    "AdamW", "EMA", "DataLoader", "Momentum", "EpochSampler", "TrainConfig", "Trainer", "allreduce_mean",
+    "AdamW", "EMA", "DataLoader", "Momentum", "ReseedableDropout", "use_reseedable_dropout", "EpochSampler",
+    "TrainConfig", "Trainer", "allreduce_mean",
     "broadcast_parameters", "clip_by_global_norm", "constant_with_warmup", "cosine_with_warmup",
     "default_collate", "global_norm", "init_distributed", "latest_checkpoint", "list_checkpoints",
     "load_state", "rank_and_world", "read_meta", "save_state",

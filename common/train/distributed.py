@@ -2,7 +2,8 @@
 
 Launch with ``msrun --worker_num=N --local_worker_num=N --master_port=P python train.py``; the
 script calls :func:`init_distributed` (which calls ``mindspore.communication.init()`` when
-msrun's environment is present). Without it everything here is a no-op for one process.
+msrun's environment is present, or, on Ascend, a rank table's: ``RANK_TABLE_FILE`` with ``RANK_SIZE`` > 1).
+Without it everything here is a no-op for one process.
 """
 from __future__ import annotations
 
@@ -26,9 +27,19 @@ def rank_and_world() -> tuple[int, int]:
 
 
 def init_distributed() -> tuple[int, int]:
-    """Initialise communication when launched by msrun (``MS_WORKER_NUM`` set); return (rank, world)."""
-    if not GlobalComm.INITED and int(os.environ.get("MS_WORKER_NUM", "1")) > 1 and "MS_ROLE" in os.environ:
+    """Initialise communication when launched by msrun (``MS_WORKER_NUM`` > 1 and ``MS_ROLE`` set) or by a rank
+    table (``RANK_TABLE_FILE`` and ``RANK_SIZE`` > 1, one process per device with ``RANK_ID`` / ``DEVICE_ID``, Ascend
+    hccl); return (rank, world)."""
+    if GlobalComm.INITED:
+        return rank_and_world()
+    if int(os.environ.get("MS_WORKER_NUM", "1")) > 1 and "MS_ROLE" in os.environ:
         init()
+    elif os.environ.get("RANK_TABLE_FILE") and int(os.environ.get("RANK_SIZE", "1")) > 1:
+        import mindspore as ms
+
+        if os.environ.get("DEVICE_ID"):
+            ms.set_context(device_id=int(os.environ["DEVICE_ID"]))
+        init("hccl")
     return rank_and_world()
 
 

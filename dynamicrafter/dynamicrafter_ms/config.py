@@ -17,26 +17,35 @@ from common.vae import AutoencoderKLParams as AutoencoderConfig  # first_stage_c
 __all__ = ["ConfigError", "UNetConfig", "ResamplerConfig", "AutoencoderConfig", "OpenCLIPTextConfig",
            "OpenCLIPImageConfig", "DiffusionConfig", "DynamiCrafterConfig"]
 
-_TRAINING = "training only (this port runs inference)"
+_TRAINING = "a setting of the original's training code with no effect in this port"
 
 
 @dataclass
 class UNetConfig:
     """``unet_config.params`` of ``lvdm.modules.networks.openaimodel3d.UNetModel``.
 
-    in_channels: input channels (noisy latent + image latent, 8). out_channels: 4.
-    model_channels: base width (320 released). num_res_blocks: ResBlocks per level.
+    in_channels: input channels (noisy latent + image latent, 8).
+    out_channels: output channels (4).
+    model_channels: base width (320 released).
+    num_res_blocks: ResBlocks per level.
     attention_resolutions: downsample rates (1, 2, 4 ...) whose blocks get transformers.
-    channel_mult: width multiplier per level. num_head_channels: width per head (or -1 with num_heads).
-    num_heads: heads (used only when num_head_channels is -1). transformer_depth: blocks per transformer.
-    context_dim: cross-attention width. use_linear: Linear (True) or 1x1-conv projections.
-    temporal_conv: TemporalConvBlock after each ResBlock. temporal_attention: temporal transformers.
+    channel_mult: width multiplier per level.
+    dropout: ResBlock dropout (training; 0.1 in the releases).
+    num_head_channels: width per head (or -1 with num_heads).
+    num_heads: heads (used only when num_head_channels is -1).
+    transformer_depth: blocks per transformer.
+    context_dim: cross-attention width.
+    use_linear: Linear (True) or 1x1-conv projections.
+    use_checkpoint: train.py: gradient checkpointing of every UNet block (same gradients, less memory).
+    temporal_conv: TemporalConvBlock after each ResBlock.
+    temporal_attention: temporal transformers.
     use_relative_position / use_causal_attention: options of the temporal attention (off in every release).
-    temporal_length: frames at training (informative; the UNet runs any frame count).
+    temporal_length: frames at training (informative; the UNet runs any frame count; rand_cond_frame's range).
     addition_attention: the ``init_attn`` temporal transformer after the first conv.
     image_cross_attention: separate ``to_k_ip``/``to_v_ip`` attention over the image tokens.
     image_cross_attention_scale_learnable: learnable gate ``alpha`` (scale tanh(alpha)+1; 256 release).
-    default_fs: fs used when none is given. fs_condition: add the fs/fps embedding to the time embedding.
+    default_fs: fs used when none is given.
+    fs_condition: add the fs/fps embedding to the time embedding.
     """
 
     in_channels: int = 8
@@ -51,7 +60,7 @@ class UNetConfig:
     transformer_depth: int = 1
     context_dim: int = 1024
     use_linear: bool = True
-    use_checkpoint: bool = unused("gradient checkpointing of the training code", False)
+    use_checkpoint: bool = False
     conv_resample: bool = True
     dims: int = 2
     use_scale_shift_norm: bool = False
@@ -139,15 +148,24 @@ class DiffusionConfig:
     """The ``model.params`` of ``LatentVisualDiffusion`` that inference uses.
 
     timesteps / linear_start / linear_end / beta_schedule: the DDPM beta schedule.
-    rescale_betas_zero_snr: zero terminal SNR (512/1024). parameterization: "eps" (256) or "v".
-    scale_factor: latent scale (0.18215). use_dynamic_rescale / base_scale / turning_step: the
-    x0 rescale of the 512/1024 models. fps_condition_type: "fs" (frame stride) or "fps".
-    perframe_ae: encode/decode one frame at a time. uncond_type: "empty_seq" ("" prompt) or "zero_embed".
-    image_size: latent [h, w] at training. channels: latent channels. conditioning_key: "hybrid".
-    Fine-tuning (``dynamicrafter_ms.training``): uncond_prob (conditioning dropout p), rand_cond_frame
-    (a random conditioning frame per batch), interp_mode (first + last frame latents, the interpolation
-    model; at inference it marks a config that ``--interp`` / ``--loop`` accept, the flags pick the mode),
-    l_simple_weight / original_elbo_weight / logvar_init / learn_logvar (the loss weights; the original's defaults).
+    rescale_betas_zero_snr: zero terminal SNR (512/1024).
+    parameterization: "eps" (256) or "v".
+    scale_factor: latent scale (0.18215).
+    use_dynamic_rescale / base_scale / turning_step: the x0 rescale of the 512/1024 models.
+    fps_condition_type: "fs" (frame stride) or "fps" (the clip's frame rate).
+    perframe_ae: encode/decode one frame at a time.
+    uncond_type: "empty_seq" ("" prompt) or "zero_embed".
+    image_size: latent [h, w] at training.
+    channels: latent channels.
+    conditioning_key: "hybrid".
+    cond_stage_trainable: train the text encoder (train.py: only false).
+    image_proj_model_trainable: train.py trains the Resampler too (else the UNet only).
+    use_ema: train.py keeps an EMA of the trained parameters (LitEma; exported at the end).
+    uncond_prob: conditioning dropout p (text, both, image dropped each with probability p).
+    rand_cond_frame: a random conditioning frame per batch (else the first).
+    interp_mode: first + last frame latents (the interpolation model; at inference it marks a config that
+        --interp / --loop accept, the flags pick the mode).
+    l_simple_weight / original_elbo_weight / logvar_init / learn_logvar: the loss weights (the original's defaults).
     The other keys are the training code's (declared so that the released files read as they are).
     """
 
@@ -170,10 +188,10 @@ class DiffusionConfig:
     num_timesteps_cond: Any = unused(_TRAINING, 1)
     first_stage_key: Any = unused(_TRAINING, "video")
     cond_stage_key: Any = unused(_TRAINING, "caption")
-    cond_stage_trainable: Any = unused(_TRAINING, False)
-    image_proj_model_trainable: Any = unused(_TRAINING, True)
+    cond_stage_trainable: bool = False
+    image_proj_model_trainable: bool = True
     scale_by_std: bool = unused("training only: scale_factor is read as given", False)
-    use_ema: Any = unused("the released checkpoints hold no EMA weights", False)
+    use_ema: bool = False
     uncond_prob: float = 0.0
     rand_cond_frame: bool = False
     interp_mode: bool = False
@@ -205,8 +223,8 @@ class _ModelNode:
 @dataclass
 class _File:
     model: _ModelNode
-    data: Any = unused("the training data module")
-    lightning: Any = unused("the training loop's settings (PyTorch Lightning)")
+    data: Any = unused("the training data module (read by train.py: dynamicrafter_ms.train_config)")
+    lightning: Any = unused("the training loop's settings (read by train.py: dynamicrafter_ms.train_config)")
 
 
 #: the stage nodes of ``model.params``: key -> (field of DynamiCrafterConfig, dataclass of its params)

@@ -2,6 +2,9 @@
 
 Reads a prompts folder (pictures + one prompt file), animates every picture with its prompt and
 writes ``<savedir>/samples_separate/<picture>_sample<i>.mp4`` (and ``.gif`` with ``--save_gif``).
+Long videos (:mod:`dynamicrafter_ms.longvideo`): ``--keyframes a.png b.png c.png ...`` (the interpolation model
+between each consecutive pair, joined: ``keyframes_sample<i>.mp4``) and ``--extend N`` (each clip continued N
+times from its last frame).
 Bad input ends with one ``error: ...`` line naming the fault (exit status 2).
 """
 from __future__ import annotations
@@ -27,7 +30,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--random_init", action="store_true",
                    help="[ms] no checkpoint: random weights (demo / smoke test; the video is noise)")
     p.add_argument("--config", type=str, required=True, help="inference yaml (original schema)")
-    p.add_argument("--prompt_dir", type=str, required=True, help="folder with pictures and one prompt .txt file")
+    p.add_argument("--prompt_dir", type=str, default=None,
+                   help="folder with pictures and one prompt .txt file (required unless --keyframes)")
+    p.add_argument("--keyframes", nargs="+", metavar="PICTURE", default=None,
+                   help="[ms] long video: the interpolation model between each consecutive pair of these pictures "
+                        "(in the order given), segments joined without repeating the shared frame; one mp4")
+    p.add_argument("--prompt", type=str, default=None, help="[ms] the text of --keyframes (implies --text_input)")
+    p.add_argument("--extend", type=int, default=0, metavar="N",
+                   help="[ms] long video: continue each clip N times from its last frame (T + N*(T-1) frames)")
     p.add_argument("--n_samples", type=int, default=1, help="videos per prompt (default 1)")
     p.add_argument("--ddim_steps", "--num_inference_steps", dest="ddim_steps", type=int, default=50, help="DDIM steps (default 50)")
     p.add_argument("--ddim_eta", type=float, default=1.0, help="DDIM eta, 0 = deterministic (default 1.0)")
@@ -111,6 +121,27 @@ def check_args(args, cfg) -> None:
         raise UsageError(f"--interp needs an even --video_length, got {args.video_length}")
     if args.interp and args.loop:
         raise UsageError("--interp and --loop exclude each other: pick one")
+    if args.keyframes is not None:
+        if len(args.keyframes) < 2:
+            raise UsageError(f"--keyframes needs at least 2 pictures, got {len(args.keyframes)}")
+        for flag in ("interp", "loop", "extend", "prompt_dir"):
+            if getattr(args, flag):
+                raise UsageError(f"--keyframes and --{flag} exclude each other (the keyframes are interpolated "
+                                 f"pairwise; the text is --prompt)")
+        if args.video_length % 2:
+            raise UsageError(f"--keyframes needs an even --video_length, got {args.video_length}")
+        if not two_frame_model(cfg):
+            raise UsageError(f"--keyframes needs the interpolation model (DynamiCrafter_512_Interp with "
+                             f"configs/inference_512_interp_v1.0.yaml); {args.config} is not one")
+    elif args.prompt_dir is None:
+        raise UsageError("--prompt_dir is required (or --keyframes PICTURE PICTURE ...)")
+    elif args.prompt is not None:
+        raise UsageError("--prompt is the text of --keyframes; with --prompt_dir the prompts come from its .txt file")
+    if args.extend < 0:
+        raise UsageError(f"--extend must be >= 0, got {args.extend}")
+    if args.extend and (args.interp or args.loop):
+        raise UsageError(f"--extend continues image-to-video clips; it does not combine with "
+                         f"{'--interp' if args.interp else '--loop'}")
     if (args.interp or args.loop) and not two_frame_model(cfg):
         flag = "--interp" if args.interp else "--loop"
         raise UsageError(f"{flag} needs the interpolation model (DynamiCrafter_512_Interp with "
@@ -202,12 +233,24 @@ def run(args) -> list[Path]:
     rng = np.random.default_rng(seed)
     chunk = attention_chunk(args)
     read_config(args)  # every flag checked, then the inputs and the output folder, before any weight is read
+    if args.keyframes is not None:
+        from common.cli import check_picture
+
+        from .data import load_frame
+
+        keyframes = [load_frame(check_picture(k, "--keyframes"), (args.height, args.width)) for k in args.keyframes]
+        out_dir = prepare_output_dir(Path(args.savedir) / "samples_separate", "--savedir")
+        model, cfg = build_model(args)
+        set_attention(model, "math", chunk_size=chunk)
+        return run_keyframes(args, DynamiCrafterPipeline(model), keyframes, out_dir, seed)
     filenames, videos, prompts = load_data_prompts(args.prompt_dir, (args.height, args.width), args.video_length,
                                                    interp=args.interp)
     out_dir = prepare_output_dir(Path(args.savedir) / "samples_separate", "--savedir")
     model, cfg = build_model(args)
     set_attention(model, "math", chunk_size=chunk)
     pipe = DynamiCrafterPipeline(model)
+    if args.extend:
+        return run_extend(args, pipe, filenames, videos, prompts, out_dir, seed)
     print(f"Inference with {args.video_length} frames; {len(prompts)} prompts from {args.prompt_dir}")
     written = []
     start = time.time()
@@ -231,6 +274,53 @@ def run(args) -> list[Path]:
                "Doubiiu/DynamiCrafter for 256) and run: sh scripts/run/run_infer.sh 256 /path/to/model.ckpt")
         print(f"NOTE: these videos come from RANDOM weights. For real results download model.ckpt from the Hugging "
               f"Face hub ({how}")
+    return written
+
+
+def pipeline_options(args, text_input: bool | None = None) -> dict:
+    """The pipeline arguments of the flags shared by every mode (steps, guidance, stride, ...)."""
+    return dict(num_inference_steps=args.ddim_steps, eta=args.ddim_eta, guidance_scale=args.unconditional_guidance_scale,
+                image_guidance_scale=args.cfg_img, multiple_cond_cfg=args.multiple_cond_cfg,
+                frame_stride=args.frame_stride, text_input=args.text_input if text_input is None else text_input,
+                negative_prompt=args.negative_prompt or None, timestep_spacing=args.timestep_spacing,
+                guidance_rescale=args.guidance_rescale, progress=not args.no_progress)
+
+
+def _write(video, path: Path, args) -> list[Path]:
+    from common.video_io import write_video
+
+    return [write_video(video, path.with_suffix(suffix), fps=args.fps, value_range=(0, 1))
+            for suffix in ((".mp4", ".gif") if args.save_gif else (".mp4",))]
+
+
+def run_keyframes(args, pipe, keyframes, out_dir: Path, seed: int) -> list[Path]:
+    """``--keyframes``: one joined video per sample, ``keyframes_sample<i>.mp4``."""
+    from .longvideo import keyframe_video
+
+    opts = pipeline_options(args, text_input=args.text_input or args.prompt is not None)
+    written = []
+    start = time.time()
+    for s in range(args.n_samples):
+        video, segments = keyframe_video(pipe, keyframes, args.prompt or "", args.video_length, seed, s, **opts)
+        written += _write(video, out_dir / f"keyframes_sample{s}", args)
+        print(f"keyframes: {len(segments)} segments of {args.video_length} frames joined into {len(video)} frames")
+    print(f"Saved in {out_dir}: {', '.join(p.name for p in written)}. Time used: {time.time() - start:.2f} seconds")
+    return written
+
+
+def run_extend(args, pipe, filenames, videos, prompts, out_dir: Path, seed: int) -> list[Path]:
+    """``--extend N``: every picture's clip continued N times, ``<picture>_sample<i>.mp4``."""
+    from .longvideo import extend_video
+
+    opts = pipeline_options(args)
+    written = []
+    start = time.time()
+    for name, video, prompt in zip(filenames, videos, prompts):
+        for s in range(args.n_samples):
+            joined, _ = extend_video(pipe, video[:, 0], prompt, args.video_length, args.extend, seed, s, **opts)
+            written += _write(joined, out_dir / f"{name.split('.')[0]}_sample{s}", args)
+    print(f"Saved in {out_dir}: {', '.join(p.name for p in written)} ({args.extend} continuations each). "
+          f"Time used: {time.time() - start:.2f} seconds")
     return written
 
 

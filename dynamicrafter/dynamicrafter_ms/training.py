@@ -63,6 +63,25 @@ def draw_randoms(model, batch_size: int, num_frames: int, generator: np.random.G
     return {"random_num": random_num, "cond_frame_index": index, "t": t}
 
 
+def frozen_conditioning(model, video, captions, random_num, cond_frame_index: int = 0, encode_noise=None,
+                        generator: np.random.Generator | None = None) -> dict:
+    """The frozen half of ``get_batch_input`` (no trainable parameter is used, so a trainer runs it outside the
+    gradient): ``{"z", "c_concat", "text" (B, 77, D) with the text dropout applied, "image_tokens" (B, N, W)
+    the CLIP tokens of the (possibly zeroed) conditioning frame}``. Arguments as :func:`get_batch_input`."""
+    video = _tensor(video)
+    t = video.shape[2]
+    if not 0 <= cond_frame_index < t:
+        raise ValueError(f"cond_frame_index {cond_frame_index} is outside the video's {t} frames")
+    z = model.encode_first_stage(video, noise=encode_noise, generator=generator)  # (B, 4, T, h, w)
+    drop_text, keep_image = dropout_masks(random_num, model.cfg.diffusion.uncond_prob)
+    text = model.get_learned_conditioning(list(captions))  # (B, 77, D)
+    null = model.get_learned_conditioning([""])  # (1, 77, D)
+    text = ops.where(ms.Tensor(drop_text[:, None, None]), ops.broadcast_to(null, text.shape), text)
+    img = video[:, :, cond_frame_index] * ms.Tensor(keep_image[:, None, None, None])  # (B, 3, H, W)
+    c_concat = image_latent_condition(z, key_frames=model.cfg.diffusion.interp_mode, index=cond_frame_index)
+    return {"z": z, "c_concat": c_concat, "text": text, "image_tokens": model.embedder(img)}
+
+
 def get_batch_input(model, video, captions, random_num, cond_frame_index: int = 0, encode_noise=None,
                     generator: np.random.Generator | None = None) -> dict:
     """``LatentVisualDiffusion.get_batch_input``: the clean latent and the conditioning of a training batch.
@@ -78,19 +97,9 @@ def get_batch_input(model, video, captions, random_num, cond_frame_index: int = 
     Returns:
         ``{"z" (B, 4, T, h, w), "c_concat" (B, 4, T, h, w), "context" (B, 77 + 16*T, D)}``.
     """
-    video = _tensor(video)
-    t = video.shape[2]
-    if not 0 <= cond_frame_index < t:
-        raise ValueError(f"cond_frame_index {cond_frame_index} is outside the video's {t} frames")
-    z = model.encode_first_stage(video, noise=encode_noise, generator=generator)  # (B, 4, T, h, w)
-    drop_text, keep_image = dropout_masks(random_num, model.cfg.diffusion.uncond_prob)
-    text = model.get_learned_conditioning(list(captions))  # (B, 77, D)
-    null = model.get_learned_conditioning([""])  # (1, 77, D)
-    text = ops.where(ms.Tensor(drop_text[:, None, None]), ops.broadcast_to(null, text.shape), text)
-    img = video[:, :, cond_frame_index] * ms.Tensor(keep_image[:, None, None, None])  # (B, 3, H, W)
-    context = ops.concat([text, model.embed_image(img)], axis=1)
-    c_concat = image_latent_condition(z, key_frames=model.cfg.diffusion.interp_mode, index=cond_frame_index)
-    return {"z": z, "c_concat": c_concat, "context": context}
+    f = frozen_conditioning(model, video, captions, random_num, cond_frame_index, encode_noise, generator)
+    context = ops.concat([f["text"], model.image_proj_model(f["image_tokens"])], axis=1)
+    return {"z": f["z"], "c_concat": f["c_concat"], "context": context}
 
 
 def q_sample(model, x_start, t, noise):

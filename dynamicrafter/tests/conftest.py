@@ -61,6 +61,27 @@ def tiny_config(style: str = "256", frames: int = 2) -> dict:
     return {"model": {"target": "lvdm.models.ddpm3d.LatentVisualDiffusion", "params": params}}
 
 
+def tiny_train_config(data_dir, meta_path, ckpt=None, frames: int = 2, style: str = "512") -> dict:
+    """A tiny training config in the original's schema (``model`` + ``data`` + ``lightning``): 64x64 clips of
+    ``frames`` frames, stride <= 3 drawn per clip, 3 steps of 2 micro-batches, EMA, checkpointing, a
+    checkpoint every step."""
+    cfg = tiny_config(style, frames)
+    cfg["model"].update(pretrained_checkpoint=None if ckpt is None else str(ckpt), base_learning_rate=1e-3,
+                        scale_lr=False)
+    cfg["model"]["params"].update(uncond_prob=0.3, image_proj_model_trainable=True, use_ema=True)
+    cfg["data"] = {"target": "utils_data.DataModuleFromConfig", "params": {
+        "batch_size": 1, "num_workers": 2, "wrap": False, "train": {"target": "lvdm.data.webvid.WebVid", "params": {
+            "data_dir": str(data_dir), "meta_path": str(meta_path), "video_length": frames, "frame_stride": 3,
+            "load_raw_resolution": True, "resolution": [64, 64], "spatial_transform": "resize_center_crop",
+            "random_fs": True}}}}
+    cfg["lightning"] = {"precision": 16, "trainer": {
+        "benchmark": True, "accumulate_grad_batches": 2, "max_steps": 3, "log_every_n_steps": 1,
+        "gradient_clip_algorithm": "norm", "gradient_clip_val": 0.5},
+        "callbacks": {"model_checkpoint": {"target": "pytorch_lightning.callbacks.ModelCheckpoint",
+                                           "params": {"every_n_train_steps": 1}}}}
+    return cfg
+
+
 def write_config(folder: Path, cfg: dict, name: str = "config.yaml") -> Path:
     """Write ``cfg`` as YAML with the tiny open_clip archs beside it; returns the yaml path."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -85,7 +106,8 @@ def dc():
     """The helpers of this conftest (tests cannot import it under --import-mode=importlib)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(tiny_config=tiny_config, write_config=write_config, randomize=randomize, DC_DIR=DC_DIR)
+    return SimpleNamespace(tiny_config=tiny_config, tiny_train_config=tiny_train_config, write_config=write_config,
+                           randomize=randomize, DC_DIR=DC_DIR)
 
 
 @pytest.fixture
@@ -127,3 +149,24 @@ def prompt_dir(tmp_path) -> Path:
     Image.fromarray(rng.integers(0, 255, (70, 50, 3), dtype=np.uint8)).save(d / "a_first.jpg")
     (d / "prompts.txt").write_text("a cat walking\n\n  fireworks over the sea  \n")
     return d
+
+
+@pytest.fixture(scope="session")
+def train_setup(tmp_path_factory, tiny_dir):
+    """Demo mp4s (3 clips of 8 frames), a tiny 512-style model checkpoint and its training config:
+    ``SimpleNamespace(root, csv, ckpt, config)``."""
+    from types import SimpleNamespace
+
+    from dynamicrafter_ms.config import DynamiCrafterConfig
+    from dynamicrafter_ms.demo_data import make_demo_webvid
+    from dynamicrafter_ms.model import DynamiCrafter
+    from safetensors.numpy import save_file
+
+    root = tmp_path_factory.mktemp("dc_train")
+    csv = make_demo_webvid(root / "data", n=3, frames=8, size=(48, 80), fps=16)
+    model = DynamiCrafter(DynamiCrafterConfig.from_yaml(tiny_dir / "tiny512.yaml"))
+    randomize(model, seed=3, std=0.1)
+    ckpt = root / "tiny512.safetensors"
+    save_file({p.name: p.asnumpy() for p in model.get_parameters()}, str(ckpt))
+    config = write_config(root / "cfg", tiny_train_config(root / "data", csv, ckpt), "train.yaml")
+    return SimpleNamespace(root=root, csv=csv, ckpt=ckpt, config=config)

@@ -1,0 +1,191 @@
+"""WebVid-style training clips (``lvdm.data.webvid.WebVid``), decoded with ffmpeg (``common.video_io``).
+
+The CSV has a header with (at least) ``videoid``, ``name`` (the caption) and ``page_dir``; a clip is
+``<data_dir>/videos/<page_dir>/<videoid>.mp4``. Rows with an empty field are dropped (the original's
+``dropna``). A sample draws, as the original:
+
+* the stride ``s``: ``frame_stride``, or with ``random_fs`` uniform in ``[frame_stride_min, frame_stride]``;
+  with ``fixed_fps`` scaled to ``int(s * fps / fixed_fps)`` (at least 1);
+* a start frame uniform in ``[0, n - (s (T - 1) + 1)]`` and the frames ``start + s i`` (a video too short for
+  ``s`` gets the stride ``n // T``, as the original; with ``fixed_fps`` the original would instead skip a video
+  with under half the frames needed, this port shrinks the stride there too);
+* the fps condition ``fps // s`` (capped to ``fps_max``), and the stride itself (``fs`` condition).
+
+Frames go through the spatial transform (``resize_center_crop``: short side to ``min(H, W)``, centre crop)
+to ``(3, T, H, W)`` in [-1, 1]. Every draw comes from ``default_rng([seed, epoch, index])``, so a sample is the
+same on every rank and after a resume (the original draws from Python's global ``random``).
+
+Every row is checked when the dataset is built (before any training): the file exists, ffmpeg reads it, and
+it has at least ``video_length * frame_stride`` frames; otherwise :class:`BadVideoError` names the CSV line.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.train import DataLoader
+from common.video_io import (
+    VideoReadError,
+    center_crop,
+    read_video_frames,
+    resize_center_crop,
+    video_length,
+    video_metadata,
+)
+
+COLUMNS = ("videoid", "name", "page_dir")
+
+
+class BadVideoError(ValueError):
+    """A CSV row whose video is missing, unreadable or too short (one line naming it)."""
+
+
+class MetadataError(ValueError):
+    """A CSV that cannot be used at all (missing, no header, no rows)."""
+
+
+@dataclass
+class Clip:
+    """One usable row: ``path``, ``caption``, ``frames`` (count), ``fps`` and its 1-based CSV ``line``."""
+
+    path: Path
+    caption: str
+    frames: int
+    fps: float
+    line: int
+
+
+def read_csv(meta_path, data_dir, subsample: int | None = None) -> list[tuple[int, Path, str]]:
+    """``[(csv line, video path, caption)]`` of the rows with every field set."""
+    meta = Path(meta_path)
+    if not meta.is_file():
+        raise MetadataError(f"meta_path {meta} does not exist" if not meta.exists() else f"meta_path {meta} is not a file")
+    with open(meta, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise MetadataError(f"{meta}: no column {', '.join(missing)} in the header "
+                                f"{','.join(reader.fieldnames or [])!r} (WebVid: videoid,name,page_dir)")
+        rows = [(n, r) for n, r in enumerate(reader, start=2)]
+    out = [(n, Path(data_dir) / "videos" / r["page_dir"].strip() / f"{r['videoid'].strip()}.mp4", r["name"])
+           for n, r in rows if all((r.get(c) or "").strip() for c in COLUMNS)]
+    if subsample is not None and subsample < len(out):
+        keep = np.sort(np.random.default_rng(0).choice(len(out), subsample, replace=False))
+        out = [out[i] for i in keep]
+    if not out:
+        raise MetadataError(f"{meta}: no rows with videoid, name and page_dir set")
+    return out
+
+
+class WebVidDataset:
+    """Training clips as the original ``WebVid`` draws them.
+
+    Args:
+        params: :class:`~dynamicrafter_ms.train_config.WebVidParams` (the YAML's ``data.params.train.params``).
+        seed: base of the per-sample generators.
+        check: probe every video now (length and fps; ``BadVideoError`` on the first bad row).
+
+    ``get(index, epoch)`` -> ``(video (3, T, H, W) float32 in [-1, 1], caption (str), fps (float32),
+    frame_stride (int64))``.
+    """
+
+    def __init__(self, params, seed: int = 0, check: bool = True):
+        self.p, self.seed = params, int(seed)
+        rows = read_csv(params.meta_path, params.data_dir, params.subsample)
+        need = params.video_length * params.frame_stride
+        self.clips = []
+        for line, path, caption in rows:
+            where = f"{params.meta_path}:{line}"
+            if not path.is_file():
+                raise BadVideoError(f"{where}: video {path} " + ("is not a file" if path.exists() else "does not exist"))
+            if not check:
+                self.clips.append(Clip(path, caption, -1, 0.0, line))
+                continue
+            try:
+                n, fps = video_length(path), video_metadata(path)["fps"]
+            except VideoReadError as e:
+                raise BadVideoError(f"{where}: {e}") from None
+            if n < need:
+                raise BadVideoError(f"{where}: video {path} has {n} frames, fewer than video_length x frame_stride = "
+                                    f"{params.video_length} x {params.frame_stride} = {need}")
+            self.clips.append(Clip(path, caption, n, fps, line))
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int):
+        return self.get(index, 0)
+
+    def frame_indices(self, n: int, fps: float, rng: np.random.Generator) -> tuple[list[int], int]:
+        """The frames of one draw from a video of ``n`` frames at ``fps``, and the stride used."""
+        p, t = self.p, self.p.video_length
+        stride = int(rng.integers(p.frame_stride_min, p.frame_stride + 1)) if p.random_fs else p.frame_stride
+        if p.fixed_fps is not None:
+            stride = int(stride * (fps / p.fixed_fps))
+        stride = max(stride, 1)
+        required = stride * (t - 1) + 1
+        if n < required:  # the original shortens the stride to fit
+            stride = max(n // t, 1)
+            required = stride * (t - 1) + 1
+        span = n - required
+        start = int(rng.integers(0, span + 1)) if span > 0 else 0
+        return [start + stride * i for i in range(t)], stride
+
+    def transform(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 (T, h, w, 3) -> float32 (3, T, H, W) in [-1, 1] by ``spatial_transform``."""
+        from PIL import Image
+
+        h, w = self.p.resolution
+        kind = self.p.spatial_transform
+        out = []
+        for f in frames:
+            if kind == "resize_center_crop":
+                img = resize_center_crop(f, (h, w))
+            elif kind == "center_crop":
+                img = center_crop(Image.fromarray(f), (h, w))
+            elif kind == "resize":
+                img = Image.fromarray(f).resize((w, h), Image.BILINEAR)
+            else:
+                img = Image.fromarray(f)
+            out.append(np.asarray(img, np.float32))
+        arr = np.stack(out)  # (T, H, W, 3)
+        if kind is None and arr.shape[1:3] != (h, w):
+            raise BadVideoError(f"frames are {arr.shape[2]}x{arr.shape[1]}, not the resolution {w}x{h} "
+                                "(spatial_transform: null)")
+        return (arr.transpose(3, 0, 1, 2) / 255.0 - 0.5) * 2.0
+
+    def get(self, index: int, epoch: int = 0):
+        """Sample ``index`` as drawn in ``epoch``."""
+        clip = self.clips[int(index)]
+        if clip.frames < 0:  # not probed at start
+            try:
+                clip.frames, clip.fps = video_length(clip.path), video_metadata(clip.path)["fps"]
+            except VideoReadError as e:
+                raise BadVideoError(f"{self.p.meta_path}:{clip.line}: {e}") from None
+        rng = np.random.default_rng([self.seed, int(epoch), int(index)])
+        idx, stride = self.frame_indices(clip.frames, clip.fps, rng)
+        try:
+            frames = read_video_frames(clip.path, idx)
+        except VideoReadError as e:
+            raise BadVideoError(f"{self.p.meta_path}:{clip.line}: {e}") from None
+        fps = float(clip.fps // stride)
+        if self.p.fps_max is not None and fps > self.p.fps_max:
+            fps = float(self.p.fps_max)
+        return self.transform(frames).astype(np.float32), clip.caption, np.float32(fps), np.int64(stride)
+
+
+class WebVidLoader(DataLoader):
+    """:class:`common.train.DataLoader` that passes the epoch to ``dataset.get``; a batch is ``(video (B, 3, T, H, W),
+    captions (list), fps (B,), frame_stride (B,), keys (B, 2) = (epoch, index))``."""
+
+    def __next__(self):
+        epoch = self.sampler.epoch
+        idx = next(self.sampler)
+        items = [self.dataset.get(int(i), epoch) for i in idx]
+        video = np.stack([it[0] for it in items])  # (B, 3, T, H, W)
+        keys = np.array([[epoch, int(i)] for i in idx], np.int64)  # (B, 2): what the per-clip draws are keyed on
+        return (video, [it[1] for it in items], np.stack([it[2] for it in items]), np.stack([it[3] for it in items]),
+                keys)
