@@ -144,7 +144,7 @@ def run(args, cfg, root: Path, csv: Path, out: Path) -> int:
             for p in cell.get_parameters():
                 p.requires_grad = False
     unet.set_train(True)
-    set_dropout(unet, cfg.train_dropout)
+    set_dropout(unet, cfg.train_dropout, host_seeds=cfg.ms_mode != 0)
     unet.set_recompute(cfg.use_recompute)
     if cfg.use_fp16:
         unet.to_float(ms.float16)

@@ -267,28 +267,19 @@ def make_batch_fn(cfg: VCTrainConfig, parts, seed: int):
     return batch_fn, names
 
 
-class ReseededDropout(nn.Dropout):
-    """``nn.Dropout`` drawing its mask with ``ops.dropout``, which follows ``mindspore.set_seed``.
+def set_dropout(cell: nn.Cell, active: bool, host_seeds: bool = True) -> int:
+    """Switch every dropout below ``cell`` on (training) or off (identity); returns how many there are.
 
-    ``nn.Dropout`` keeps a generator of its own, seeded once when it is built, so a run resumed from a
-    checkpoint would draw other masks than the uninterrupted run; the Trainer reseeds MindSpore at every
-    step, and with this class the masks follow (exact resume with the UNet's dropout on).
+    Each ``nn.Dropout`` becomes a :class:`common.train.ReseedableDropout`: its masks follow the Trainer's
+    per-step reseed (exact resume) and repeat in the recomputation of a checkpointed block (correct
+    gradients with ``use_recompute``). ``host_seeds=False`` in graph mode (see that class).
     """
+    from common.train import ReseedableDropout, use_reseedable_dropout
 
-    def construct(self, x):
-        if not self.training or self.p is None or self.p == 0:
-            return x
-        return ops.dropout(x, p=float(self.p))
-
-
-def set_dropout(cell: nn.Cell, active: bool) -> int:
-    """Switch every ``nn.Dropout`` below ``cell`` on (training, as :class:`ReseededDropout`) or off
-    (identity); returns how many there are."""
+    use_reseedable_dropout(cell, host_seeds)
     n = 0
     for _, sub in cell.cells_and_names():
-        if isinstance(sub, nn.Dropout):
-            if active and not isinstance(sub, ReseededDropout):
-                sub.__class__ = ReseededDropout  # same attributes; only the mask generator changes
+        if isinstance(sub, ReseedableDropout):
             sub.set_train(active)
             n += 1
     return n
