@@ -143,6 +143,7 @@ def main(argv=None) -> int:
     config, image_path = check_args(args)
     import mindspore as ms
 
+    from common.checkpoint import CheckpointMismatchError
     from common.nn import set_attention, set_feed_forward_chunk_size
     from common.video_io import write_video
     from svd_ms.model import load_svd_model
@@ -154,7 +155,17 @@ def main(argv=None) -> int:
         print(f"NOTE: no --SVD.checkpoint given: the weights are RANDOM ({config.name}); the clip shows noise, "
               "not your picture in motion. Pass a released checkpoint for real videos.", file=sys.stderr)
     t0 = time.time()
-    model, report = load_svd_model(config, args.checkpoint)
+    try:
+        model, report = load_svd_model(config, args.checkpoint)
+    except CheckpointMismatchError as e:  # say which shipped config the file belongs to
+        from common.cli import InputError
+        from svd_ms.weights import configs_that_fit
+
+        shipped = sorted(p for p in (HERE / "configs").glob("svd*.yaml") if p.name != "svd_train.yaml")
+        fits = [p for p in configs_that_fit(args.checkpoint, shipped) if p.resolve() != config.resolve()]
+        hint = (f"; it fits {', '.join(p.name for p in fits)}: pass --SVD.config {fits[0]}" if fits
+                else "; none of the shipped configs fits it either")
+        raise InputError(f"{e}{hint} (--SVD.config)") from None
     if report is not None:
         print(f"loaded {args.checkpoint}: {report.loaded} tensors, {report.ignored} unused tensors skipped "
               f"({time.time() - t0:.1f} s)", file=sys.stderr)

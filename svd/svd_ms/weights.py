@@ -41,3 +41,27 @@ def load_svd_weights(model, path_or_sd, allow_partial: bool = False) -> LoadRepo
     sd = path_or_sd if isinstance(path_or_sd, dict) else read_state_dict(path_or_sd)
     source = "state dict" if isinstance(path_or_sd, dict) else str(path_or_sd)
     return load_state_dict_into(model, sd, rename=RENAME_TABLE, allow_partial=allow_partial, source=source)
+
+
+def configs_that_fit(checkpoint, configs) -> list:
+    """The configs (paths) whose model the checkpoint loads into exactly: every key accounted for, every shape
+    equal. The models are built without allocating weights and the file is read lazily where it can be
+    (safetensors), so this is cheap enough for an error message."""
+    from mindspore.nn.utils import no_init_parameters
+
+    from common.checkpoint import match_state_dict
+
+    from .model import SVDModel
+
+    sd = read_state_dict(checkpoint, lazy=True)
+    fits = []
+    for cfg in configs:
+        try:
+            with no_init_parameters():
+                model = SVDModel.from_config_file(cfg)
+        except ValueError:
+            continue
+        if match_state_dict(model, sd, rename=RENAME_TABLE)[1].ok:
+            fits.append(cfg)
+    return fits
+

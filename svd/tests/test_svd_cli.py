@@ -40,6 +40,17 @@ def test_random_demo_writes_a_real_mp4_and_says_so(tmp_path):
     assert frames.shape == (3, 128, 192, 3) and frames.std() > 1.0
 
 
+def test_a_checkpoint_of_another_config_names_the_one_that_fits(tiny_model, tmp_path):
+    ckpt = tmp_path / "tiny.safetensors"
+    save_file({p.name: p.asnumpy() for p in tiny_model.get_parameters()}, str(ckpt))
+    r = _run("--SVD.config=configs/svd_xt.yaml", f"--SVD.checkpoint={ckpt}", "--image=assets/demo.png",
+             f"--output_dir={tmp_path}")
+    err = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert err.startswith("error: checkpoint does not fit the model") and "it fits svd_tiny.yaml: pass --SVD.config" in err
+    assert err.endswith("(--SVD.config)")
+
+
 def test_checkpoint_run_resizes_the_image(tiny_model, tmp_path):
     ckpt = tmp_path / "tiny.safetensors"
     save_file({p.name: p.asnumpy() for p in tiny_model.get_parameters()}, str(ckpt))
