@@ -51,10 +51,13 @@ class Plan:
 
 
 def plan(model: str, settings: dict, *, weights: str | None = None, release: str | None = None,
-         output_dir="outputs", formats=("mp4",), png_frames: bool = False, name: str | None = None) -> Plan:
-    """Resolve defaults and check every input (InputError, one line naming the flag) before anything is built."""
+         output_dir="outputs", formats=("mp4",), png_frames: bool = False, name: str | None = None,
+         use_env: bool = True) -> Plan:
+    """Resolve defaults and check every input (InputError, one line naming the flag) before anything is built.
+
+    ``weights`` None: ``$VIDEOGEN_<MODEL>_WEIGHTS`` (``use_env``), else the tiny random model."""
     spec = get_spec(model)
-    weights = spec.weights_from_env(weights)
+    weights = spec.weights_from_env(weights) if use_env else (weights or None)
     s, release = spec.resolve(settings, weights, release)
     formats = tuple(formats)
     bad = [f for f in formats if f not in FORMATS]
