@@ -1,0 +1,48 @@
+"""The app in a real browser: headless Chromium opens it, fills the AnimateDiff tab (tiny random weights), sees the
+one-line message of a bad input, generates, and the file the page serves is a playable video with the requested
+frame count. The screenshot is kept as a test artefact (``<tmp>/app.png``)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from common import app_check
+from common.video_io import read_video_frames
+
+FRAMES = 6
+
+
+@pytest.mark.slow
+def test_app_in_chromium(tmp_path):
+    try:
+        app_check.chromium_paths()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    out = tmp_path / "outputs"
+    out.mkdir()
+    with app_check.running_app(out) as url:
+        driver = app_check.browser(1400, 1600)
+        try:
+            # bad input: a clear one-line message, no traceback, nothing written
+            app_check.open_tab(driver, url, "animatediff", "AnimateDiff", {"height": 60})
+            msg = app_check.error_message(driver)
+            assert "--height 60" in msg and "multiple of 8" in msg and "Traceback" not in msg
+            assert not list(out.glob("*.mp4"))
+            src = app_check.generate_in_tab(driver, url, "animatediff", "AnimateDiff",
+                                            {"prompt": "a red fox in the snow", "num_frames": FRAMES, "seed": 7})
+            driver.execute_script("window.scrollTo(0, 0)")
+            driver.save_screenshot(str(tmp_path / "app.png"))
+        finally:
+            driver.quit()
+        served = app_check.download(src, tmp_path / "served.mp4")
+    video = read_video_frames(served)
+    assert video.shape == (FRAMES, 64, 64, 3)
+    assert video.std() > 0  # frames, not a blank clip
+    records = list(out.glob("animatediff_*.json"))
+    assert len(records) == 1
+    rec = json.loads(records[0].read_text())
+    assert rec["settings"]["prompt"] == "a red fox in the snow" and rec["seed"] == 7 and rec["random_weights"]
+    assert sorted(rec["outputs"]) == sorted(p.name for p in out.glob("animatediff_*") if p.suffix != ".json")
+    assert {p.suffix for p in out.glob("animatediff_*")} == {".mp4", ".gif", ".webp", ".json"}
+    assert (tmp_path / "app.png").stat().st_size > 10_000
