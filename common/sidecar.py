@@ -26,7 +26,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FORMAT", "SHA256_MAX_BYTES", "sidecar_path", "weight_files", "versions", "write_sidecar", "read_sidecar"]
+__all__ = ["FORMAT", "SHA256_MAX_BYTES", "sidecar_path", "weight_files", "versions", "write_sidecar", "read_sidecar",
+           "record_script_run"]
 
 #: the ``format`` field of the files this module writes (bumped when a field changes meaning)
 FORMAT = "videogen-run/1"
@@ -158,3 +159,21 @@ def read_sidecar(path) -> dict:
         if key not in data:
             raise ValueError(f"{p} has no {key!r} (--from)")
     return data
+
+
+def record_script_run(video_path, *, model: str, script: str, args, weights: Iterable = (), seed: int | None = None,
+                      seconds: float | None = None, outputs: Iterable = (), **extra) -> Path:
+    """The run record of a model's own inference script (one call after it writes a video): ``settings`` are its
+    parsed flags (``vars(args)``), ``script`` names it; the record's ``command`` and ``cwd`` repeat the run.
+
+    Args:
+        video_path / outputs / seed / seconds: as :func:`write_sidecar`.
+        model: the model's name. script: the script, e.g. ``"svd/image_to_video.py"``.
+        args: the parsed ``argparse.Namespace`` (or a mapping).
+        weights: weight files / folders read (empty / None entries: random weights).
+        extra: more fields (e.g. ``frames=16``).
+    """
+    weights = [w for w in weights if w]
+    settings = dict(vars(args)) if not isinstance(args, Mapping) else dict(args)
+    return write_sidecar(video_path, model=model, settings=settings, weights=weights, seed=seed, seconds=seconds,
+                         random_weights=not weights, outputs=outputs, extra={"script": script, **extra})

@@ -95,6 +95,11 @@ def _run(argv: list[str]) -> int:
     defaults, model = {}, None
     if known.from_record:
         rec = read_sidecar(known.from_record)
+        if rec.get("script"):
+            import shlex
+
+            raise InputError(f"{known.from_record} records a run of {rec['script']}, not of videogen; repeat it with: "
+                             f"cd {rec.get('cwd', '.')} && python {shlex.join(rec.get('command') or [])} (--from)")
         model = rec["model"]
         out = rec.get("output") or {}
         defaults = dict(rec["settings"], weights=rec.get("weights_arg"), release=rec.get("release"),

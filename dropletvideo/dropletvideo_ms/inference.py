@@ -245,6 +245,11 @@ def run(args) -> Path:
     frames = out.frames[0]  # (F_out, H, W, 3) in [0, 1]
     stem = Path(image_path).stem
     path = write_video(frames, Path(args.output_dir) / f"{stem}_FPS{args.FPS}.mp4", fps=args.FPS, value_range=(0, 1))
+    from common.sidecar import record_script_run
+
+    record_script_run(path, model="dropletvideo", script="dropletvideo/inference.py", args=args,
+                      weights=[None if args.demo else args.ckpt], seed=args.seed, seconds=time.time() - t1,
+                      frames=int(frames.shape[0]))
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux -> GiB

@@ -224,6 +224,12 @@ def run(args) -> list[Path]:
         for j, name in enumerate(filenames[s:s + args.bs]):
             written += save_results_separate(out.frames[j * n:(j + 1) * n], name, out_dir, args.fps, args.loop,
                                              args.save_gif)
+    from common.sidecar import record_script_run
+
+    for mp4 in (p for p in written if p.suffix == ".mp4"):  # the run record beside each video (<name>.json)
+        record_script_run(mp4, model="dynamicrafter", script="dynamicrafter/inference.py", args=args,
+                          weights=[args.ckpt_path], seed=seed, seconds=time.time() - start,
+                          outputs=[p for p in written if p.with_suffix("") == mp4.with_suffix("")])
     print(f"Saved in {out_dir}: {', '.join(p.name for p in written)}. Time used: {time.time() - start:.2f} seconds")
     if args.ckpt_path is None:
         how = (f"Doubiiu/DynamiCrafter_512_Interp) and run: sh scripts/run/run_application.sh "

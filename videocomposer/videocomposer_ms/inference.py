@@ -134,6 +134,11 @@ def run(args) -> Path:
     write_video(grid, folder / "result.gif", fps=8, value_range=(0, 1))
     write_video(out.frames[0], folder / "video.mp4", fps=8, value_range=(0, 1))
     (folder / "text_description.txt").write_text(args.input_text_desc + "\n")
+    from common.sidecar import record_script_run
+
+    record_script_run(folder / "video.mp4", model="videocomposer", script="videocomposer/run_net.py", args=args,
+                      weights=[weights], seed=cfg.seed, seconds=time.time() - t0,
+                      outputs=[folder / n for n in ("video.mp4", "result.mp4", "result.gif", "text_description.txt")])
     cols = (["source"] if out.source is not None else []) + list(out.conditions) + ["result"]
     print(f"saved {folder / 'result.mp4'} (+ .gif; columns: {', '.join(cols)}) in {time.time() - t0:.1f} s")
     return folder
