@@ -94,7 +94,7 @@ def _notice(spec, weights) -> str:
 
 
 def _generate_fn(gr, spec, params: list, weights, output_dir: Path):
-    def generate(release, *values, progress=gr.Progress()):
+    def generate(release, *values, progress=gr.Progress()):  # noqa: B008 - how Gradio hands out its progress bar
         from common.videogen.run import execute, plan
 
         settings = {p.name: _value(p, v) for p, v in zip(params, values)}

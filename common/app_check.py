@@ -127,16 +127,20 @@ def error_message(driver, timeout: float = 30) -> str:
     return WebDriverWait(driver, timeout).until(shown)
 
 
-def generate_in_tab(driver, url: str, model: str, tab_title: str, fields: dict, timeout: float = 90) -> str:
+def generate_in_tab(driver, url: str, model: str, tab_title: str, fields: dict, timeout: float = 90,
+                    progress: list | None = None) -> str:
     """:func:`open_tab`, then wait for the video element; returns the URL of the video it plays (RuntimeError
-    with the page's message if it shows an error instead)."""
+    with the page's message if it shows an error instead). ``progress``: a list that receives the progress
+    texts the page shows meanwhile (e.g. ``"denoising - 50.0%"``)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     open_tab(driver, url, model, tab_title, fields, timeout)
-    wait = WebDriverWait(driver, timeout)
 
     def video_src(d):
+        if progress is not None:
+            progress.extend(e.text.strip() for e in d.find_elements(By.CSS_SELECTOR, ".progress-text, .meta-text")
+                            if e.text.strip() and (not progress or e.text.strip() != progress[-1]))
         for v in d.find_elements(By.CSS_SELECTOR, f"#{model}-video video"):
             src = v.get_attribute("src")
             if src:
@@ -146,7 +150,7 @@ def generate_in_tab(driver, url: str, model: str, tab_title: str, fields: dict, 
             raise RuntimeError(f"the app reported an error: {' | '.join(errors)}")
         return False
 
-    return wait.until(video_src)
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(video_src)
 
 
 def download(src: str, path) -> Path:

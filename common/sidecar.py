@@ -133,7 +133,7 @@ def write_sidecar(video_path, *, model: str, settings: Mapping[str, Any], weight
         "weights": weight_files(weights), "settings": _jsonable(dict(settings)), "seed": seed,
         "seconds": None if seconds is None else round(float(seconds), 3), "outputs": rel,
         "versions": versions(),
-        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": list(sys.argv if command is None else command), "cwd": os.getcwd(),
     }
     if extra:

@@ -1,5 +1,5 @@
 """The app in a real browser: headless Chromium opens it, fills the AnimateDiff tab (tiny random weights), sees the
-one-line message of a bad input, generates, and the file the page serves is a playable video with the requested
+one-line message of a bad input, generates (the progress follows the denoising steps), and the file the page serves is a playable video with the requested
 frame count. The screenshot is kept as a test artefact (``<tmp>/app.png``)."""
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from common import app_check
 from common.video_io import read_video_frames
 
 FRAMES = 6
+STEPS = 12  # enough steps that the page shows the denoising progress while they run
 
 
 @pytest.mark.slow
@@ -29,13 +30,16 @@ def test_app_in_chromium(tmp_path):
             msg = app_check.error_message(driver)
             assert "--height 60" in msg and "multiple of 8" in msg and "Traceback" not in msg
             assert not list(out.glob("*.mp4"))
+            seen = []
             src = app_check.generate_in_tab(driver, url, "animatediff", "AnimateDiff",
-                                            {"prompt": "a red fox in the snow", "num_frames": FRAMES, "seed": 7})
+                                            {"prompt": "a red fox in the snow", "num_frames": FRAMES, "seed": 7,
+                                             "num_inference_steps": STEPS}, progress=seen)
             driver.execute_script("window.scrollTo(0, 0)")
             driver.save_screenshot(str(tmp_path / "app.png"))
         finally:
             driver.quit()
         served = app_check.download(src, tmp_path / "served.mp4")
+    assert any(f"/{STEPS} steps" in t or "denoising" in t for t in seen), seen  # the bar follows the steps
     video = read_video_frames(served)
     assert video.shape == (FRAMES, 64, 64, 3)
     assert video.std() > 0  # frames, not a blank clip

@@ -39,7 +39,7 @@ def _list() -> int:
         print(f"    weights: {spec.weights_help}")
         print(f"             --weights PATH or ${spec.env_var}" + (f" (now {env})" if env else
                                                                   " (unset: the tiny random-weight demo)"))
-        print(f"    convert: " + (f"videogen convert {name} ... ({spec.converter})" if spec.converter else
+        print("    convert: " + (f"videogen convert {name} ... ({spec.converter})" if spec.converter else
                                   "not needed (the released files are read as they are)"))
         print(f"    settings: {' '.join('--' + p for p in spec.params())}")
     return 0
