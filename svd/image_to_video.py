@@ -116,6 +116,7 @@ def check_args(args) -> tuple[Path, Path]:
         raise InputError("a picture is required with a checkpoint (--image)")
     check_picture(image_path, "--image")
     from PIL import Image
+
     from svd_ms.config import load_svd_config
 
     cfg = load_svd_config(config)  # the picture's sides must hold one latent pixel per UNet level
@@ -141,11 +142,11 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     config, image_path = check_args(args)
     import mindspore as ms
-    from svd_ms.model import load_svd_model
-    from svd_ms.pipeline import SVDPipeline
 
     from common.nn import set_attention, set_feed_forward_chunk_size
     from common.video_io import write_video
+    from svd_ms.model import load_svd_model
+    from svd_ms.pipeline import SVDPipeline
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     random_weights = args.checkpoint is None
