@@ -168,7 +168,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 = every interface)")
     p.add_argument("--port", type=int, default=int(os.environ.get("VIDEOGEN_APP_PORT", 7860)), help="port (7860)")
     p.add_argument("--output_dir", default="outputs/app", help="where videos and their .json go (outputs/app)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    p.add_argument("--debug", action="store_true", help="flag errors: traceback instead of one line; page: errors shown with details")
     return p
 
 
@@ -191,7 +191,7 @@ def _main(argv) -> int:
     out = prepare_output_dir(args.output_dir, "--output_dir")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     demo = build_app(weights, out)
-    demo.launch(server_name=args.host, server_port=args.port, allowed_paths=[str(out)], show_error=False,
+    demo.launch(server_name=args.host, server_port=args.port, allowed_paths=[str(out)], show_error=args.debug,
                 footer_links=[])
     return 0
 

@@ -63,7 +63,9 @@ def run_parser(name: str, defaults: dict | None = None) -> argparse.ArgumentPars
         kw = {"type": prm.type, "default": None, "metavar": prm.type.__name__.upper()}
         if prm.choices:
             kw.update(choices=prm.choices, metavar=None)
-        note = "" if pname in own else f" [{name} does not take it]"
+        rel = spec.release_defaults.get(spec.default_release(), {})
+        note = (f" (default: {spec.tiny.get(pname)!r} without weights, {rel.get(pname)!r} with "
+                f"{spec.default_release()})" if pname in own else f" [{name} does not take it]")
         p.add_argument(f"--{pname}", help=prm.help + note, **kw)
     p.add_argument("--weights", default=None, help=f"{spec.weights_help} (default ${spec.env_var}; none: the tiny "
                                                    "RANDOM demo model)")
