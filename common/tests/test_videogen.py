@@ -26,6 +26,7 @@ def test_list(capsys):
     (["run", "animatediff", "--height", "60"], "--height 60"),
     (["run", "dynamicrafter", "--image", "/no/such.png"], "(--image)"),
     (["run", "dynamicrafter", "--num_frames", "8"], "--num_frames 8"),
+    (["run", "dynamicrafter", "--application", "interp"], "(--end_image)"),
     (["run", "dropletvideo", "--fps", "40"], "--fps"),
     (["run", "svd", "--mode", "fast"], "--mode"),
     (["run", "svd", "--seed", "-3"], "--seed -3"),
