@@ -146,7 +146,7 @@ def _convert(argv: list[str]) -> int:
     if spec.converter is None:
         raise InputError(f"{spec.name} needs no conversion: {spec.weights_help}")
     script = REPO / spec.converter
-    return subprocess.call([sys.executable, str(script), *argv[1:]], cwd=str(script.parent.parent))
+    return subprocess.call([sys.executable, str(script), *argv[1:]])  # in the caller's folder: its paths hold
 
 
 def _main(argv: list[str]) -> int:
