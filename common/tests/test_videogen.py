@@ -105,3 +105,12 @@ def test_run_from_repeats(tmp_path, capsys):
     assert main(["run", "--from", str(tmp_path / "a.json"), "--name", "c", "--seed", "6", "--no_progress"]) == 0
     assert read_sidecar(tmp_path / "c.json")["seed"] == 6
     assert not np.array_equal(read_png_frames(tmp_path / "a_frames"), read_png_frames(tmp_path / "c_frames"))
+
+
+def test_convert_delegates(tmp_path, capfd):
+    """``videogen convert MODEL ...`` is the model's tools/convert_weight.py with the same flags and exit status."""
+    rc = main(["convert", "dynamicrafter", "--kind", "256", "--src", str(tmp_path / "none.ckpt"),
+               "--target", str(tmp_path / "x.ckpt")])
+    err = capfd.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error: ") and "none.ckpt" in err and "\n" not in err
+    assert not (tmp_path / "x.ckpt").exists()
