@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--SVD.checkpoint", dest="checkpoint", default=None,
                    help="released single-file checkpoint (svd.safetensors, svd_xt.safetensors, svd_xt_1_1.safetensors) or "
                         "a .ckpt written by tools/convert_weight.py. Omitted: RANDOM weights (tiny demo)")
-    p.add_argument("--SVD.num_frames", dest="num_frames", type=int, default=None,
+    p.add_argument("--SVD.num_frames", "--num_frames", dest="num_frames", type=int, default=None,
                    help="frames to generate (SVD: 14, SVD-XT: 25; default: the config's guider num_frames)")
     p.add_argument("--SVD.fps", dest="fps", type=float, default=7,
                    help="frame rate of the output mp4 and the motion speed the model is asked for: the model is "

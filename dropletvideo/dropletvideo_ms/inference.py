@@ -68,7 +68,7 @@ def get_parser() -> argparse.ArgumentParser:
                         "release was shown from 512x512 to 896x896 pixels per frame")
     p.add_argument("--height", type=int, default=None, help="video height in pixels, a multiple of 16 (default 384; "
                                                              "demo 64)")
-    p.add_argument("--video_length", type=int, default=None,
+    p.add_argument("--video_length", "--num_frames", dest="video_length", type=int, default=None,
                    help="frames to generate; rounded down to 4k+1 as the original does (default 85; demo 9). "
                         "An even number of latent frames ((L-1)/4+1) decodes to 4 frames per latent, e.g. 85 -> 88")
     p.add_argument("--num_inference_steps", type=int, default=None,

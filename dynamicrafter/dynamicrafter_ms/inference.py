@@ -38,7 +38,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="frame stride (256 model, larger = more motion) or FPS (512/1024, smaller = more motion)")
     p.add_argument("--unconditional_guidance_scale", "--guidance_scale", dest="unconditional_guidance_scale", type=float, default=1.0, help="CFG scale (default 1.0 = off)")
     p.add_argument("--seed", type=int, default=123, help="random seed (default 123; < 0 = random)")
-    p.add_argument("--video_length", type=int, default=16, help="frames (default 16)")
+    p.add_argument("--video_length", "--num_frames", dest="video_length", type=int, default=16, help="frames (default 16)")
     p.add_argument("--negative_prompt", nargs="?", const="", default=None,
                    help="[ms] text of the unconditional branch (default \"\"; the original's bare flag is accepted)")
     p.add_argument("--text_input", action="store_true", help="condition on the prompts (else empty prompts)")
