@@ -6,7 +6,8 @@
     bash scripts/app.sh                                    # sets up (.venv with the app extra) and starts it
 
 A model without weights (``--weights MODEL=PATH`` or ``$VIDEOGEN_<MODEL>_WEIGHTS``) runs its tiny RANDOMLY
-INITIALISED demo model and its tab says so. Every generation writes the video (mp4, gif, webp) and its ``.json``
+INITIALISED demo model and its tab says so. Every generation writes the video (mp4, gif, webp; PNG frames on
+request) and its ``.json``
 run record to ``--output_dir`` (``videogen run --from`` repeats it); the page shows the video, offers the
 three files and the record for download and shows the settings used. One generation at a time per model
 (later ones queue). The app listens on 127.0.0.1 unless ``--host`` says otherwise.
@@ -52,9 +53,9 @@ def _field(gr, prm, value, weights_dir: Path | None, spec):
 _ADVANCED = ("fps", "mode", "attention_chunk_size")
 
 
-def _form(gr, spec, params, defaults, wdir) -> list:
+def _form(gr, spec, params, defaults, wdir) -> tuple[list, object]:
     """The tab's inputs, laid out: texts, files, the common numbers three per row, the model's own settings, and
-    the execution settings folded away. Returns ``[(param, component)]``."""
+    the execution settings folded away. Returns ``([(param, component)], the PNG-frames checkbox)``."""
     def field(p):
         return p, _field(gr, p, defaults.get(p.name), wdir, spec)
 
@@ -68,10 +69,11 @@ def _form(gr, spec, params, defaults, wdir) -> list:
     for k in range(0, len(rest), 3):
         with gr.Row():
             out += [field(p) for p in rest[k:k + 3]]
-    with gr.Accordion("execution (frame rate of the file, MindSpore mode, attention chunks)", open=False):
+    with gr.Accordion("output and execution (PNG frames, frame rate, MindSpore mode, attention chunks)", open=False):
+        png = gr.Checkbox(False, label="also the frames as PNG (a zip)", elem_id=f"{spec.name}-png_frames")
         with gr.Row():
             out += [field(p) for p in advanced]
-    return out
+    return out, png
 
 
 def _value(prm, v):
@@ -94,13 +96,13 @@ def _notice(spec, weights) -> str:
 
 
 def _generate_fn(gr, spec, params: list, weights, output_dir: Path):
-    def generate(release, *values, progress=gr.Progress()):  # noqa: B008 - how Gradio hands out its progress bar
+    def generate(release, png_frames, *values, progress=gr.Progress()):  # noqa: B008 - how Gradio hands out its progress bar
         from common.videogen.run import execute, plan
 
         settings = {p.name: _value(p, v) for p, v in zip(params, values)}
         try:
             pl = plan(spec.name, settings, weights=weights, release=release or None, output_dir=output_dir,
-                      formats=FORMATS, use_env=False)
+                      formats=FORMATS, png_frames=bool(png_frames), use_env=False)
             progress((0, pl.settings.get("num_inference_steps") or 1), desc="building the model", unit="steps")
             res = execute(pl, callback=lambda i, n: progress((i, n), desc="denoising", unit="steps"),
                           log=log.info)
@@ -110,10 +112,15 @@ def _generate_fn(gr, spec, params: list, weights, output_dir: Path):
             log.exception("generation failed")
             raise gr.Error(f"generation failed: {type(e).__name__}: {' '.join(str(e).split())}") from None
         mp4 = next(f for f in res.files if f.suffix == ".mp4")
+        downloads = [f for f in res.files if f.is_file()]
+        for folder in (f for f in res.files if f.is_dir()):  # the PNG frames, as one zip
+            import shutil
+
+            downloads.append(Path(shutil.make_archive(str(folder), "zip", folder)))
         shown = {"model": spec.name, "release": pl.release, "random_weights": pl.random_weights,
                  "weights": pl.weights, **pl.settings, "frames": int(res.frames.shape[0]),
                  "seconds": round(res.seconds, 2), "record": str(res.record)}
-        return str(mp4), [str(f) for f in res.files] + [str(res.record)], shown
+        return str(mp4), [str(f) for f in downloads] + [str(res.record)], shown
     return generate
 
 
@@ -143,7 +150,7 @@ def build_app(weights: dict[str, str | None] | None = None, output_dir="outputs/
                                                   info="which release the weights are" if w else
                                                   "(no weights: the tiny demo model)", interactive=bool(w),
                                                   elem_id=f"{name}-release")
-                            pairs = _form(gr, spec, params, defaults, wdir)
+                            pairs, png = _form(gr, spec, params, defaults, wdir)
                             params, inputs = [p for p, _ in pairs], [c for _, c in pairs]
                             button = gr.Button("Generate", variant="primary", elem_id=f"{name}-generate")
                         with gr.Column():
@@ -152,7 +159,7 @@ def build_app(weights: dict[str, str | None] | None = None, output_dir="outputs/
                             files = gr.File(label="download (mp4, gif, webp, settings .json)", file_count="multiple",
                                             elem_id=f"{name}-files", interactive=False)
                             shown = gr.JSON(label="settings used", elem_id=f"{name}-settings")
-                    button.click(_generate_fn(gr, spec, params, w, output_dir), [release, *inputs],
+                    button.click(_generate_fn(gr, spec, params, w, output_dir), [release, png, *inputs],
                                  [video, files, shown], concurrency_limit=1, concurrency_id=name)
     demo.queue(default_concurrency_limit=1)
     return demo

@@ -117,11 +117,11 @@ def open_tab(driver, url: str, model: str, tab_title: str, fields: dict, timeout
 
 def error_message(driver, timeout: float = 30) -> str:
     """The text of the error the page shows (Gradio's toast) after a bad input."""
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     def shown(d):
-        texts = [e.text.strip() for e in d.find_elements(By.CSS_SELECTOR, ".toast-body") if e.text.strip()]
+        texts = d.execute_script("return Array.from(document.querySelectorAll('.toast-body'))"
+                                 ".map(e => e.textContent.trim()).filter(t => t)")
         return " | ".join(texts) or False
 
     return WebDriverWait(driver, timeout).until(shown)
@@ -132,22 +132,24 @@ def generate_in_tab(driver, url: str, model: str, tab_title: str, fields: dict, 
     """:func:`open_tab`, then wait for the video element; returns the URL of the video it plays (RuntimeError
     with the page's message if it shows an error instead). ``progress``: a list that receives the progress
     texts the page shows meanwhile (e.g. ``"denoising - 50.0%"``)."""
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     open_tab(driver, url, model, tab_title, fields, timeout)
 
+    # one script call per poll: the page re-renders while it works, so element handles go stale between calls
+    snapshot = """return {
+        progress: Array.from(document.querySelectorAll('.progress-text, .meta-text')).map(e => e.textContent.trim()),
+        src: Array.from(document.querySelectorAll(arguments[0])).map(v => v.getAttribute('src')).find(s => s) || null,
+        errors: Array.from(document.querySelectorAll('.toast-body')).map(e => e.textContent.trim()).filter(t => t)};"""
+
     def video_src(d):
+        page = d.execute_script(snapshot, f"#{model}-video video")
         if progress is not None:
-            progress.extend(e.text.strip() for e in d.find_elements(By.CSS_SELECTOR, ".progress-text, .meta-text")
-                            if e.text.strip() and (not progress or e.text.strip() != progress[-1]))
-        for v in d.find_elements(By.CSS_SELECTOR, f"#{model}-video video"):
-            src = v.get_attribute("src")
-            if src:
-                return src
-        errors = [e.text for e in d.find_elements(By.CSS_SELECTOR, ".toast-body") if e.text.strip()]
-        if errors:
-            raise RuntimeError(f"the app reported an error: {' | '.join(errors)}")
+            progress.extend(t for t in page["progress"] if t)
+        if page["src"]:
+            return page["src"]
+        if page["errors"]:
+            raise RuntimeError(f"the app reported an error: {' | '.join(page['errors'])}")
         return False
 
     return WebDriverWait(driver, timeout, poll_frequency=0.2).until(video_src)
