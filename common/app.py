@@ -124,6 +124,13 @@ def _generate_fn(gr, spec, params: list, weights, output_dir: Path):
     return generate
 
 
+def _release_defaults(spec, weights, params):
+    def defaults(release):
+        d, _ = spec.resolve({}, weights, release)
+        return [d.get(p.name) for p in params]
+    return defaults
+
+
 def build_app(weights: dict[str, str | None] | None = None, output_dir="outputs/app"):
     """The Gradio Blocks (not launched). ``weights``: ``{model: folder}``; a model missing there takes
     ``$VIDEOGEN_<MODEL>_WEIGHTS``, else its tiny random model."""
@@ -159,6 +166,11 @@ def build_app(weights: dict[str, str | None] | None = None, output_dir="outputs/
                             files = gr.File(label="download (mp4, gif, webp, settings .json)", file_count="multiple",
                                             elem_id=f"{name}-files", interactive=False)
                             shown = gr.JSON(label="settings used", elem_id=f"{name}-settings")
+                    if w:  # another release: its defaults in the fields (pictures, videos and texts stay)
+                        typed = [(p, c) for p, c in zip(params, inputs)
+                                 if not p.kind and p.name not in ("prompt", "negative_prompt")]
+                        release.change(_release_defaults(spec, w, [p for p, _ in typed]), release,
+                                       [c for _, c in typed])
                     button.click(_generate_fn(gr, spec, params, w, output_dir), [release, png, *inputs],
                                  [video, files, shown], concurrency_limit=1, concurrency_id=name)
     demo.queue(default_concurrency_limit=1)
