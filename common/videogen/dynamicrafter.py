@@ -129,5 +129,6 @@ SPEC = DynamiCrafterSpec(
     release_defaults={"256": _release(256, 256, 3), "512": _release(320, 512, 24, **_LATER),
                       "1024": _release(576, 1024, 10, **_LATER),
                       "512_interp": _release(320, 512, 5, seed=234, application="loop", **_LATER)},
+    graph_context=True,
     converter="dynamicrafter/tools/convert_weight.py",
 )

@@ -19,6 +19,8 @@ from .spec import ModelSpec
 MODEL_NAMES = ("dynamicrafter", "svd", "animatediff", "videocomposer", "dropletvideo")
 #: the video formats written (``--formats``); PNG frames are a separate switch
 FORMATS = ("mp4", "gif", "webp")
+#: the seed the tiny random-weight models are drawn from (the same tiny model in every run and process)
+TINY_WEIGHTS_SEED = 0
 
 _CACHE: dict[str, tuple[tuple, object]] = {}  # model -> (cache key, pipeline): one built pipeline per model
 _LOCKS = {name: threading.Lock() for name in MODEL_NAMES}  # one generation at a time per model
@@ -80,11 +82,17 @@ class Result:
 
 
 def _pipeline(p: Plan):
+    import mindspore as ms
+    import numpy as np
+
     key = p.spec.cache_key(p.weights, p.release, p.settings)
     cached = _CACHE.get(p.spec.name)
     if cached is not None and cached[0] == key:
         return cached[1]
     _CACHE.pop(p.spec.name, None)  # the old one goes before the new one is built
+    if p.random_weights:  # random initialisers draw from the global seeds: a fixed tiny model
+        ms.set_seed(TINY_WEIGHTS_SEED)
+        np.random.seed(TINY_WEIGHTS_SEED)
     pipe = p.spec.load(p.weights, p.release, p.settings)
     _CACHE[p.spec.name] = (key, pipe)
     return pipe
@@ -118,7 +126,8 @@ def execute(p: Plan, callback=None, log=print) -> Result:
         say(f"[videogen] no weights for {p.spec.name} (--weights or ${p.spec.env_var}): a TINY RANDOMLY "
             "INITIALISED model runs; the video is noise, not the model's output")
     with _LOCKS[p.spec.name], _MS_LOCK:
-        ms.set_context(mode=ms.GRAPH_MODE if s.get("mode") == "graph" else ms.PYNATIVE_MODE)
+        graph = s.get("mode") == "graph" and p.spec.graph_context
+        ms.set_context(mode=ms.GRAPH_MODE if graph else ms.PYNATIVE_MODE)
         if ms.get_context("device_target") == "CPU":
             ms.runtime.launch_blocking()  # synchronous launch: faster on a few CPU cores, same numbers
         t0 = time.time()
@@ -141,7 +150,8 @@ def execute(p: Plan, callback=None, log=print) -> Result:
         extra={"weights_arg": p.weights, "output": {"formats": list(p.formats), "png_frames": p.png_frames},
                "frames": {"count": int(frames.shape[0]), "height": int(frames.shape[1]),
                           "width": int(frames.shape[2]), "fps": fps},
-               "build_seconds": round(built, 3)})
+               "build_seconds": round(built, 3),
+               **({"tiny_weights_seed": TINY_WEIGHTS_SEED} if p.random_weights else {})})
     say(f"[videogen] wrote {', '.join(str(f) for f in files)} and {record.name} ({frames.shape[0]} frames "
         f"{frames.shape[2]}x{frames.shape[1]}, {seconds:.1f} s)" + (" -- RANDOM weights" if p.random_weights else ""))
     return Result(files, record, frames, seconds, p)

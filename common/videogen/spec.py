@@ -72,6 +72,8 @@ class ModelSpec:
         extras: the model's own settings.
         tiny: defaults of the tiny random-weight demo. release_defaults: ``{release: defaults}`` with weights.
         converter: the model's ``tools/convert_weight.py`` (None: the released files are read as they are).
+        graph_context: ``--mode graph`` sets MindSpore's global GRAPH_MODE (as the model's CLI does); False: the
+            context stays PyNative and the pipeline compiles its own parts (``ms.jit``) when told ``mode="graph"``.
     """
 
     name: str = ""
@@ -84,6 +86,7 @@ class ModelSpec:
     tiny: dict[str, Any] = field(default_factory=dict)
     release_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     converter: str | None = None
+    graph_context: bool = False
 
     # ---- weights ----
     @property

@@ -83,5 +83,6 @@ SPEC = VideoComposerSpec(
               image=str(_DEMO / "sun_first_frame.png"), style_image=str(_DEMO / "style_gradient.png"),
               prompt="A yellow sun moving across the sky"),
     release_defaults={e: _release() for e in _EXPS},
+    graph_context=True,
     converter="videocomposer/tools/convert_weight.py",
 )
