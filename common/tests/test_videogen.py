@@ -130,5 +130,6 @@ def test_tiny_model_is_the_same_on_every_build(tmp_path):
     ms.set_seed(12345)
     np.random.seed(12345)
     b = execute(plan("svd", s, output_dir=tmp_path, use_env=False), log=None).frames
-    np.testing.assert_array_equal(a, b)
+    # float32 rounding (thread scheduling of reductions) moves a frame by ~1e-6; other weights move it by ~1
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
     assert read_sidecar(sorted(tmp_path.glob("svd_*.json"))[-1])["tiny_weights_seed"] == run.TINY_WEIGHTS_SEED

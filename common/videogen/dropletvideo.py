@@ -19,6 +19,17 @@ def _release():
 
 
 class DropletVideoSpec(ModelSpec):
+    def resolve(self, settings, weights, release):
+        """As :meth:`ModelSpec.resolve`; unset prompt suffix / negative prompt: the original CLI's texts (recorded)."""
+        from dropletvideo_ms import inference as cli  # light: argparse and numpy
+
+        s, release = super().resolve(settings, weights, release)
+        if s["prompt_suffix"] is None:
+            s["prompt_suffix"] = cli.QUALITY_SUFFIX
+        if s["negative_prompt"] is None:
+            s["negative_prompt"] = cli.NEGATIVE_PROMPT
+        return s, release
+
     def folder(self, weights) -> Path:
         if weights:
             return Path(weights)
@@ -63,9 +74,9 @@ class DropletVideoSpec(ModelSpec):
         tcfg, vcfg = w.read_config(folder, "transformer"), w.read_config(folder, "vae")
         ratio = vcfg.temporal_compression_ratio
         length = (s["num_frames"] - 1) // ratio * ratio + 1  # as the original rounds it
-        suffix = cli.QUALITY_SUFFIX if s["prompt_suffix"] is None else s["prompt_suffix"]
+        suffix = s["prompt_suffix"]
         prompt = f"{s['prompt']} {suffix}" if suffix else s["prompt"]
-        negative = cli.NEGATIVE_PROMPT if s["negative_prompt"] is None else s["negative_prompt"]
+        negative = s["negative_prompt"]
         pos, neg = cli.encode_prompts(folder, tcfg.text_embed_dim, [prompt, negative], s["max_sequence_length"])
         image = cli.read_image(s["image"], s["width"], s["height"])
         out = pipe(None, image, prompt_embeds=pos, negative_prompt_embeds=neg, height=s["height"], width=s["width"],

@@ -84,9 +84,8 @@ class DynamiCrafterSpec(ModelSpec):
         return DynamiCrafterPipeline(model)
 
     def generate(self, pipe, s, callback):
-        from dynamicrafter_ms.data import load_frame
-
         import numpy as np
+        from dynamicrafter_ms.data import load_frame
 
         size, t, app = (s["height"], s["width"]), s["num_frames"], s["application"]
         first = load_frame(s["image"], size)  # (3, H, W) in [-1, 1]
