@@ -100,11 +100,11 @@ def _generate_fn(gr, spec, params: list, weights, output_dir: Path):
         from common.videogen.run import execute, plan
 
         settings = {p.name: _value(p, v) for p, v in zip(params, values)}
-        unset = spec.resolve({}, weights, release or None)[0]
-        for k, v in settings.items():  # an empty text box of a setting whose default is "the original's": unset
-            if v == "" and unset.get(k) is None:
-                settings[k] = None
         try:
+            unset = spec.resolve({}, weights, release or None)[0]
+            for k, v in settings.items():  # an emptied text box of a setting without a default text: unset
+                if v == "" and unset.get(k) is None:
+                    settings[k] = None
             pl = plan(spec.name, settings, weights=weights, release=release or None, output_dir=output_dir,
                       formats=FORMATS, png_frames=bool(png_frames), use_env=False)
             progress((0, pl.settings.get("num_inference_steps") or 1), desc="building the model", unit="steps")
