@@ -22,7 +22,9 @@ FORMATS = ("mp4", "gif", "webp")
 #: the seed the tiny random-weight models are drawn from (the same tiny model in every run and process)
 TINY_WEIGHTS_SEED = 0
 
-_CACHE: dict[str, tuple[tuple, object]] = {}  # model -> (cache key, pipeline): one built pipeline per model
+#: model -> (cache key, pipeline): one built pipeline per model, and one model with released weights at a time
+#: (keys start with the weights path; None = tiny)
+_CACHE: dict[str, tuple[tuple, object]] = {}
 _LOCKS = {name: threading.Lock() for name in MODEL_NAMES}  # one generation at a time per model
 _MS_LOCK = threading.Lock()  # MindSpore's execution mode is global: runs of different models do not overlap
 
@@ -90,6 +92,12 @@ def _pipeline(p: Plan):
     if cached is not None and cached[0] == key:
         return cached[1]
     _CACHE.pop(p.spec.name, None)  # the old one goes before the new one is built
+    if not p.random_weights:  # released models are large: only one of them stays built at a time
+        for name in [n for n, (k, _) in _CACHE.items() if k and k[0] is not None]:
+            del _CACHE[name]
+    import gc
+
+    gc.collect()
     if p.random_weights:  # random initialisers draw from the global seeds: a fixed tiny model
         ms.set_seed(TINY_WEIGHTS_SEED)
         np.random.seed(TINY_WEIGHTS_SEED)

@@ -164,7 +164,7 @@ class ModelSpec:
         raise NotImplementedError
 
     def cache_key(self, weights: str | None, release: str, s: dict) -> tuple:
-        """What identifies a built pipeline (a change rebuilds it)."""
+        """What identifies a built pipeline (a change rebuilds it); starts with ``weights`` (None = tiny)."""
         return (weights, release, s.get("mode"), s.get("attention_chunk_size"))
 
     def generate(self, pipe, s: dict, callback) -> Any:
