@@ -133,3 +133,20 @@ def test_tiny_model_is_the_same_on_every_build(tmp_path):
     # float32 rounding (thread scheduling of reductions) moves a frame by ~1e-6; other weights move it by ~1
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
     assert read_sidecar(sorted(tmp_path.glob("svd_*.json"))[-1])["tiny_weights_seed"] == run.TINY_WEIGHTS_SEED
+
+
+@pytest.mark.slow
+def test_dropletvideo_with_a_weights_folder(tmp_path):
+    """A weights folder in the released layout (the tiny one) goes through the released loading path; the record
+    lists its files."""
+    from dropletvideo_ms.tiny import write_tiny_weights
+
+    folder = write_tiny_weights(tmp_path / "DropletVideo-V1.0-weights", seed=3)
+    argv = ["run", "dropletvideo", "--weights", str(folder), "--image", str(get_spec("dropletvideo").tiny["image"]),
+            "--prompt", "a panda", "--height", "64", "--width", "96", "--num_frames", "5", "--num_inference_steps",
+            "2", "--max_sequence_length", "32", "--output_dir", str(tmp_path / "out"), "--name", "d", "--no_progress"]
+    assert main(argv) == 0
+    rec = read_sidecar(tmp_path / "out" / "d.json")
+    assert not rec["random_weights"] and rec["frames"]["count"] == 8  # 2 latent frames decode to 8 (the original's)
+    assert {"model_index.json", "transformer/config.json"} <= {w["name"] for w in rec["weights"]}
+    assert read_video_frames(tmp_path / "out" / "d.mp4").shape == (8, 64, 96, 3)

@@ -30,9 +30,18 @@ def _in(folder: Path, sub: str, name: str) -> Path:
 
 
 class AnimateDiffSpec(ModelSpec):
+    def sd_folder(self, weights) -> Path:
+        """``<weights>/StableDiffusion/stable-diffusion-v1-5``, or the only folder in ``StableDiffusion/``."""
+        w = Path(weights)
+        if not (w / _SD).is_dir() and (w / "StableDiffusion").is_dir():
+            found = [d for d in (w / "StableDiffusion").iterdir() if d.is_dir()]
+            if len(found) == 1:
+                return found[0]
+        return w / _SD
+
     def files(self, weights, s) -> dict[str, Path | None]:
         w = Path(weights)
-        return {"sd": w / _SD, "motion_module": _in(w, "Motion_Module", s["motion_module"]) if s["motion_module"] else None,
+        return {"sd": self.sd_folder(weights), "motion_module": _in(w, "Motion_Module", s["motion_module"]) if s["motion_module"] else None,
                 "base_model": _in(w, "DreamBooth_LoRA", s["base_model"]) if s["base_model"] else None,
                 "lora": _in(w, "DreamBooth_LoRA", s["lora"]) if s["lora"] else None}
 
@@ -100,7 +109,8 @@ SPEC = AnimateDiffSpec(
     releases={"v2": "motion module v2 (guoyww/animatediff mm_sd_v15_v2.ckpt)",
               "v1": "motion module v1 (mm_sd_v15.ckpt / mm_sd_v14.ckpt)",
               "v3": "motion module v3 (v3_sd15_mm.ckpt)"},
-    weights_help="the original's models/ folder: StableDiffusion/stable-diffusion-v1-5/ (diffusers SD-1.5), "
+    weights_help="the original's models/ folder: StableDiffusion/stable-diffusion-v1-5/ (diffusers SD-1.5; or the "
+                 "only folder in StableDiffusion/), "
                  "Motion_Module/ (mm_sd_v15_v2.ckpt, ...), DreamBooth_LoRA/ (base models and LoRAs)",
     uses=("prompt", "negative_prompt", "num_frames", "height", "width", "num_inference_steps", "guidance_scale",
           "seed", "fps", "mode", "attention_chunk_size"),
