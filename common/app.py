@@ -61,7 +61,7 @@ def _form(gr, spec, params, defaults, wdir) -> tuple[list, object]:
 
     texts = [p for p in params if p.type is str and not p.kind and p.name in ("prompt", "negative_prompt")]
     files = [p for p in params if p.kind]
-    advanced = [p for p in params if p.name in _ADVANCED]
+    advanced = [p for p in params if p.name in _ADVANCED and not (p.name == "fps" and spec.fps_is_condition)]
     rest = [p for p in params if p not in texts + files + advanced]
     out = [field(p) for p in texts]
     with gr.Row():

@@ -99,5 +99,6 @@ SPEC = DropletVideoSpec(
               image=str(HERE / "assets" / "demo.png"),
               prompt="A red panda sits on a mossy log in a quiet forest while soft light filters through the trees."),
     release_defaults={"v1.0": _release()},
+    fps_is_condition=True,
     converter=None,
 )

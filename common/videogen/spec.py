@@ -10,7 +10,7 @@ not take is refused. ``None`` means "the default" (``""`` is a value: an empty t
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,8 @@ class ModelSpec:
         converter: the model's ``tools/convert_weight.py`` (None: the released files are read as they are).
         graph_context: ``--mode graph`` sets MindSpore's global GRAPH_MODE (as the model's CLI does); False: the
             context stays PyNative and the pipeline compiles its own parts (``ms.jit``) when told ``mode="graph"``.
+        fps_is_condition: ``--fps`` is also what the model is conditioned on (SVD, DropletVideo: motion), not only
+            the file's frame rate.
     """
 
     name: str = ""
@@ -87,6 +89,7 @@ class ModelSpec:
     release_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     converter: str | None = None
     graph_context: bool = False
+    fps_is_condition: bool = False
 
     # ---- weights ----
     @property
@@ -106,6 +109,9 @@ class ModelSpec:
     def params(self) -> dict[str, Param]:
         """Every setting of this model: the common ones it uses, then its own."""
         out = {n: COMMON[n] for n in self.uses}
+        if self.fps_is_condition and "fps" in out:
+            out["fps"] = replace(COMMON["fps"], help="frames per second: the model is conditioned on it (the motion "
+                                 "it makes between frames) and the file plays at it")
         out.update({p.name: p for p in self.extras})
         return out
 

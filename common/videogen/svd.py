@@ -81,5 +81,6 @@ SPEC = SVDSpec(
             Param("decode_chunk_size", int, "frames per VAE decode call (0 = all at once)", lo=0)),
     tiny=dict(_release(6, 4), height=64, width=64, decode_chunk_size=0, image=str(HERE / "assets" / "demo.png")),
     release_defaults={"svd": _release(14, 25), "svd_xt": _release(25, 30), "svd_xt_1_1": _release(25, 30)},
+    fps_is_condition=True,
     converter="svd/tools/convert_weight.py",
 )
