@@ -33,7 +33,7 @@ def parse_args(argv=None):
     p.add_argument("--inference_config", "--inference-config", default=None,
                    help="inference yaml for entries without 'inference_config'; given explicitly it overrides "
                         "the entries' (default configs/inference/inference-v1.yaml)")
-    p.add_argument("--L", type=int, default=None, help="frames (default: the entry's L, else 16)")
+    p.add_argument("--L", "--num_frames", dest="L", type=int, default=None, help="frames (default: the entry's L, else 16)")
     p.add_argument("--W", type=int, default=None, help="width in pixels, multiple of 8 (default: entry's W, else 512)")
     p.add_argument("--H", type=int, default=None, help="height in pixels, multiple of 8 (default: entry's H, else 512)")
     p.add_argument("--sampler", choices=("ddim", "dpmpp_2m"), default=None,

@@ -2,7 +2,8 @@
 # Set up a fresh machine: a Python 3.11 virtual environment in .venv with MindSpore 2.7.1 and every
 # package of this repository installed (editable). Idempotent: a second run only checks.
 #   bash scripts/setup.sh            # inference + training
-#   bash scripts/setup.sh --test     # also torch 2.13.0 (CPU; converters and test references) and pytest
+#   bash scripts/setup.sh --test     # also torch 2.13.0 (CPU; converters and test references), pytest, gradio, selenium
+#   bash scripts/setup.sh --app      # also gradio (the web app, scripts/app.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-}
@@ -16,6 +17,7 @@ fi
 . .venv/bin/activate
 extras=""
 [ "${1:-}" = "--test" ] && extras="[test]"
+[ "${1:-}" = "--app" ] && extras="[app]"      # the web app (gradio): scripts/app.sh
 stamp=".venv/.installed${extras}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   python -m pip install -q --upgrade pip

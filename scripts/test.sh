@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
+bash scripts/setup_browser.sh   # headless Chromium for the app's browser test (apt-get, when missing)
 . .venv/bin/activate
 export PATH="$PWD/.venv/bin:$PATH"   # msrun starts `python` from PATH
 golden="${GOLDEN_DIR:-$PWD/../shared/golden}"

@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--SVD.checkpoint", dest="checkpoint", default=None,
                    help="released single-file checkpoint (svd.safetensors, svd_xt.safetensors, svd_xt_1_1.safetensors) or "
                         "a .ckpt written by tools/convert_weight.py. Omitted: RANDOM weights (tiny demo)")
-    p.add_argument("--SVD.num_frames", dest="num_frames", type=int, default=None,
+    p.add_argument("--SVD.num_frames", "--num_frames", dest="num_frames", type=int, default=None,
                    help="frames to generate (SVD: 14, SVD-XT: 25; default: the config's guider num_frames)")
     p.add_argument("--SVD.fps", dest="fps", type=float, default=7,
                    help="frame rate of the output mp4 and the motion speed the model is asked for: the model is "
@@ -187,6 +187,11 @@ def main(argv=None) -> int:
                split_cfg=args.split_cfg)
     name = datetime.now().strftime("%Y-%m-%d_%H-%M-%S") + ("_random" if random_weights else "") + ".mp4"
     path = write_video(out.frames[0], args.output_dir / name, fps=args.fps, value_range=(0, 1))
+    from common.sidecar import record_script_run
+
+    record_script_run(path, model="svd", script="svd/image_to_video.py", args=args, weights=[args.checkpoint],
+                      seed=args.seed, seconds=time.time() - t1, config=str(config), image=str(image_path),
+                      frames=int(out.frames.shape[1]))
     print(f"wrote {path} ({num_frames} frames {image.shape[2]}x{image.shape[3]}, {num_steps} steps, "
           f"fps_id {out.fps_id:g}, {time.time() - t1:.1f} s)" + (" -- RANDOM weights" if random_weights else ""))
     return 0

@@ -8,6 +8,7 @@ entries have them; the original overwrites one entry's with the next one's).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from common.sidecar import record_script_run
 from common.video_io import save_videos_grid
 
 from .config import ConfigError, InferenceConfig
@@ -130,6 +132,14 @@ def run_prompt_config(entries: list[PromptEntry], raw_config, savedir: Path, mak
                 written.append(save_videos_grid(video, stem.with_suffix(suffix), nrow=6, fps=fps,
                                                 value_range=(0, 1)))
             say(f"save to {stem}.gif")
+            record_script_run(  # the run record beside the video (<stem>.json)
+                stem.with_suffix(".gif"), model="animatediff", script="animatediff/text_to_video.py",
+                args={"prompt": prompt, "n_prompt": n_prompt, "seed": out.seed, "H": h, "W": w, "L": n,
+                      "steps": steps or entry.steps, "guidance_scale": entry.guidance_scale,
+                      "sampler": sampler or entry.sampler, "fps": fps, "entry": dataclasses.asdict(entry)},
+                weights=[entry.motion_module, entry.dreambooth_path, entry.lora_model_path, entry.adapter_lora_path,
+                         entry.controlnet_path], seed=out.seed, seconds=time.time() - t0,
+                outputs=[stem.with_suffix(x) for x in ((".gif", ".mp4") if mp4 else (".gif",))])
             sample_idx += 1
         if isinstance(raw_config, list) and entry.index < len(raw_config) and isinstance(raw_config[entry.index], dict):
             raw_config[entry.index]["random_seed"] = used

@@ -70,7 +70,7 @@ def get_parser() -> argparse.ArgumentParser:
                         "release was shown from 512x512 to 896x896 pixels per frame")
     p.add_argument("--height", type=int, default=None, help="video height in pixels, a multiple of 16 (default 384; "
                                                              "demo 64)")
-    p.add_argument("--video_length", type=int, default=None,
+    p.add_argument("--video_length", "--num_frames", dest="video_length", type=int, default=None,
                    help="frames to generate; rounded down to 4k+1 as the original does (default 85; demo 9). "
                         "An even number of latent frames ((L-1)/4+1) decodes to 4 frames per latent, e.g. 85 -> 88")
     p.add_argument("--num_inference_steps", type=int, default=None,
@@ -252,6 +252,11 @@ def run(args) -> Path:
     frames = out.frames[0]  # (F_out, H, W, 3) in [0, 1]
     stem = Path(image_path).stem
     path = write_video(frames, Path(args.output_dir) / f"{stem}_FPS{args.FPS}.mp4", fps=args.FPS, value_range=(0, 1))
+    from common.sidecar import record_script_run
+
+    record_script_run(path, model="dropletvideo", script="dropletvideo/inference.py", args=args,
+                      weights=[None if args.demo else args.ckpt], seed=args.seed, seconds=time.time() - t1,
+                      frames=int(frames.shape[0]))
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux -> GiB

@@ -48,7 +48,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="frame stride (256 model, larger = more motion) or FPS (512/1024, smaller = more motion)")
     p.add_argument("--unconditional_guidance_scale", "--guidance_scale", dest="unconditional_guidance_scale", type=float, default=1.0, help="CFG scale (default 1.0 = off)")
     p.add_argument("--seed", type=int, default=123, help="random seed (default 123; < 0 = random)")
-    p.add_argument("--video_length", type=int, default=16, help="frames (default 16)")
+    p.add_argument("--video_length", "--num_frames", dest="video_length", type=int, default=16, help="frames (default 16)")
     p.add_argument("--negative_prompt", nargs="?", const="", default=None,
                    help="[ms] text of the unconditional branch (default \"\"; the original's bare flag is accepted)")
     p.add_argument("--text_input", action="store_true", help="condition on the prompts (else empty prompts)")
@@ -267,6 +267,12 @@ def run(args) -> list[Path]:
         for j, name in enumerate(filenames[s:s + args.bs]):
             written += save_results_separate(out.frames[j * n:(j + 1) * n], name, out_dir, args.fps, args.loop,
                                              args.save_gif)
+    from common.sidecar import record_script_run
+
+    for mp4 in (p for p in written if p.suffix == ".mp4"):  # the run record beside each video (<name>.json)
+        record_script_run(mp4, model="dynamicrafter", script="dynamicrafter/inference.py", args=args,
+                          weights=[args.ckpt_path], seed=seed, seconds=time.time() - start,
+                          outputs=[p for p in written if p.with_suffix("") == mp4.with_suffix("")])
     print(f"Saved in {out_dir}: {', '.join(p.name for p in written)}. Time used: {time.time() - start:.2f} seconds")
     if args.ckpt_path is None:
         how = (f"Doubiiu/DynamiCrafter_512_Interp) and run: sh scripts/run/run_application.sh "

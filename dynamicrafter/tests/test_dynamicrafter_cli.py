@@ -81,7 +81,7 @@ def test_cli_interp_and_loop_write_playable_videos(interp_cfg, tmp_path, mode, p
     assert main(argv) == 0
     video = read_video_frames(out / "samples_separate" / "p0_sample0.mp4")
     assert video.shape == (frames, 64, 64, 3) and video.dtype == np.uint8
-    assert sorted(p.name for p in (out / "samples_separate").iterdir()) == ["p0_sample0.mp4"]
+    assert sorted(p.name for p in (out / "samples_separate").iterdir()) == ["p0_sample0.json", "p0_sample0.mp4"]
 
 
 def test_interp_and_loop_refuse_other_models(capsys, cli_cfg, interp_cfg, tmp_path):

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "compilation first), pynative runs op by op")
     p.add_argument("--num_inference_steps", type=int, default=None,
                    help="DDIM steps (default: the config's ddim_timesteps, 50)")
+    p.add_argument("--num_frames", type=int, default=None,
+                   help="frames of the video (default: the config's max_frames / frame_lens[0], 16)")
     p.add_argument("--guidance_scale", type=float, default=9.0,
                    help="classifier-free guidance scale (the original hard-codes 9.0)")
     p.add_argument("--attention_chunk_size", type=int, default=0,
@@ -70,6 +72,8 @@ def _check_args(args):
 
     if args.num_inference_steps is not None and not 1 <= args.num_inference_steps <= 1000:
         raise ValueError(f"--num_inference_steps must be in [1, 1000], got {args.num_inference_steps}")
+    if args.num_frames is not None and args.num_frames < 1:
+        raise ValueError(f"--num_frames must be >= 1, got {args.num_frames}")
     if args.attention_chunk_size < 0:
         raise ValueError(f"--attention_chunk_size must be >= 0, got {args.attention_chunk_size}")
     check_file(args.cfg_file, "--cfg", "config")
@@ -89,7 +93,7 @@ def run(args) -> Path:
     from .pipeline import VideoComposerPipeline, side_by_side
 
     _check_args(args)
-    cfg = load_config(args.cfg_file, {"seed": args.seed})
+    cfg = load_config(args.cfg_file, {"seed": args.seed, **({"max_frames": args.num_frames} if args.num_frames else {})})
     g = set(cfg.guidances)
     for flag, value, needed in (("--image_path", args.image_path, cfg.read_image and "local_image" in g),
                                 ("--style_image", args.style_image, cfg.read_style and "image" in g),
@@ -133,6 +137,11 @@ def run(args) -> Path:
     write_video(grid, folder / "result.gif", fps=8, value_range=(0, 1))
     write_video(out.frames[0], folder / "video.mp4", fps=8, value_range=(0, 1))
     (folder / "text_description.txt").write_text(args.input_text_desc + "\n")
+    from common.sidecar import record_script_run
+
+    record_script_run(folder / "video.mp4", model="videocomposer", script="videocomposer/run_net.py", args=args,
+                      weights=[weights], seed=cfg.seed, seconds=time.time() - t0,
+                      outputs=[folder / n for n in ("video.mp4", "result.mp4", "result.gif", "text_description.txt")])
     cols = (["source"] if out.source is not None else []) + list(out.conditions) + ["result"]
     print(f"saved {folder / 'result.mp4'} (+ .gif; columns: {', '.join(cols)}) in {time.time() - t0:.1f} s")
     return folder

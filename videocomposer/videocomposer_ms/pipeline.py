@@ -147,7 +147,7 @@ class VideoComposerPipeline:
 
     def __call__(self, prompt: str, *, video=None, image_path=None, style_image=None, sketch_path=None,
                  depth=None, num_inference_steps: int | None = None, guidance_scale: float = GUIDE_SCALE,
-                 seed: int | None = None, progress: bool = True) -> ComposerOutput:
+                 seed: int | None = None, progress: bool = True, callback=None) -> ComposerOutput:
         """One composition.
 
         Args:
@@ -157,6 +157,7 @@ class VideoComposerPipeline:
             depth: (H, W) depth in [0, depth_clamp] used for every frame instead of MiDaS on ``video``.
             num_inference_steps: DDIM steps (default ``ddim_timesteps``). guidance_scale: CFG scale (9.0).
             seed: noise and input randomness (default ``cfg.seed``).
+            callback: (None) called after each DDIM step with ``{"x", "i", "t", "denoised"}``.
         """
         cfg = self.cfg
         seed = cfg.seed if seed is None else int(seed)
@@ -179,7 +180,7 @@ class VideoComposerPipeline:
             noise = rng.standard_normal((1, 4, cfg.frames, h, w)).astype(np.float32)
         steps = int(num_inference_steps or cfg.ddim_timesteps)
         z, _ = sample(self.unet, _t(noise), cond, zero_y, steps, guide_scale=guidance_scale, eta=cfg.ddim_eta,
-                      num_timesteps=cfg.num_timesteps, progress=progress)
+                      num_timesteps=cfg.num_timesteps, callback=callback, progress=progress)
         video_out = self.vae.decode_video(z, cfg.scale_factor, chunk_size=max(cfg.chunk_size, 1)).asnumpy()
         mean = np.asarray(cfg.mean, np.float32).reshape(1, 3, 1, 1, 1)
         std = np.asarray(cfg.std, np.float32).reshape(1, 3, 1, 1, 1)
