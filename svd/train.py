@@ -35,7 +35,7 @@ def parse_args(argv=None):
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Every key of --config can be given as --section.key=value (YAML values):\n"
                + "\n".join(options_help(TrainFile)))
-    ap.add_argument("--config", default=str(HERE / "configs" / "svd_train.yaml"), help="training YAML")
+    ap.add_argument("-c", "--config", default=str(HERE / "configs" / "svd_train.yaml"), help="training YAML")
     ap.add_argument("--svd_config", default=str(HERE / "configs" / "svd.yaml"), help="SVD model YAML")
     known, rest = ap.parse_known_args(argv)
     path = Path(known.config)

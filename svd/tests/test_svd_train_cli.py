@@ -159,6 +159,7 @@ def test_help_lists_every_training_key(capsys):
         train.main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
+    assert "-c CONFIG, --config CONFIG" in out  # `python train.py -c configs/x.yaml`, as in every model
     for key in ("--train.dataset.init_args.frames (4): frames per clip", "--train.scheduler.warmup_steps (50)",
                 "--LossScale.loss_scale ('auto')", "--environment.mode (1): 0 = graph"):
         assert key in out, key
