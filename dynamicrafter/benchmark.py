@@ -236,7 +236,11 @@ def main(argv=None) -> int:
     CONFIG, SHAPE, CHUNK = Path(args.config), tuple(int(v) for v in args.shape.split(",")), args.attention_chunk
     SPLIT = args.split
     if args.train:
-        import benchmark_train as bt
+        import importlib.util  # the sibling script, found by its path (this file may be loaded from anywhere)
+
+        spec = importlib.util.spec_from_file_location("dc_benchmark_train", Path(__file__).with_name("benchmark_train.py"))
+        bt = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bt)
 
         if args.worker == "train_ms":
             print(json.dumps(bt.worker_ms(CONFIG, args.variant, args.train_frames, args.runs)))

@@ -83,6 +83,12 @@ def _vc(path):
     load_config(path)
 
 
+def _vc_train(path):
+    from videocomposer_ms.train_config import VCTrainConfig
+
+    from_mapping(VCTrainConfig, load_yaml(path), str(path))
+
+
 _SD15_UNET = {"block_out_channels": [32, 32, 32, 32], "attention_head_dim": 2, "cross_attention_dim": 16}
 
 CASES = (
@@ -99,7 +105,9 @@ CASES = (
        + _files(GOLDEN / "animatediff", "*/sparsectrl/*.yaml")]
     + [(p, _ad_diffusers) for p in _files(GOLDEN / "animatediff", "*/models/StableDiffusion/*/*/config.json")]
     + [(p, _ad_released) for p in _files(GOLDEN / "animatediff", "released/sd15_*_diffusers.json")]
-    + [(p, _vc) for p in _files(REPO / "videocomposer", "configs/*.yaml") + _files(GOLDEN / "videocomposer", "*/config.yaml")]
+    + [(p, _vc) for p in _files(REPO / "videocomposer", "configs/*.yaml") + _files(GOLDEN / "videocomposer", "*/config.yaml")
+       if not p.name.startswith("train_")]
+    + [(p, _vc_train) for p in _files(REPO / "videocomposer", "configs/train_*.yaml")]
 )
 
 
@@ -111,7 +119,7 @@ def test_config_file_reads(path, load, monkeypatch):
 
 def test_the_files_are_there():
     names = {load.__name__ for _, load in CASES}
-    assert {"_dc", "_svd", "_svd_train", "_ad_inference", "_ad_prompt", "_ad_controlnet", "_vc"} <= names
+    assert {"_dc", "_svd", "_svd_train", "_ad_inference", "_ad_prompt", "_ad_controlnet", "_vc", "_vc_train"} <= names
     if GOLDEN.is_dir():
         assert {"_ad_diffusers", "_ad_released"} <= names
 
