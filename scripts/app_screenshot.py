@@ -8,16 +8,14 @@ Needs chromium + chromedriver (bash scripts/setup_browser.sh) and selenium (the 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import app_check
+from common.videogen.run import get_spec
 
-from common import app_check  # noqa: E402
-from common.videogen.run import get_spec  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 FIELDS = {"dynamicrafter": {"prompt": "an astronaut floating in space, slowly turning"},
           "animatediff": {"prompt": "a corgi running on the beach, golden hour"}}

@@ -5,12 +5,6 @@
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 
 def main(argv=None) -> int:
     from dynamicrafter_ms.demo_data import make_demo_webvid
