@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from common.train import list_checkpoints, load_state
+from common.train import load_state
+from common.train.testing import sigkill_after_first_checkpoint
 
 pytestmark = pytest.mark.slow
 STEPS = 2
@@ -44,21 +43,7 @@ def test_sigkill_mid_run_then_resume_is_exact(dc, train_setup):
     ref = _start(_cmd(dc, config, root / "ref", *ONE), root / "ref.log", root)
     victim_dir = root / "victim"
     victim = _start(_cmd(dc, config, victim_dir, *ONE), root / "victim.log", root)
-    try:
-        deadline = time.monotonic() + 600
-        while not list_checkpoints(victim_dir):
-            assert victim.poll() is None, (root / "victim.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint in time"
-            time.sleep(0.05)
-        time.sleep(0.3)  # inside step 2
-        os.kill(victim.pid, signal.SIGKILL)
-        assert victim.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if victim.poll() is None:
-            victim.kill()
-            victim.wait()
-    saved = list_checkpoints(victim_dir)
-    assert saved and saved[-1][0] < STEPS, f"killed too late: {saved}"
+    saved = sigkill_after_first_checkpoint(victim, victim_dir, root / "victim.log", STEPS, pause=0.3)  # inside step 2
     resumed = _start(_cmd(dc, config, victim_dir, *ONE), root / "resumed.log", root)
     _wait(resumed, root / "resumed.log")
     _wait(ref, root / "ref.log")

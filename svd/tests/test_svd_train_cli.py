@@ -1,15 +1,13 @@
 """train.py end to end on the tiny model and real mp4 files: SIGKILL + resume is exact, bad videos, bad CSVs."""
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
 from common.train import list_checkpoints, load_state
+from common.train.testing import sigkill_after_first_checkpoint
 
 from .conftest import SVD_DIR, TINY_CONFIG, make_videos
 
@@ -50,21 +48,7 @@ def test_sigkill_mid_run_then_resume_is_exact(setup):
     ref = _start(_args(csv, ckpt, root / "ref"), root / "ref.log")
     victim_dir = root / "victim"
     victim = _start(_args(csv, ckpt, victim_dir), root / "victim.log")
-    try:
-        deadline = time.monotonic() + 600
-        while not list_checkpoints(victim_dir):
-            assert victim.poll() is None, (root / "victim.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint in time"
-            time.sleep(0.05)
-        time.sleep(0.5)  # inside step 2
-        os.kill(victim.pid, signal.SIGKILL)
-        assert victim.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if victim.poll() is None:
-            victim.kill()
-            victim.wait()
-    saved = list_checkpoints(victim_dir)
-    assert saved and saved[-1][0] < STEPS, f"killed too late: {saved}"
+    saved = sigkill_after_first_checkpoint(victim, victim_dir, root / "victim.log", STEPS, pause=0.5)  # inside step 2
     resumed = _start(_args(csv, ckpt, victim_dir), root / "resumed.log")
     _wait(resumed, root / "resumed.log")
     _wait(ref, root / "ref.log")

@@ -1,7 +1,5 @@
 """Data-parallel fine-tuning with msrun on CPU: 2 ranks on different clips = 1 process on both clips."""
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -9,20 +7,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
+from common.train.testing import free_port, run_single_and_distributed
+
 from .conftest import SVD_DIR, TINY_CONFIG, make_videos
 
 pytestmark = pytest.mark.distributed
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _logs(folder: Path) -> str:
-    return "\n".join(f"--- {f.name}\n" + "\n".join(f.read_text(errors="replace").splitlines()[-30:])
-                     for f in sorted(folder.glob("*.log"))) or f"(no logs in {folder})"
 
 
 def test_two_ranks_equal_one_process_on_the_concatenated_batch(tiny_model, tmp_path):
@@ -49,18 +38,9 @@ def test_two_ranks_equal_one_process_on_the_concatenated_batch(tiny_model, tmp_p
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # msrun starts `python`
     logs = tmp_path / "msrun_logs"
-    single = subprocess.Popen([sys.executable, *args(tmp_path / "one", 2)], cwd=SVD_DIR, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    cmd = ["msrun", "--worker_num=2", "--local_worker_num=2", f"--master_port={_free_port()}", "--join=True",
+    cmd = ["msrun", "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}", "--join=True",
            f"--log_dir={logs}", "python", *args(tmp_path / "dp", 1)]
-    try:
-        run = subprocess.run(cmd, cwd=SVD_DIR, env=env, capture_output=True, text=True, timeout=600)
-    except subprocess.TimeoutExpired:
-        single.kill()
-        raise AssertionError(f"msrun timed out\n{_logs(logs)}") from None
-    out_single, _ = single.communicate(timeout=600)
-    assert single.returncode == 0, out_single[-3000:]
-    assert run.returncode == 0, f"msrun exited {run.returncode}\n{run.stderr[-2000:]}\n{_logs(logs)}"
+    run_single_and_distributed([sys.executable, *args(tmp_path / "one", 2)], cmd, SVD_DIR, env, logs)
     r0, r1 = (load_file(str(tmp_path / "dp" / f"rank{r}.safetensors")) for r in (0, 1))
     one = load_file(str(tmp_path / "one" / "rank0.safetensors"))
     before = {p.name: p.asnumpy() for p in tiny_model.get_parameters()}

@@ -1,16 +1,14 @@
 """train.py end to end on the tiny random model and real mp4 clips: SIGKILL + resume is bit-exact."""
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from common.train import list_checkpoints, load_state
+from common.train import load_state
+from common.train.testing import sigkill_after_first_checkpoint
 
 from .train_helpers import TINY_TRAIN, VC_DIR, make_clips, subprocess_env
 
@@ -40,21 +38,7 @@ def test_sigkill_mid_run_then_resume_is_exact(tmp_path):
     ref = _start(_args(clips, tmp_path / "ref"), tmp_path / "ref.log")
     victim_dir = tmp_path / "victim"
     victim = _start(_args(clips, victim_dir), tmp_path / "victim.log")
-    try:
-        deadline = time.monotonic() + 600
-        while not list_checkpoints(victim_dir):
-            assert victim.poll() is None, (tmp_path / "victim.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint in time"
-            time.sleep(0.05)
-        time.sleep(0.3)  # inside step 2
-        os.kill(victim.pid, signal.SIGKILL)
-        assert victim.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if victim.poll() is None:
-            victim.kill()
-            victim.wait()
-    saved = list_checkpoints(victim_dir)
-    assert saved and saved[-1][0] < STEPS, f"killed too late: {saved}"
+    saved = sigkill_after_first_checkpoint(victim, victim_dir, tmp_path / "victim.log", STEPS, pause=0.3)  # inside step 2
     resumed = _start(_args(clips, victim_dir), tmp_path / "resumed.log")
     _wait(resumed, tmp_path / "resumed.log")
     _wait(ref, tmp_path / "ref.log")

@@ -2,29 +2,18 @@
 1 process on both; the rank-table launch's argument handling and the commands it would run."""
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from common.train.testing import free_port, run_single_and_distributed
+
 from .train_helpers import TINY_TRAIN, VC_DIR, make_clips, subprocess_env
 
 SCRIPT = VC_DIR / "run_train_distribute.sh"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _logs(folder: Path) -> str:
-    return "\n".join(f"--- {f.name}\n" + "\n".join(f.read_text(errors="replace").splitlines()[-30:])
-                     for f in sorted(folder.glob("*.log"))) or f"(no logs in {folder})"
 
 
 def _train_args(clips, out, batch):
@@ -42,20 +31,12 @@ def _train_args(clips, out, batch):
 def test_two_ranks_equal_one_process_on_the_concatenated_batch(tmp_path):
     clips = make_clips(tmp_path / "clips")
     env = subprocess_env()
-    single = subprocess.Popen([sys.executable, "train.py", "-c", str(TINY_TRAIN), f"--output_dir={tmp_path / 'one'}",
-                               *_train_args(clips, tmp_path / "one", 2)], cwd=VC_DIR, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    single = [sys.executable, "train.py", "-c", str(TINY_TRAIN), f"--output_dir={tmp_path / 'one'}",
+              *_train_args(clips, tmp_path / "one", 2)]
     logs = tmp_path / "msrun_logs"
     cmd = ["bash", str(SCRIPT), "--config", str(TINY_TRAIN), "--output_dir", str(tmp_path / "dp"), "--worker_num", "2",
-           "--master_port", str(_free_port()), "--log_dir", str(logs), "--", *_train_args(clips, tmp_path / "dp", 1)]
-    try:
-        run = subprocess.run(cmd, cwd=VC_DIR, env=env, capture_output=True, text=True, timeout=600)
-    except subprocess.TimeoutExpired:
-        single.kill()
-        raise AssertionError(f"msrun timed out\n{_logs(logs)}") from None
-    out_single, _ = single.communicate(timeout=600)
-    assert single.returncode == 0, out_single[-3000:]
-    assert run.returncode == 0, f"msrun exited {run.returncode}\n{run.stderr[-2000:]}\n{_logs(logs)}"
+           "--master_port", str(free_port()), "--log_dir", str(logs), "--", *_train_args(clips, tmp_path / "dp", 1)]
+    run_single_and_distributed(single, cmd, VC_DIR, env, logs)
     r0, r1 = (load_file(str(tmp_path / "dp" / f"rank{r}.safetensors")) for r in (0, 1))
     one = load_file(str(tmp_path / "one" / "rank0.safetensors"))
     before = load_file(str(tmp_path / "one" / "rank0_init.safetensors"))
