@@ -7,11 +7,15 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
+
+import numpy as np
 
 from .state import list_checkpoints
 
-__all__ = ["free_port", "msrun_logs", "run_single_and_distributed", "sigkill_after_first_checkpoint"]
+__all__ = ["free_port", "msrun_logs", "run_single_and_distributed", "assert_data_parallel_matches",
+           "sigkill_after_first_checkpoint"]
 
 
 def free_port() -> int:
@@ -41,6 +45,26 @@ def run_single_and_distributed(single_cmd: list, dp_cmd: list, cwd, env: dict, l
     assert single.returncode == 0, out_single[-3000:]
     assert run.returncode == 0, f"launch exited {run.returncode}\n{run.stderr[-2000:]}\n{msrun_logs(logs)}"
     return msrun_logs(logs)
+
+
+def assert_data_parallel_matches(rank0: Mapping, rank1: Mapping, one: Mapping, before: Mapping) -> list[str]:
+    """Assert that a data-parallel run (``rank0``/``rank1``: {name: array} after the steps) equals one process on
+    the concatenated batch (``one``), both started from ``before``: the ranks agree bit for bit, and each tensor
+    differs from the one-process result only by float32 rounding of the update.
+
+    Error bound: the update is about lr x (the gradient), whose two sums (over one batch of 2, or all-reduced over
+    2 ranks) agree to ~1e-6 absolute and ~1e-3 relative, so ``|rank0 - one| <= 1e-6 + 1e-3 |one - before|``.
+    Returns the names the run did not move (the caller says which may stay)."""
+    assert sorted(rank0) == sorted(rank1) == sorted(one), "the runs saved different tensors"
+    unmoved = []
+    for k in rank0:
+        assert np.array_equal(rank0[k], rank1[k]), f"ranks disagree on {k}"
+        err = float(np.abs(rank0[k].astype(np.float64) - one[k]).max())
+        step = float(np.abs(one[k].astype(np.float64) - before[k]).max())
+        assert err <= 1e-6 + 1e-3 * step, f"{k}: data parallel vs one process differ by {err} (step {step})"
+        if np.array_equal(rank0[k], before[k]):
+            unmoved.append(k)
+    return unmoved
 
 
 def sigkill_after_first_checkpoint(proc: subprocess.Popen, out_dir: Path, log: Path, steps: int,
