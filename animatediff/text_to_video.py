@@ -24,7 +24,7 @@ import yaml
 
 
 def parse_args(argv=None):
-    from common.cli import OneLineParser
+    from common.cli import OneLineParser, seed_type
 
     p = OneLineParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="prompt config (configs/prompts/*.yaml, the original's schema)")
@@ -46,7 +46,7 @@ def parse_args(argv=None):
                    help="MindSpore execution of the UNet: pynative (default) or graph (compiled once, faster calls)")
     p.add_argument("--attention_chunk_size", type=int, default=None,
                    help="process attention queries in chunks of this size (memory bound at 512x512; default off)")
-    p.add_argument("--seed", type=int, default=None, help="override every prompt's seed")
+    p.add_argument("--seed", type=seed_type, default=None, help="override every prompt's seed")
     p.add_argument("--context_length", type=int, default=None,
                    help="long videos: denoise in sliding windows of this many frames (<= the motion module's "
                         "trained length, 16 for v1-v3), so L may exceed it; overrides the entries' context_length")

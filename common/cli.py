@@ -21,6 +21,7 @@ and no traceback (unless ``--debug``). Nothing is written on an error.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -30,13 +31,60 @@ from typing import Any
 import numpy as np
 
 __all__ = ["OneLineParser", "converter_parser", "run_converter", "target_path", "write_state_dict", "match_and_write", "InputError", "check_file",
-           "check_dir", "check_picture", "prepare_output_dir", "check_range", "quiet_runtime", "run_cli"]
+           "check_dir", "check_picture", "prepare_output_dir", "check_range", "quiet_runtime", "run_cli",
+           "finite_float", "seed_type", "seed_or_random", "SEED_MAX"]
 
 _DTYPES = {"fp32": np.float32, "fp16": np.float16, "keep": None}
 
 
+def finite_float(text: str) -> float:
+    """argparse ``type`` of every float flag (:class:`OneLineParser` uses it for ``type=float``): a finite number;
+    ``nan`` and ``inf``, which ``float()`` accepts, would only surface as NaN frames after the whole run."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+#: the seeds every CLI accepts: those of ``numpy.random.default_rng`` / ``mindspore.set_seed`` / torch's
+#: ``seed_everything`` alike (the originals' range)
+SEED_MAX = 2 ** 32 - 1
+
+
+def seed_type(text: str) -> int:
+    """argparse ``type`` of ``--seed``: an integer in ``0..SEED_MAX``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is outside 0..{SEED_MAX}")
+    return value
+
+
+def seed_or_random(text: str) -> int:
+    """argparse ``type`` of a ``--seed`` where a negative value means "draw one" (DynamiCrafter's): an integer
+    ``<= SEED_MAX``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value > SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is above {SEED_MAX}")
+    return value
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line, ``error: <what> (see --help)``, exit status 2 (every CLI)."""
+    """argparse whose usage errors are one line, ``error: <what> (see --help)``, exit status 2 (every CLI).
+    ``type=float`` flags take finite numbers only (:func:`finite_float`)."""
+
+    def _get_value(self, action, arg_string):  # argument groups included
+        if action.type is float:
+            action = argparse.Action(action.option_strings, action.dest, type=finite_float, metavar=action.metavar)
+        return super()._get_value(action, arg_string)
 
     def error(self, message):
         self.exit(2, f"error: {' '.join(message.split())} (see --help)\n")
@@ -268,6 +316,8 @@ def check_range(value, flag: str, lo=None, hi=None, *, what: str = "") -> None:
     """``lo <= value <= hi`` (either bound optional; None values pass: they mean "the default")."""
     if value is None:
         return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"{flag} {value}: {what + ' ' if what else ''}must be a finite number")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         span = (f"{lo}..{hi}" if lo is not None and hi is not None else f">= {lo}" if lo is not None else f"<= {hi}")
         raise InputError(f"{flag} {value}: {what + ' ' if what else ''}must be {span}")

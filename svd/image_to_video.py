@@ -35,7 +35,7 @@ def _mode(v: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from common.cli import OneLineParser
+    from common.cli import OneLineParser, seed_type
 
     p = OneLineParser(
         description="Stable Video Diffusion image-to-video (MindSpore). Flags follow the mindone SVD port.",
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", default=None,
                    help="input picture (RGB; sides are cut down to multiples of 64; trained at 576x1024). Default "
                         "without a checkpoint: the bundled assets/demo.png")
-    p.add_argument("--seed", type=int, default=42, help="seed of the two Gaussian draws (image noise, start noise)")
+    p.add_argument("--seed", type=seed_type, default=42, help="seed of the two Gaussian draws (image noise, start noise)")
     p.add_argument("--output_dir", default="./output", help="folder for the mp4 (created if missing)")
     p.add_argument("--mode", type=_mode, default=1, choices=[0, 1], metavar="{0,1,graph,pynative}",
                    help="MindSpore execution: 0 or graph = graph (the denoiser is compiled), 1 or pynative = PyNative")

@@ -28,10 +28,11 @@ class OptionError(ValueError):
 
 def parse_args(argv=None):
     """``(TrainFile with the overrides applied and every value checked, svd_config path)``."""
+    from common.cli import OneLineParser
     from common.config import apply_overrides, from_mapping, load_yaml, options_help
     from svd_ms.config import TrainFile
 
-    ap = argparse.ArgumentParser(
+    ap = OneLineParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Every key of --config can be given as --section.key=value (YAML values):\n"
                + "\n".join(options_help(TrainFile)))

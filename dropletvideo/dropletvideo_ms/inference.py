@@ -37,7 +37,7 @@ class UsageError(ValueError):
 
 
 def get_parser() -> argparse.ArgumentParser:
-    from common.cli import OneLineParser
+    from common.cli import OneLineParser, seed_type
 
     p = OneLineParser(
         description="DropletVideo image-to-video with FPS control (MindSpore). Animates --ref_img_dir following "
@@ -75,7 +75,7 @@ def get_parser() -> argparse.ArgumentParser:
                         "An even number of latent frames ((L-1)/4+1) decodes to 4 frames per latent, e.g. 85 -> 88")
     p.add_argument("--num_inference_steps", type=int, default=None,
                    help="DDIM denoising steps: more = better and slower (default 50; demo 4)")
-    p.add_argument("--seed", type=int, default=42, help="random seed of the initial noise and the reference-image "
+    p.add_argument("--seed", type=seed_type, default=42, help="random seed of the initial noise and the reference-image "
                                                         "noise (default 42)")
     p.add_argument("--guidance_scale", type=float, default=6.0,
                    help="classifier-free guidance scale: higher follows the prompt more closely; <= 1 turns guidance "

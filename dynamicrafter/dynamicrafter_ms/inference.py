@@ -21,7 +21,7 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 def get_parser() -> argparse.ArgumentParser:
     """The flags (names and defaults of the original; ours are marked [ms])."""
-    from common.cli import OneLineParser
+    from common.cli import OneLineParser, seed_or_random
 
     p = OneLineParser(description="DynamiCrafter image-to-video inference (MindSpore).")
     p.add_argument("--savedir", "--output_dir", dest="savedir", type=str, default="results", help="results folder (default results)")
@@ -47,7 +47,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame_stride", type=int, default=3,
                    help="frame stride (256 model, larger = more motion) or FPS (512/1024, smaller = more motion)")
     p.add_argument("--unconditional_guidance_scale", "--guidance_scale", dest="unconditional_guidance_scale", type=float, default=1.0, help="CFG scale (default 1.0 = off)")
-    p.add_argument("--seed", type=int, default=123, help="random seed (default 123; < 0 = random)")
+    p.add_argument("--seed", type=seed_or_random, default=123, help="random seed (default 123; < 0 = random)")
     p.add_argument("--video_length", "--num_frames", dest="video_length", type=int, default=16, help="frames (default 16)")
     p.add_argument("--negative_prompt", nargs="?", const="", default=None,
                    help="[ms] text of the unconditional branch (default \"\"; the original's bare flag is accepted)")

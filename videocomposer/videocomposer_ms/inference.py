@@ -20,13 +20,13 @@ from pathlib import Path
 
 def build_parser() -> argparse.ArgumentParser:
     head, _, rest = __doc__.strip().partition("\n\n")
-    from common.cli import OneLineParser
+    from common.cli import OneLineParser, seed_type
 
     p = OneLineParser(description=head, epilog=rest, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cfg", dest="cfg_file", default="configs/exp01_vidcomposer_full.yaml",
                    help="experiment YAML in the original schema (configs/exp01..exp06*.yaml); its guidances pick "
                         "the conditions")
-    p.add_argument("--seed", type=int, default=8888, help="seed of the noise, the clip start and the resize filter")
+    p.add_argument("--seed", type=seed_type, default=8888, help="seed of the noise, the clip start and the resize filter")
     p.add_argument("--input_video", default="demo_video/video_8800.mp4",
                    help="source video: its motion vectors (motion), depth maps (depth), sketches (sketch, "
                         "single_sketch), first frame (local_image without --image_path), middle frame (style "
