@@ -46,7 +46,7 @@ import numpy as np
 __all__ = [
     "CheckpointError", "UnsafeCheckpointError", "CheckpointMismatchError", "LoadReport",
     "Rename", "LazyTensor", "read_state_dict", "match_state_dict", "load_state_dict_into", "apply_rename",
-    "save_checkpoint_atomic",
+    "configs_that_fit", "fitting_config_hint", "save_checkpoint_atomic",
     "save_safetensors_atomic",
 ]
 
@@ -865,6 +865,38 @@ def load_state_dict_into(
         param.set_data(ms.Tensor(arr, dtype=param.dtype))
         report.loaded += 1
     return report
+
+
+def configs_that_fit(checkpoint, configs, build: Callable[[Any], Any], *, rename: Rename = None,
+                     check: Callable[[Any, dict], bool] | None = None) -> list:
+    """The configs among ``configs`` whose model ``checkpoint`` loads into exactly (every key accounted for,
+    every shape equal, and ``check(model, matched)`` where given, e.g. schedule buffers): what a CLI names when
+    a checkpoint does not fit the config it was given. ``build(config)`` makes the model; it runs without
+    allocating weights and the file is read lazily where it can be (safetensors), so this is cheap enough for
+    an error message. A config that fails to build (``ValueError``) does not fit."""
+    from mindspore.nn.utils import no_init_parameters
+
+    sd = read_state_dict(checkpoint, lazy=True)
+    fits = []
+    for cfg in configs:
+        try:
+            with no_init_parameters():
+                model = build(cfg)
+        except ValueError:
+            continue
+        matched, report = match_state_dict(model, sd, rename=rename)
+        if report.ok and (check is None or check(model, matched)):
+            fits.append(cfg)
+    return fits
+
+
+def fitting_config_hint(fits: Sequence, given, flag: str) -> str:
+    """``"; it fits a.yaml: pass <flag> <path>"`` for the fitting configs other than ``given`` (or that none
+    does), appended to a mismatch message."""
+    others = [Path(p) for p in fits if Path(p).resolve() != Path(given).resolve()]
+    if not others:
+        return "; none of the shipped configs fits it either"
+    return f"; it fits {', '.join(p.name for p in others)}: pass {flag} {others[0]}"
 
 
 # --------------------------------------------------------------------------- atomic writers

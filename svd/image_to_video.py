@@ -158,13 +158,12 @@ def main(argv=None) -> int:
     try:
         model, report = load_svd_model(config, args.checkpoint)
     except CheckpointMismatchError as e:  # say which shipped config the file belongs to
+        from common.checkpoint import fitting_config_hint
         from common.cli import InputError
         from svd_ms.weights import configs_that_fit
 
         shipped = sorted(p for p in (HERE / "configs").glob("svd*.yaml") if p.name != "svd_train.yaml")
-        fits = [p for p in configs_that_fit(args.checkpoint, shipped) if p.resolve() != config.resolve()]
-        hint = (f"; it fits {', '.join(p.name for p in fits)}: pass --SVD.config {fits[0]}" if fits
-                else "; none of the shipped configs fits it either")
+        hint = fitting_config_hint(configs_that_fit(args.checkpoint, shipped), config, "--SVD.config")
         raise InputError(f"{e}{hint} (--SVD.config)") from None
     if report is not None:
         print(f"loaded {args.checkpoint}: {report.loaded} tensors, {report.ignored} unused tensors skipped "

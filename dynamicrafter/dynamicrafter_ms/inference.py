@@ -173,14 +173,20 @@ def build_model(args):
     """Config -> model -> weights (or random init); returns (model, cfg)."""
     import mindspore as ms
 
+    from common.checkpoint import CheckpointMismatchError, fitting_config_hint
+
     from .model import DynamiCrafter
-    from .weights import load_weights
+    from .weights import load_weights, shipped_configs_that_fit
 
     cfg = read_config(args)
     model = DynamiCrafter(cfg)
     model.set_train(False)
     if args.ckpt_path is not None:
-        n = load_weights(model, args.ckpt_path, args.config)
+        try:
+            n = load_weights(model, args.ckpt_path, args.config)
+        except CheckpointMismatchError as e:  # say which shipped config the file belongs to
+            hint = fitting_config_hint(shipped_configs_that_fit(args.ckpt_path), args.config, "--config")
+            raise CheckpointMismatchError(f"{e}{hint} (--ckpt_path)", e.report) from None
         print(f">>> model checkpoint loaded: {n} tensors from {args.ckpt_path}")
     else:
         print("WARNING: random weights (--random_init): the video is noise. Real weights: see README "

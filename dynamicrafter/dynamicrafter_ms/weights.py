@@ -15,6 +15,7 @@ from common.checkpoint import (
     CheckpointError,
     CheckpointMismatchError,
     LoadReport,
+    configs_that_fit,
     load_state_dict_into,
     match_state_dict,
     read_state_dict,
@@ -96,3 +97,24 @@ def clip_to_dynamicrafter(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         else:
             raise CheckpointError(f"open_clip checkpoint: unexpected key '{k}'")
     return out
+
+
+def shipped_configs_that_fit(ckpt) -> list:
+    """The shipped inference configs (``configs/inference_*.yaml``) whose model ``ckpt`` loads into exactly,
+    schedule buffers included (:func:`common.checkpoint.configs_that_fit`): named when it does not fit the
+    config given."""
+    from pathlib import Path
+
+    from .config import DynamiCrafterConfig
+    from .model import DynamiCrafter
+
+    def buffers_agree(model, matched) -> bool:
+        try:
+            check_buffers(model, matched, ckpt, "")
+        except CheckpointMismatchError:
+            return False
+        return True
+
+    shipped = sorted((Path(__file__).resolve().parents[1] / "configs").glob("inference_*.yaml"))
+    return configs_that_fit(ckpt, shipped, lambda c: DynamiCrafter(DynamiCrafterConfig.from_yaml(c)),
+                            rename=RENAMES, check=buffers_agree)

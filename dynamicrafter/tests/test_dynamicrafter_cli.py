@@ -197,6 +197,19 @@ def test_bad_checkpoints(capsys, cli_cfg, one_picture, tmp_path, dc):
     assert "system" in msg and not (tmp_path / "EVIL").exists()
 
 
+def test_a_checkpoint_of_another_config_names_the_shipped_one_that_fits(capsys, one_picture, tmp_path, dc):
+    from dynamicrafter_ms.config import DynamiCrafterConfig
+    from dynamicrafter_ms.model import DynamiCrafter
+
+    configs = dc.DC_DIR / "configs"
+    ckpt = _torch_ckpt(tmp_path / "tiny256.ckpt", DynamiCrafter(DynamiCrafterConfig.from_yaml(
+        configs / "inference_256_tiny_demo.yaml")))
+    msg = _error(capsys, _args(configs / "inference_512_interp_tiny_demo.yaml", one_picture, tmp_path / "out",
+                               "--ckpt_path", str(ckpt), "--any_size"))
+    assert "does not fit the model" in msg and msg.endswith(
+        f"it fits inference_256_tiny_demo.yaml: pass --config {configs / 'inference_256_tiny_demo.yaml'} (--ckpt_path)")
+
+
 def _sh(*args, env=None, timeout=600):
     run = os.path.join(os.path.dirname(__file__), "..", "scripts", "run", "run_infer.sh")
     return subprocess.run(["sh", run, *args], capture_output=True, text=True, timeout=timeout,

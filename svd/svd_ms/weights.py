@@ -44,24 +44,11 @@ def load_svd_weights(model, path_or_sd, allow_partial: bool = False) -> LoadRepo
 
 
 def configs_that_fit(checkpoint, configs) -> list:
-    """The configs (paths) whose model the checkpoint loads into exactly: every key accounted for, every shape
-    equal. The models are built without allocating weights and the file is read lazily where it can be
-    (safetensors), so this is cheap enough for an error message."""
-    from mindspore.nn.utils import no_init_parameters
-
-    from common.checkpoint import match_state_dict
+    """The configs (paths) whose :class:`~svd_ms.model.SVDModel` the checkpoint loads into exactly
+    (:func:`common.checkpoint.configs_that_fit`)."""
+    from common.checkpoint import configs_that_fit as fit
 
     from .model import SVDModel
 
-    sd = read_state_dict(checkpoint, lazy=True)
-    fits = []
-    for cfg in configs:
-        try:
-            with no_init_parameters():
-                model = SVDModel.from_config_file(cfg)
-        except ValueError:
-            continue
-        if match_state_dict(model, sd, rename=RENAME_TABLE)[1].ok:
-            fits.append(cfg)
-    return fits
+    return fit(checkpoint, configs, SVDModel.from_config_file, rename=RENAME_TABLE)
 
