@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -26,12 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common.bench import machine_info, machine_line, peak_rss_gib
+
 HERE = Path(__file__).resolve().parent
 FRAMES = 16
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _inputs(size: int, seed: int = 0):
@@ -78,7 +75,7 @@ def case_ours(mode: str, size: int, repeats: int, chunk: int | None, split: int 
         set_attention(net, "math", chunk)
     build = time.time() - t0
     params = sum(int(np.prod(p.shape)) for _, p in net.parameters_and_names())
-    rss_build = _peak_mib()
+    rss_build = peak_rss_gib() * 1024
     x, t, c = (ms.Tensor(a) for a in _inputs(size))
     fn = ms.jit(net.construct) if mode == "graph" else net
     if split > 1:  # the CFG batch as `split` sequential calls of one compiled graph (same work, less memory)
@@ -110,7 +107,7 @@ def case_diffusers(size: int, repeats: int) -> dict:
                           motion_num_attention_heads=8, use_motion_mid_block=True).eval()
     build = time.time() - t0
     params = sum(p.numel() for p in net.parameters())
-    rss_build = _peak_mib()
+    rss_build = peak_rss_gib() * 1024
     x, t, c = (torch.from_numpy(a) for a in _inputs(size))
     c = c.repeat_interleave(FRAMES, dim=0)
     with torch.no_grad():
@@ -164,7 +161,7 @@ def main(argv=None) -> int:
         size = args.sizes[0]
         r = case_diffusers(size, args.repeats) if args._case == "diffusers" else \
             case_ours(args._case.split("-")[1], size, args.repeats, args.attention_chunk_size, args.split)
-        r["peak_rss_mib"] = _peak_mib()
+        r["peak_rss_mib"] = peak_rss_gib() * 1024
         print(json.dumps(r))
         return 0
     results = []
@@ -179,8 +176,9 @@ def main(argv=None) -> int:
                 r["first_call_only"] = not r["times_s"]
             results.append(r)
             print(json.dumps(r), flush=True)
-    meta = dict(cpu_count=os.cpu_count(), python=sys.version.split()[0], frames=FRAMES, cfg_batch=2)
+    meta = dict(machine_info(), cpu_count=os.cpu_count(), frames=FRAMES, cfg_batch=2)
     Path(args.out).write_text(json.dumps(dict(meta=meta, results=results), indent=1))
+    print(f"\n{machine_line(meta)}")
     print("\n| size | case | warm-up / compile (s) | call (s) | peak RSS (MiB) | ours / diffusers |")
     print("|---|---|---|---|---|---|")
     for size in args.sizes:

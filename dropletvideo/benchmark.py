@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common.bench import machine_info, machine_line, peak_rss_gib, run_child, time_calls
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("ours_pynative", "ours_graph", "diffusers")
@@ -35,21 +34,10 @@ RELEASE = dict(num_attention_heads=48, attention_head_dim=64, in_channels=33, ou
                text_embed_dim=4096, num_layers=42, patch_size=2)
 
 
-def _rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-
-
 def _time(fn, repeats: int, out: dict) -> None:
-    t = time.perf_counter()
-    fn()
-    out["first_call_s"] = time.perf_counter() - t
-    runs = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - t)
-    out["runs_s"] = runs
-    out["median_s"] = statistics.median(runs)
+    timed = time_calls(fn, repeats)
+    del timed["result"]
+    out.update(timed)
 
 
 def child_ours(kind: str, a) -> dict:
@@ -80,7 +68,7 @@ def child_ours(kind: str, a) -> dict:
             ms.Tensor(np.array([8], np.int64)), t(2, a.frames, 17, h, w), ms.Tensor(cos), ms.Tensor(sin))
     fn = ms.jit(model.construct) if kind == "ours_graph" else model
     _time(lambda: fn(*args).asnumpy(), a.repeats, out)
-    out["peak_rss_gib"] = _rss_gib()
+    out["peak_rss_gib"] = peak_rss_gib()
     return out
 
 
@@ -108,7 +96,7 @@ def child_diffusers(a) -> dict:
             return model(x, ctx, ts, image_rotary_emb=rope, return_dict=False)[0]
 
     _time(call, a.repeats, out)
-    out["peak_rss_gib"] = _rss_gib()
+    out["peak_rss_gib"] = peak_rss_gib()
     return out
 
 
@@ -118,11 +106,7 @@ def _run_child(kind: str, a) -> dict:
            "--threads", str(a.threads)]
     if a.attn_chunk_size:
         cmd += ["--attn_chunk_size", str(a.attn_chunk_size)]
-    env = dict(os.environ, GLOG_v="3")
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        return {"error": (r.stderr.strip().splitlines() or ["?"])[-1], "returncode": r.returncode}
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return run_child(cmd, env=dict(os.environ, GLOG_v="3"), label=kind)
 
 
 def main(argv=None) -> dict:
@@ -144,7 +128,7 @@ def main(argv=None) -> dict:
         return res
     h, w = (int(v) for v in a.size.split("x"))
     tokens = a.frames * (h // 16) * (w // 16)
-    results = {"config": {"num_layers": a.num_layers, "frames": a.frames, "size": a.size, "video_tokens": tokens,
+    results = {"machine": machine_info(), "config": {"num_layers": a.num_layers, "frames": a.frames, "size": a.size, "video_tokens": tokens,
                           "text_len": a.text_len, "batch": 2, "dtype": "float32"}}
     for kind in a.kinds:
         results[kind] = _run_child(kind, a)
@@ -156,8 +140,9 @@ def main(argv=None) -> dict:
             results[kind]["ratio_vs_diffusers"] = mine / ref
     if a.out:
         Path(a.out).write_text(json.dumps(results, indent=2))
+    print(machine_line(results["machine"]))
     print(json.dumps({k: {m: v.get(m) for m in ("median_s", "peak_rss_gib", "ratio_vs_diffusers")}
-                      for k, v in results.items() if k != "config"}, indent=1))
+                      for k, v in results.items() if k not in ("config", "machine")}, indent=1))
     return results
 
 

@@ -22,12 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common.bench import machine_info, machine_line, peak_rss_gib, reference_env, run_child, time_calls
 
 os.environ.setdefault("GLOG_v", "3")
 HERE = Path(__file__).resolve().parent
@@ -46,10 +46,6 @@ def _inputs(context_dim: int, seed: int = 0):
     b, _, t, _, _ = SHAPE
     return (rng.standard_normal(SHAPE).astype(np.float32), np.array(TIMESTEPS[:b], np.int64),
             rng.standard_normal((b, 77 + 16 * t, context_dim)).astype(np.float32), np.full((b,), FS, np.int64))
-
-
-def _peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # KiB -> GiB
 
 
 def _count_flops(unet, args) -> int:
@@ -140,13 +136,13 @@ def worker_ms(mode: str, runs: int, count: bool, chunk: int, split: int = 1) -> 
         out["flops_per_call"] = _count_flops(full, args)
     else:
         unet(*args).asnumpy()
-    out["warmup_s"] = time.perf_counter() - t0  # graph: includes compilation
+    out["first_call_s"] = time.perf_counter() - t0  # graph: includes compilation
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
         unet(*args).asnumpy()
         times.append(time.perf_counter() - t0)
-    out.update(runs_s=times, median_s=statistics.median(times), peak_rss_gb=_peak_gb())
+    out.update(runs_s=times, median_s=statistics.median(times), peak_rss_gb=peak_rss_gib())
     return out
 
 
@@ -171,14 +167,8 @@ def worker_ref(runs: int) -> dict:
     build = time.perf_counter() - t0
     x, t, ctx, fs = (torch.from_numpy(a) for a in _inputs(params["context_dim"]))
     with torch.no_grad():
-        t0 = time.perf_counter()
-        unet(x, t, context=ctx, fs=fs)
-        warm = time.perf_counter() - t0
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            unet(x, t, context=ctx, fs=fs)
-            times.append(time.perf_counter() - t0)
+        timed = time_calls(lambda: unet(x, t, context=ctx, fs=fs), runs)
+    timed.pop("result")
     a = torch.randn(4096, 4096)
     a @ a
     mm = []
@@ -187,7 +177,7 @@ def worker_ref(runs: int) -> dict:
         a @ a
         mm.append(time.perf_counter() - t0)
     return {"mode": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(), "build_s": build,
-            "warmup_s": warm, "runs_s": times, "median_s": statistics.median(times), "peak_rss_gb": _peak_gb(),
+            **timed, "peak_rss_gb": peak_rss_gib(),
             "torch_matmul_gflops": 2 * 4096 ** 3 / min(mm) / 1e9, "params": sum(p.numel() for p in unet.parameters())}
 
 
@@ -195,19 +185,11 @@ def _spawn(kind: str, runs: int, extra=()) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--runs", str(runs),
            "--config", str(CONFIG), "--shape", ",".join(map(str, SHAPE)), "--attention_chunk", str(CHUNK),
            "--split", str(SPLIT if kind == "graph" else 1), *extra]
-    env = dict(os.environ)
-    if kind == "torch":  # the original's utils/utils.py imports cv2 for functions the UNet never calls
-        import tempfile
+    return {"mode": kind, **run_child(cmd, env=reference_env(REF_STUBS, prefix="dc_ref_") if kind == "torch" else None, label=kind)}
 
-        stub = tempfile.mkdtemp(prefix="dc_ref_stub_")
-        Path(stub, "cv2.py").write_text("# stub: imported by the original utils/utils.py, unused by the UNet\n")
-        env["PYTHONPATH"] = os.pathsep.join([os.environ["REF_SRC"], stub] + [q for q in [env.get("PYTHONPATH")] if q])
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        why = "killed (out of memory)" if r.returncode in (-9, 137) else f"exit {r.returncode}"
-        print(f"{kind} worker failed: {why}\n{r.stderr[-2000:]}", file=sys.stderr)
-        return {"mode": kind, "error": why}
-    return json.loads(r.stdout.strip().splitlines()[-1])
+
+#: the original's utils/utils.py imports cv2 for functions the UNet never calls: an empty one stands in
+REF_STUBS = {"cv2.py": "# stand-in: imported by the original utils/utils.py, unused here\n"}
 
 
 def main(argv=None) -> int:
@@ -264,8 +246,7 @@ def main(argv=None) -> int:
         print(json.dumps(worker_ms(args.worker, args.runs, args.count, args.attention_chunk, args.split)))
         return 0
 
-    import platform
-
+    machine = machine_info()
     peak = _spawn("peak", 1)["matmul_gflops"]
     results = []
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -278,10 +259,10 @@ def main(argv=None) -> int:
     ref = _spawn("torch", args.runs) if os.environ.get("REF_SRC") else None
     if ref and "error" in ref:
         ref = None
-    print(f"DynamiCrafter UNet of {CONFIG.name}, x {SHAPE}, float32, CPU {platform.processor() or platform.machine()} "
-          f"x{os.cpu_count()}, {max(r.get('params', 0) for r in results) / 1e9:.3f} B params, {flops / 1e12:.2f} TFLOP per call "
+    print(f"DynamiCrafter UNet of {CONFIG.name}, x {SHAPE}, float32, {machine_line(machine)}, "
+          f"{max(r.get('params', 0) for r in results) / 1e9:.3f} B params, {flops / 1e12:.2f} TFLOP per call "
           f"(matmul/conv/attention), MindSpore matmul peak {peak:.0f} GFLOP/s")
-    print(f"{'mode':10s} {'median s/call':>14s} {'warm-up s':>10s} {'peak RSS GB':>12s} {'GFLOP/s':>8s} "
+    print(f"{'mode':10s} {'median s/call':>14s} {'first call s':>12s} {'peak RSS GB':>12s} {'GFLOP/s':>8s} "
           f"{'% of peak':>9s} {'ours/torch':>10s}")
     for r in results + ([ref] if ref else []):
         if "error" in r:
@@ -289,13 +270,13 @@ def main(argv=None) -> int:
             continue
         gf = flops / r["median_s"] / 1e9 or float("nan")
         ratio = f"{r['median_s'] / ref['median_s']:.2f}" if ref else "-"
-        print(f"{r['mode']:10s} {r['median_s']:14.1f} {r['warmup_s']:10.1f} {r['peak_rss_gb']:12.2f} {gf:8.1f} "
+        print(f"{r['mode']:10s} {r['median_s']:14.1f} {r['first_call_s']:12.1f} {r['peak_rss_gb']:12.2f} {gf:8.1f} "
               f"{100 * gf / peak:8.0f}% {ratio:>10s}")
     if ref:
         print(f"(torch {ref['torch']}, {ref['threads']} threads, its 4096^2 matmul: "
               f"{ref['torch_matmul_gflops']:.0f} GFLOP/s)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"matmul_gflops": peak, "flops_per_call": flops,
+        Path(args.json).write_text(json.dumps({"machine": machine, "matmul_gflops": peak, "flops_per_call": flops,
                                                "results": results, "reference": ref}, indent=1))
     return 0
 

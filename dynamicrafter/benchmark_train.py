@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common.bench import machine_info, machine_line, peak_rss_gib, reference_env, run_child, time_calls
 
 VARIANTS = ("pynative", "pynative+ckpt", "graph", "graph+ckpt")
 TOKENS = 257  # CLIP ViT-H-14 at 224: 1 + 16 x 16 tokens
 
 
-def _peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+#: the original's utils/utils.py imports cv2 for functions the model never calls: an empty one stands in
+REF_STUBS = {"cv2.py": "# stand-in: imported by the original utils/utils.py, unused here\n"}
 
 
 def _inputs(cfg, frames: int, seed: int = 0):
@@ -110,16 +109,11 @@ def worker_ms(config: Path, variant: str, frames: int, runs: int) -> dict:
         opt.step(grads, 1e-5)
         return float(loss.asnumpy())
 
-    t0 = time.perf_counter()
-    loss = step()
-    warm = time.perf_counter() - t0
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return {"variant": variant, "build_s": build, "warmup_s": warm, "runs_s": times, "median_s": statistics.median(times),
-            "peak_rss_gb": _peak_gb(), "loss": loss, "trainable_params": int(sum(p.size for p in params))}
+    losses = []
+    timed = time_calls(lambda: losses.append(step()), runs)
+    del timed["result"]
+    return {"variant": variant, "build_s": build, **timed, "peak_rss_gb": peak_rss_gib(), "loss": losses[0],
+            "trainable_params": int(sum(p.size for p in params))}
 
 
 def worker_ref(config: Path, variant: str, frames: int, runs: int) -> dict:
@@ -163,42 +157,26 @@ def worker_ref(config: Path, variant: str, frames: int, runs: int) -> dict:
         opt.step()
         return float(loss)
 
-    t0 = time.perf_counter()
-    loss = step()
-    warm = time.perf_counter() - t0
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    losses = []
+    timed = time_calls(lambda: losses.append(step()), runs)
+    del timed["result"]
     return {"variant": "torch" + variant[len("pynative"):], "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "build_s": build, "warmup_s": warm, "runs_s": times, "median_s": statistics.median(times),
-            "peak_rss_gb": _peak_gb(), "loss": loss, "trainable_params": int(sum(p.numel() for p in trained))}
+            "build_s": build, **timed, "peak_rss_gb": peak_rss_gib(), "loss": losses[0],
+            "trainable_params": int(sum(p.numel() for p in trained))}
 
 
 def spawn(script: Path, config: Path, kind: str, variant: str, frames: int, runs: int) -> dict:
     """Run one variant in a fresh process (``benchmark.py --train --worker ...``); its figures or ``{"error"}``."""
     cmd = [sys.executable, str(script), "--train", "--worker", f"train_{kind}", "--variant", variant,
            "--config", str(config), "--train_frames", str(frames), "--runs", str(runs)]
-    env = dict(os.environ)
-    if kind == "ref":  # the original's utils/utils.py imports cv2 for functions the model never calls
-        import tempfile
-
-        stub = tempfile.mkdtemp(prefix="dc_ref_stub_")
-        Path(stub, "cv2.py").write_text("# stub: imported by the original utils/utils.py, unused here\n")
-        env["PYTHONPATH"] = os.pathsep.join([os.environ["REF_SRC"], stub] + [q for q in [env.get("PYTHONPATH")] if q])
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        why = "killed (out of memory)" if r.returncode in (-9, 137) else f"exit {r.returncode}"
-        print(f"{kind} {variant} failed: {why}\n{r.stderr[-2000:]}", file=sys.stderr)
-        return {"variant": variant if kind == "ms" else "torch" + variant[len("pynative"):], "error": why}
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    name = variant if kind == "ms" else "torch" + variant[len("pynative"):]
+    env = reference_env(REF_STUBS, prefix="dc_ref_") if kind == "ref" else None
+    return {"variant": name, **run_child(cmd, env=env, label=f"{kind} {variant}")}
 
 
 def run_all(script: Path, config: Path, variants, frames: int, runs: int, json_path=None) -> list[dict]:
     """Every variant of ours (and of the original with REF_SRC: pynative / pynative+ckpt); prints the table."""
-    import platform
-
+    machine = machine_info()
     rows = []
     for v in variants:
         rows.append(spawn(script, config, "ms", v, frames, runs))
@@ -207,13 +185,13 @@ def run_all(script: Path, config: Path, variants, frames: int, runs: int, json_p
         for v in [v for v in variants if v.startswith("pynative")]:
             rows.append(spawn(script, config, "ref", v, frames, runs))
     print(f"DynamiCrafter training step of {Path(config).name} (UNet + Resampler trained), 1 video x {frames} frames, "
-          f"float32, CPU {platform.processor() or platform.machine()} x{os.cpu_count()}")
-    print(f"{'variant':16s} {'median s/step':>14s} {'warm-up s':>10s} {'peak RSS GB':>12s} {'loss':>10s}")
+          f"float32, {machine_line(machine)}")
+    print(f"{'variant':16s} {'median s/step':>14s} {'first call s':>12s} {'peak RSS GB':>12s} {'loss':>10s}")
     for r in rows:
         if "error" in r:
             print(f"{r['variant']:16s} did not run: {r['error']}")
             continue
-        print(f"{r['variant']:16s} {r['median_s']:14.2f} {r['warmup_s']:10.2f} {r['peak_rss_gb']:12.2f} {r['loss']:10.4g}")
+        print(f"{r['variant']:16s} {r['median_s']:14.2f} {r['first_call_s']:12.2f} {r['peak_rss_gb']:12.2f} {r['loss']:10.4g}")
     if json_path:
-        Path(json_path).write_text(json.dumps({"config": str(config), "frames": frames, "results": rows}, indent=1))
+        Path(json_path).write_text(json.dumps({"machine": machine, "config": str(config), "frames": frames, "results": rows}, indent=1))
     return rows

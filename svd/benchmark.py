@@ -23,31 +23,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from common.bench import machine_info, machine_line, mem_available_gib, peak_rss_gib
+
 HERE = Path(__file__).resolve().parent
 KINDS = ("ours_pynative", "ours_graph", "diffusers", "train_ours", "train_ours_graph", "train_diffusers")
 
 
-def _rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-
-
-def _mem_available_gib() -> float:
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 2 ** 20
-    except OSError:
-        pass
-    return float("inf")
-
-
-# ---------------------------------------------------------------------------------------------- children
 def _ours_inputs(b, t, h, w, rng, ms):
     import numpy as np
 
@@ -77,7 +63,7 @@ def child_ours(kind: str, h: int, w: int, frames: int, train_frames: int, repeat
     t0 = time.perf_counter()
     unet = VideoUNet(load_svd_config(HERE / "configs" / "svd.yaml").unet)
     den = Denoiser(unet)
-    out = {"build_s": time.perf_counter() - t0, "rss_after_build_gib": _rss_gib(),
+    out = {"build_s": time.perf_counter() - t0, "rss_after_build_gib": peak_rss_gib(),
            "params": int(sum(int(np.prod(p.shape)) for p in unet.get_parameters()))}
     if chunk:
         set_attention(unet, "math", chunk)
@@ -130,7 +116,7 @@ def child_ours(kind: str, h: int, w: int, frames: int, train_frames: int, repeat
             float(lv.asnumpy())
             (runs.append if i else lambda d: out.__setitem__("first_call_s", d))(time.perf_counter() - t)
         out["runs_s"] = runs
-    out["peak_rss_gib"] = _rss_gib()
+    out["peak_rss_gib"] = peak_rss_gib()
     return out
 
 
@@ -143,7 +129,7 @@ def child_diffusers(kind: str, h: int, w: int, frames: int, train_frames: int, r
     torch.manual_seed(0)
     t0 = time.perf_counter()
     unet = UNetSpatioTemporalConditionModel()  # default config = the SVD UNet
-    out = {"build_s": time.perf_counter() - t0, "rss_after_build_gib": _rss_gib(),
+    out = {"build_s": time.perf_counter() - t0, "rss_after_build_gib": peak_rss_gib(),
            "params": int(sum(p.numel() for p in unet.parameters())), "torch": torch.__version__}
     b, t = (2, frames) if kind == "diffusers" else (1, train_frames)
     sample = torch.randn(b, t, 8, h, w)
@@ -181,7 +167,7 @@ def child_diffusers(kind: str, h: int, w: int, frames: int, train_frames: int, r
             unet.zero_grad(set_to_none=True)
             (runs.append if i else lambda d: out.__setitem__("first_call_s", d))(time.perf_counter() - s)
     out["runs_s"] = runs
-    out["peak_rss_gib"] = _rss_gib()
+    out["peak_rss_gib"] = peak_rss_gib()
     return out
 
 
@@ -285,15 +271,17 @@ def main(argv=None) -> int:
     results = []
     for size in a.sizes:
         for kind in a.what:
-            if size != "320x512" and _mem_available_gib() < a.min_free_gib:
-                results.append({"kind": kind, "size": size, "error": f"memory: {_mem_available_gib():.1f} GiB free"})
+            if size != "320x512" and mem_available_gib() < a.min_free_gib:
+                results.append({"kind": kind, "size": size, "error": f"memory: {mem_available_gib():.1f} GiB free"})
                 continue
             print(f"running {kind} at {size} ...", file=sys.stderr, flush=True)
             results.append(_run_child(kind, size, a))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    machine = machine_info()
+    print(machine_line(machine))
     print(_table(results))
     if a.out:
-        Path(a.out).write_text(json.dumps({"args": vars(a), "results": results}, indent=1))
+        Path(a.out).write_text(json.dumps({"machine": machine, "args": vars(a), "results": results}, indent=1))
     return 0
 
 

@@ -28,13 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from common.bench import machine_info, machine_line, peak_rss_gib, reference_env, run_child, time_calls
 
 os.environ.setdefault("GLOG_v", "3")
 HERE = Path(__file__).resolve().parent
@@ -71,20 +69,10 @@ def _inputs(cfg, frames: int, seed: int = 0) -> dict:
     return out
 
 
-def _rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB
-
-
 def _timed(call, runs: int) -> dict:
-    t0 = time.perf_counter()
-    call()
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return {"first_call_s": first, "runs_s": times, "median_s": statistics.median(times) if times else first}
+    out = time_calls(call, runs)
+    del out["result"]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- workers
@@ -132,7 +120,7 @@ def worker_ms(mode: str, tiny: bool, frames: int, runs: int, chunk: int, device:
     fn = ms.jit(guided.construct) if mode == "graph" else guided
     args = (inp["x"], inp["t"], inp["y"], inp["zero_y"], inp.get("local_image"), inp.get("motion"))
     out = _timed(lambda: fn(*args).asnumpy(), runs)
-    out.update(mode=mode, device=target, build_s=build, peak_rss_gib=_rss_gib(),
+    out.update(mode=mode, device=target, build_s=build, peak_rss_gib=peak_rss_gib(),
                params=int(sum(int(np.prod(p.shape)) for p in unet.get_parameters())),
                mindspore=ms.__version__, attention_chunk=chunk)
     if target != "CPU":
@@ -158,15 +146,6 @@ _STUBS = {
     "fairscale/nn/__init__.py": "",
     "fairscale/nn/checkpoint.py": "def checkpoint_wrapper(module, *a, **k):  # inference: no checkpointing\n    return module\n",
 }
-
-
-def _stub_dir() -> str:
-    d = tempfile.mkdtemp(prefix="vc_ref_stubs_")
-    for rel, text in _STUBS.items():
-        p = Path(d, rel)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return d
 
 
 def worker_ref(tiny: bool, frames: int, runs: int, device: str | None) -> dict:
@@ -206,7 +185,7 @@ def worker_ref(tiny: bool, frames: int, runs: int, device: str | None) -> dict:
 
     out = _timed(call, runs)
     out.update(mode="torch", device=str(dev), torch=torch.__version__, threads=torch.get_num_threads(),
-               build_s=build, peak_rss_gib=_rss_gib(), params=int(sum(p.numel() for p in unet.parameters())))
+               build_s=build, peak_rss_gib=peak_rss_gib(), params=int(sum(p.numel() for p in unet.parameters())))
     if dev.type == "cuda":
         out["peak_device_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
     return out
@@ -219,19 +198,8 @@ def _spawn(kind: str, a) -> dict:
     cmd += ["--tiny"] if a.tiny else []
     cmd += ["--device", a.device] if a.device else []
     cmd += ["--ref_device", a.ref_device] if a.ref_device else []
-    env = dict(os.environ)
-    paths = [str(HERE.parent), str(HERE)]
-    if kind == "torch":
-        paths = [os.environ["REF_SRC"], _stub_dir()] + paths
-    env["PYTHONPATH"] = os.pathsep.join(paths + [q for q in [env.get("PYTHONPATH")] if q])
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
-    if r.returncode != 0 or not lines:
-        why = "killed (out of memory?)" if r.returncode in (-9, 137) else f"exit {r.returncode}"
-        last = (r.stderr.strip().splitlines() or ["?"])[-1][:300]
-        print(f"{kind} worker failed: {why}: {last}", file=sys.stderr)
-        return {"mode": kind, "error": f"{why}: {last}"}
-    return json.loads(lines[-1])
+    env = reference_env(_STUBS, prefix="vc_ref_") if kind == "torch" else None
+    return {"mode": kind, **run_child(cmd, env=env, label=f"{kind} worker")}
 
 
 def _report(results, ref, label: str) -> str:
@@ -297,11 +265,12 @@ def main(argv=None) -> int:
     label = (f"UNetSD_temporal of {cfg_name}: {params / 1e9:.3f} B params, guided call on latents (1, 4, {a.frames}, "
              f"32, 32) with y, local_image, motion; float32; MindSpore on {results[0].get('device', '?')}"
              + (f"; original on {ref.get('device', '?')}" if ref else ""))
-    print(_report(results, ref if ref and "error" not in ref else None, label))
+    machine = machine_info()
+    print(_report(results, ref if ref and "error" not in ref else None, f"{label}\n{machine_line(machine)}"))
     if ref and "error" in ref:
         print(f"torch did not run: {ref['error']}")
     if a.json:
-        Path(a.json).write_text(json.dumps({"results": results, "reference": ref, "frames": a.frames,
+        Path(a.json).write_text(json.dumps({"machine": machine, "results": results, "reference": ref, "frames": a.frames,
                                             "tiny": a.tiny}, indent=1))
     return 0 if all("error" not in r for r in results) and not (ref and "error" in ref) else 1
 
