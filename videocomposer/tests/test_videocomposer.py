@@ -190,7 +190,7 @@ def test_run_net_bad_inputs(tmp_path, capsys):
     assert "config not found" in _error(capsys, _argv(tmp_path / "x.yaml", tmp_path, rw))
     assert "unknown key" in _error(capsys, _argv(_yaml(tmp_path, guide_scal=1.0), tmp_path, rw))
     assert "--num_inference_steps" in _error(capsys, _argv(DEMO_CFG, tmp_path, rw, "--num_inference_steps", "0"))
-    assert "weights folder (--random_weights runs without weights) not found: nowhere (--weights_dir)" in _error(
+    assert "weights folder not found: nowhere (--weights_dir; --random_weights runs without weights)" in _error(
         capsys, _argv(DEMO_CFG, tmp_path, "--weights_dir", "nowhere"))
     (tmp_path / "a_file").write_text("x")
     assert "lies below the file" in _error(capsys, _argv(DEMO_CFG, tmp_path / "a_file" / "o", rw))

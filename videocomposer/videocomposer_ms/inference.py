@@ -106,7 +106,10 @@ def run(args) -> Path:
         check_picture(args.depth_path, "--depth_path")
     weights = None if args.random_weights else args.weights_dir
     if weights is not None:
-        check_dir(weights, "--weights_dir", "weights folder (--random_weights runs without weights)")
+        if not Path(weights).exists():
+            raise ValueError(f"weights folder not found: {weights} (--weights_dir; --random_weights runs without "
+                             "weights)")
+        check_dir(weights, "--weights_dir", "weights folder")
     name = f"{Path(args.cfg_file).stem}-S{cfg.seed:05d}"
     folder = prepare_output_dir(Path(args.output_dir or cfg.log_dir) / name, "--output_dir")
     ms.set_context(mode=ms.GRAPH_MODE if args.mode == "graph" else ms.PYNATIVE_MODE)
