@@ -1,0 +1,203 @@
+"""SDXL motion module: parity with diffusers' ``AnimateDiffSDXLPipeline`` + ``MotionAdapter`` on a tiny random
+SDXL (diffusers and transformers are the reference, in this test only).
+
+The module fixture writes a tiny SDXL diffusers folder (``unet/ vae/ text_encoder/ text_encoder_2/ tokenizer/
+tokenizer_2/``, safetensors, as ``save_pretrained`` writes them) and the diffusers motion adapter converted to
+the released ``mm_sdxl_v10_beta.ckpt`` key layout (``temporal_transformer``, ``attention_blocks``, ``norms``,
+``ff_norm``, ``pos_encoder.pe`` tables); our pipeline is built from those files and compared with the reference.
+
+The tiny UNet keeps ``norm_num_groups: 32`` (SDXL's value): diffusers' ``UNetMotionModel`` gives its motion
+modules the UNet's group count, the original sdxl branch always 32 (as we do), so the two agree only there.
+
+Tolerances (float32, criterion max|ours - ref| <= tol * max(1, max|ref|)): the two implementations sum in
+different orders (attention, GroupNorm, matmuls), so each op differs by a few float32 ulps (~1e-7 relative);
+through the tiny networks (~40 layers) this stays <= ~1e-5 for one call (1e-4 leaves a 10x margin, as the
+golden single-pass tolerance). The sampling loop adds 3 steps with guidance 7.5, which amplifies the
+eps difference by ~(1 + g) per step: 1e-3, as the golden ``ddim_sample`` tolerance. Decoded frames: 1e-3.
+"""
+import json
+from pathlib import Path
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+diffusers = pytest.importorskip("diffusers")
+transformers = pytest.importorskip("transformers")
+
+from animatediff_ms.config_sdxl import UNetSDXLConfig  # noqa: E402
+from animatediff_ms.demo import tiny_tokenizer  # noqa: E402
+from animatediff_ms.loading_sdxl import build_sdxl_pipeline, sdxl_motion_module_state_dict  # noqa: E402
+
+FRAMES, H, W, STEPS, GUIDANCE = 4, 32, 32, 3, 7.5
+PROMPT, NEG = "a small red boat on a lake, sunset", "blurry"
+SCHED = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+             steps_offset=1, clip_sample=False, set_alpha_to_one=False, timestep_spacing="leading")
+ADDITIONAL = {"use_motion_module": True, "motion_module_resolutions": [1, 2, 4, 8], "motion_module_mid_block": False,
+              "motion_module_type": "Vanilla",
+              "motion_module_kwargs": {"num_attention_heads": 8, "num_transformer_block": 1,
+                                       "attention_block_types": ["Temporal_Self", "Temporal_Self"],
+                                       "temporal_position_encoding": True, "temporal_position_encoding_max_len": 32,
+                                       "temporal_attention_dim_div": 1}}
+
+
+def close(ours, ref, tol):
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    assert ours.shape == ref.shape
+    err = np.abs(ours - ref).max()
+    assert err <= tol * max(1.0, np.abs(ref).max()), f"max err {err:.3g} (max|ref| {np.abs(ref).max():.3g})"
+
+
+def randomize(module, seed):
+    """Give every constant parameter (zero biases, unit norms, zero-initialised projections) random values."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.numel() and float(p.max() - p.min()) == 0.0:
+                p.add_(0.1 * torch.randn(p.shape, generator=g))
+
+
+def write_tokenizer(folder: Path, pad: str):
+    tok = tiny_tokenizer()
+    folder.mkdir(parents=True)
+    (folder / "vocab.json").write_text(json.dumps(tok.vocab))
+    ranks = sorted(tok.bpe.ranks.items(), key=lambda kv: kv[1])
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for (a, b), _ in ranks) + "\n")
+    (folder / "special_tokens_map.json").write_text(json.dumps(
+        {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": pad,
+         "unk_token": "<|endoftext|>"}))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77, "pad_token": pad}))
+    return len(tok.vocab)
+
+
+def adapter_to_released(sd: dict) -> dict:
+    """diffusers ``MotionAdapter`` keys -> the released ``mm_sdxl_v10_beta.ckpt`` layout (inverse of diffusers'
+    ``convert_animatediff_checkpoint_to_diffusers``); one ``pos_encoder.pe`` per attention block."""
+    out = {}
+    for k, v in sd.items():
+        head, tail = k.split(".motion_modules.", 1)
+        j, rest = tail.split(".", 1)
+        if rest.endswith("pos_embed.pe"):
+            blk = rest[:-len("pos_embed.pe")]
+            for a in (0, 1):
+                out[f"{head}.motion_modules.{j}.temporal_transformer.{blk}attention_blocks.{a}.pos_encoder.pe"] = v
+            continue
+        rest = (rest.replace(".attn1.", ".attention_blocks.0.").replace(".attn2.", ".attention_blocks.1.")
+                .replace(".norm1.", ".norms.0.").replace(".norm2.", ".norms.1.").replace(".norm3.", ".ff_norm."))
+        out[f"{head}.motion_modules.{j}.temporal_transformer.{rest}"] = v
+    return out
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from diffusers import AnimateDiffSDXLPipeline, AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    root = tmp_path_factory.mktemp("sdxl")
+    folder = root / "tiny-sdxl"
+    vocab = write_tokenizer(folder / "tokenizer", "<|endoftext|>")
+    write_tokenizer(folder / "tokenizer_2", "!")
+    torch.manual_seed(0)
+    text = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=3,
+                max_position_embeddings=77, bos_token_id=vocab - 2, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
+    te1 = CLIPTextModel(CLIPTextConfig(**text, hidden_act="quick_gelu")).eval()
+    te2 = CLIPTextModelWithProjection(CLIPTextConfig(**text, hidden_act="gelu", projection_dim=32)).eval()
+    unet = UNet2DConditionModel(
+        sample_size=16, block_out_channels=(32, 32, 64), layers_per_block=2, norm_num_groups=32,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 1, 2), attention_head_dim=(2, 4, 8), use_linear_projection=True,
+        cross_attention_dim=64, addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=32 + 6 * 8)
+    vae = AutoencoderKL(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8,
+                        layers_per_block=1, sample_size=32, scaling_factor=0.13025)
+    adapter = MotionAdapter(block_out_channels=(32, 32, 64), motion_layers_per_block=2, motion_num_attention_heads=8,
+                            motion_norm_num_groups=32, motion_max_seq_length=32, use_motion_mid_block=False)
+    for i, m in enumerate((te1, te2, unet, vae, adapter)):
+        randomize(m, i)
+    for name, m in (("text_encoder", te1), ("text_encoder_2", te2), ("unet", unet), ("vae", vae)):
+        m.save_pretrained(folder / name)
+    mm = root / "mm_sdxl_tiny.ckpt"
+    torch.save(adapter_to_released(adapter.state_dict()), mm)
+
+    ref = AnimateDiffSDXLPipeline(
+        vae=vae.eval(), text_encoder=te1, text_encoder_2=te2, tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
+        tokenizer_2=CLIPTokenizer.from_pretrained(folder / "tokenizer_2"), unet=unet.eval(), motion_adapter=adapter,
+        scheduler=DDIMScheduler(**SCHED))
+    ref.set_progress_bar_config(disable=True)
+    # diffusers 0.42's UNetMotionModel.from_unet2d copies every 2-D module but add_embedding (SDXL's text_time
+    # MLP stays at its random initialisation); give the reference the SDXL UNet's weights as the folder has them.
+    ref.unet.add_embedding.load_state_dict(unet.add_embedding.state_dict())
+    ours = build_sdxl_pipeline(folder, ADDITIONAL, {k: v for k, v in SCHED.items() if k != "timestep_spacing"},
+                               motion_module_path=mm)
+    return ref, ours, folder, mm
+
+
+def test_config_reads_the_diffusers_unet_config(world):
+    _, ours, folder, _ = world
+    cfg = ours.unet.cfg
+    assert cfg.heads == [2, 4, 8] and cfg.depths == [1, 1, 2] and cfg.up_depths == [2, 1, 1]
+    assert cfg.pooled_text_dim == 32 and cfg.norm_num_groups == 32
+    assert [cfg.down_has_motion(i) for i in range(3)] == [True] * 3
+    assert [cfg.up_has_motion(i) for i in range(3)] == [True] * 3
+    assert UNetSDXLConfig.from_files(folder / "unet" / "config.json", ADDITIONAL) == cfg
+
+
+def test_motion_module_file_accounts_for_every_key(world):
+    _, ours, _, mm = world
+    sd, pe_len = sdxl_motion_module_state_dict(mm)
+    assert pe_len == 32
+    motion = {k: tuple(p.shape) for k, p in ours.unet.parameters_and_names() if "motion_modules." in k}
+    assert motion == {k: tuple(v.shape) for k, v in sd.items()}
+
+
+def test_text_embeddings(world):
+    ref, ours, _, _ = world
+    with torch.no_grad():
+        pe, npe, pooled, npooled = ref.encode_prompt(PROMPT, device="cpu", num_videos_per_prompt=1,
+                                                     do_classifier_free_guidance=True, negative_prompt=NEG)
+    emb, text_embeds = ours.encode_prompt_sdxl(PROMPT, NEG, True)
+    close(emb.asnumpy(), torch.cat([npe, pe]).numpy(), 1e-4)
+    close(text_embeds.asnumpy(), torch.cat([npooled, pooled]).numpy(), 1e-4)
+    # no negative prompt: zeros (force_zeros_for_empty_prompt of the SDXL pipelines)
+    emb0, te0 = ours.encode_prompt_sdxl(PROMPT, None, True)
+    assert not emb0.asnumpy()[0].any() and not te0.asnumpy()[0].any()
+
+
+def test_one_unet_call(world):
+    ref, ours, _, _ = world
+    rng = np.random.default_rng(0)
+    b = 2
+    x = rng.standard_normal((b, 4, FRAMES, 16, 16)).astype(np.float32)
+    ehs = rng.standard_normal((b, 77, 64)).astype(np.float32)
+    te = rng.standard_normal((b, 32)).astype(np.float32)
+    ids = np.array([[32, 32, 0, 0, 32, 32], [64, 48, 4, 2, 32, 32]], np.float32)
+    t = np.array([801, 17], np.int64)
+    with torch.no_grad():
+        want = ref.unet(torch.from_numpy(x), torch.from_numpy(t),
+                        encoder_hidden_states=torch.from_numpy(ehs).repeat_interleave(FRAMES, 0),
+                        added_cond_kwargs={"text_embeds": torch.from_numpy(te), "time_ids": torch.from_numpy(ids)}
+                        ).sample.numpy()
+    got = ours.unet(ms.Tensor(x), ms.Tensor(t), ms.Tensor(ehs), ms.Tensor(te), ms.Tensor(ids)).asnumpy()
+    close(got, want, 1e-4)
+
+
+def test_ddim_with_guidance_and_decoded_frames(world):
+    ref, ours, _, _ = world
+    latents = np.random.default_rng(1).standard_normal((1, 4, FRAMES, 16, 16)).astype(np.float32)
+    seen = {}
+
+    def grab(pipe, i, t, kw):
+        seen["latents"] = kw["latents"].numpy().copy()
+        return kw
+
+    with torch.no_grad():
+        frames = ref(PROMPT, negative_prompt=NEG, num_frames=FRAMES, height=H, width=W, num_inference_steps=STEPS,
+                     guidance_scale=GUIDANCE, latents=torch.from_numpy(latents), output_type="np",
+                     callback_on_step_end=grab).frames
+    out = ours(PROMPT, negative_prompt=NEG, num_frames=FRAMES, height=H, width=W, num_inference_steps=STEPS,
+               guidance_scale=GUIDANCE, latents=latents, progress=False)
+    close(out.latents, seen["latents"], 1e-3)
+    close(out.frames, np.asarray(frames, np.float32), 1e-3)
