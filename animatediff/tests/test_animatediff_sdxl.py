@@ -11,9 +11,10 @@ modules the UNet's group count, the original sdxl branch always 32 (as we do), s
 
 Tolerances (float32, criterion max|ours - ref| <= tol * max(1, max|ref|)): the two implementations sum in
 different orders (attention, GroupNorm, matmuls), so each op differs by a few float32 ulps (~1e-7 relative);
-through the tiny networks (~40 layers) this stays <= ~1e-5 for one call (1e-4 leaves a 10x margin, as the
-golden single-pass tolerance). The sampling loop adds 3 steps with guidance 7.5, which amplifies the
-eps difference by ~(1 + g) per step: 1e-3, as the golden ``ddim_sample`` tolerance. Decoded frames: 1e-3.
+through the tiny networks (~40 layers) this stays near 1e-6 for one pass (measured: text embeddings 1.2e-6,
+one UNet call 1.7e-6, decoded frames 2e-6), so 1e-4 (the golden single-pass tolerance) leaves a wide margin.
+The 3-step DDIM loop with guidance 7.5 amplifies the eps difference by up to ~(1 + g) per step (measured
+2.7e-5 absolute on latents of magnitude 12, i.e. 2.2e-6 relative): 1e-3, as the golden ``ddim_sample``.
 """
 import json
 from pathlib import Path
@@ -27,6 +28,7 @@ diffusers = pytest.importorskip("diffusers")
 transformers = pytest.importorskip("transformers")
 
 from animatediff_ms.config_sdxl import UNetSDXLConfig  # noqa: E402
+from animatediff_ms.convert.motion_adapter import diffusers_adapter_to_released  # noqa: E402
 from animatediff_ms.demo import tiny_tokenizer  # noqa: E402
 from animatediff_ms.loading_sdxl import build_sdxl_pipeline, sdxl_motion_module_state_dict  # noqa: E402
 
@@ -71,24 +73,6 @@ def write_tokenizer(folder: Path, pad: str):
     return len(tok.vocab)
 
 
-def adapter_to_released(sd: dict) -> dict:
-    """diffusers ``MotionAdapter`` keys -> the released ``mm_sdxl_v10_beta.ckpt`` layout (inverse of diffusers'
-    ``convert_animatediff_checkpoint_to_diffusers``); one ``pos_encoder.pe`` per attention block."""
-    out = {}
-    for k, v in sd.items():
-        head, tail = k.split(".motion_modules.", 1)
-        j, rest = tail.split(".", 1)
-        if rest.endswith("pos_embed.pe"):
-            blk = rest[:-len("pos_embed.pe")]
-            for a in (0, 1):
-                out[f"{head}.motion_modules.{j}.temporal_transformer.{blk}attention_blocks.{a}.pos_encoder.pe"] = v
-            continue
-        rest = (rest.replace(".attn1.", ".attention_blocks.0.").replace(".attn2.", ".attention_blocks.1.")
-                .replace(".norm1.", ".norms.0.").replace(".norm2.", ".norms.1.").replace(".norm3.", ".ff_norm."))
-        out[f"{head}.motion_modules.{j}.temporal_transformer.{rest}"] = v
-    return out
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     from diffusers import AnimateDiffSDXLPipeline, AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel
@@ -120,7 +104,7 @@ def world(tmp_path_factory):
     for name, m in (("text_encoder", te1), ("text_encoder_2", te2), ("unet", unet), ("vae", vae)):
         m.save_pretrained(folder / name)
     mm = root / "mm_sdxl_tiny.ckpt"
-    torch.save(adapter_to_released(adapter.state_dict()), mm)
+    torch.save(diffusers_adapter_to_released(adapter.state_dict()), mm)
 
     ref = AnimateDiffSDXLPipeline(
         vae=vae.eval(), text_encoder=te1, text_encoder_2=te2, tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
@@ -200,4 +184,4 @@ def test_ddim_with_guidance_and_decoded_frames(world):
     out = ours(PROMPT, negative_prompt=NEG, num_frames=FRAMES, height=H, width=W, num_inference_steps=STEPS,
                guidance_scale=GUIDANCE, latents=latents, progress=False)
     close(out.latents, seen["latents"], 1e-3)
-    close(out.frames, np.asarray(frames, np.float32), 1e-3)
+    close(out.frames, np.asarray(frames, np.float32), 1e-4)
