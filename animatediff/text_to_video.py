@@ -3,9 +3,12 @@
     python text_to_video.py --config configs/prompts/1_animate/1_3_animate_ToonYou.yaml
     python text_to_video.py --config configs/prompts/demo.yaml          # tiny random model, no downloads
     python text_to_video.py --config configs/prompts/3_sparsectrl/3_1_sparsectrl_i2v.yaml   # SparseCtrl
+    python text_to_video.py --config configs/prompts/4_sdxl/4_1_sdxl.yaml \
+        --pretrained_model_path models/StableDiffusion/stable-diffusion-xl-base-1.0         # SDXL motion module
 
 Every entry of the prompt config is run: base model from ``--pretrained_model_path`` (a diffusers SD-1.5
-folder), then motion module, DreamBooth file, LoRA, domain adapter and MotionLoRAs in the original order;
+folder; an SDXL folder runs the SDXL pipeline with ``mm_sdxl_v10_beta.ckpt``), then motion module, DreamBooth
+file, LoRA, domain adapter and MotionLoRAs in the original order;
 every prompt with its seed, negative prompt, steps and guidance scale; an entry with ``controlnet_path`` /
 ``controlnet_config`` / ``controlnet_images`` also builds the SparseCtrl controlnet and its condition (RGB images
 encoded by the base VAE, before the DreamBooth file replaces it). Videos go to
@@ -29,7 +32,8 @@ def parse_args(argv=None):
     p = OneLineParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="prompt config (configs/prompts/*.yaml, the original's schema)")
     p.add_argument("--pretrained_model_path", "--pretrained-model-path", default=None,
-                   help="diffusers Stable Diffusion 1.5 folder (default models/StableDiffusion/stable-diffusion-v1-5)")
+                   help="diffusers Stable Diffusion 1.5 folder, or an SDXL one (with text_encoder_2/) for the SDXL motion "
+                        "module (default models/StableDiffusion/stable-diffusion-v1-5)")
     p.add_argument("--inference_config", "--inference-config", default=None,
                    help="inference yaml for entries without 'inference_config'; given explicitly it overrides "
                         "the entries' (default configs/inference/inference-v1.yaml)")
@@ -114,7 +118,7 @@ def _main(argv) -> int:
             raise ConfigError(f"{args.config}[{e.index}].controlnet_path: missing (controlnet_images are given; "
                               f"only a config naming no weight files runs a random controlnet)")
     if not random_model:
-        check_dir(sd, "--pretrained_model_path", "diffusers Stable Diffusion 1.5 folder (see README 'Weights')")
+        check_dir(sd, "--pretrained_model_path", "diffusers Stable Diffusion 1.5 / SDXL folder (see README 'Weights')")
     out_root = prepare_output_dir(args.output_dir, "--output_dir")
     jit = args.mode == "graph"
     import mindspore as ms
@@ -126,8 +130,9 @@ def _main(argv) -> int:
 
     def make_pipeline(entry):
         pipe = build_pipeline(entry)
-        for cell in (pipe.unet, pipe.vae, pipe.text_encoder):
-            set_attention(cell, "math", args.attention_chunk_size)
+        for cell in (pipe.unet, pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None)):
+            if cell is not None:
+                set_attention(cell, "math", args.attention_chunk_size)
         return pipe
 
     def build_pipeline(entry):

@@ -22,7 +22,7 @@ from common.clip.hf_clip import CLIPTextConfig, CLIPTextModel
 from common.clip.hf_tokenizer import CLIPTokenizer
 from common.vae import AutoencoderKL
 
-from .config import ConfigError, SchedulerConfig, VAEConfig
+from .config import ConfigError, InferenceConfig, SchedulerConfig, VAEConfig
 from .config_sdxl import UNetSDXLConfig
 from .loading import (
     WeightsError,
@@ -158,3 +158,28 @@ def build_tokenizer_2(folder, what: str = "pretrained_model_path") -> CLIPTokeni
     """``tokenizer_2/`` (SDXL's pads with ``!``, read from its special-token files)."""
     d = _need(Path(folder), "tokenizer_2", ("vocab.json", "merges.txt"), what)
     return CLIPTokenizer.from_pretrained(d)
+
+
+#: prompt-entry keys that name SD-1.5 files (the sdxl branch's own DreamBooth / LoRA keys are not ported).
+SD15_ONLY_KEYS = ("dreambooth_path", "lora_model_path", "adapter_lora_path", "motion_module_lora_configs",
+                  "controlnet_path")
+
+
+def build_sdxl_entry_pipeline(entry, folder, jit: bool = False, inference_config: str | None = None,
+                              log=print) -> AnimationSDXLPipeline:
+    """One prompt-config entry on an SDXL folder: the entry's inference config (``inference-sdxl.yaml``) and
+    ``motion_module`` (``mm_sdxl_v10_beta.ckpt``); keys naming SD-1.5 files are refused with one line."""
+    for key in SD15_ONLY_KEYS:
+        if getattr(entry, key, None):
+            raise ConfigError(f"entry {entry.index}: {key}: not supported with the SDXL base model {folder} "
+                              f"(SD-1.5 files; the SDXL pipeline takes a motion_module only)")
+    if entry.uses_controlnet:
+        raise ConfigError(f"entry {entry.index}: controlnet_images: SparseCtrl needs an SD-1.5 base model")
+    inf = InferenceConfig.load(inference_config or entry.inference_config)
+    if entry.motion_module:
+        (log or (lambda *_: None))(f"loading motion module from {entry.motion_module} ...")
+    pipe = build_sdxl_pipeline(folder, inf.unet_additional_kwargs, inf.scheduler,
+                               motion_module_path=entry.motion_module or None, jit=jit)
+    if entry.sampler:
+        pipe.scheduler.sampler = entry.sampler
+    return pipe

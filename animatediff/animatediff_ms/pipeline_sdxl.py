@@ -125,14 +125,15 @@ class AnimationSDXLPipeline(AnimationPipeline):
             original_size / crops_coords_top_left / target_size: SDXL's micro-conditioning, (h, w) pairs
                 (defaults (H, W), (0, 0), (H, W)).
             context_length / context_overlap / context_schedule / context_fuse: sliding frame windows (None = off).
-        Prompt travel, SparseCtrl and FreeInit are SD-1.5 features (``kwargs`` naming them are refused).
+            kwargs: FreeInit (``free_init_iters``, ...) as the SD-1.5 pipeline. Prompt travel and SparseCtrl are
+                SD-1.5 only (a ``{frame: text}`` prompt or ``controlnet_images`` are refused).
         """
-        if kwargs:
-            raise ValueError(f"AnimationSDXLPipeline does not take {sorted(kwargs)[0]!r}")
+        if kwargs.get("controlnet_images") is not None:
+            raise ValueError("controlnet_images: SparseCtrl is an SD-1.5 feature, not available with SDXL")
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be a string for the SDXL pipeline, got {type(prompt).__name__}")
         self._time_ids = self.time_ids(height, width, original_size, crops_coords_top_left, target_size)
         return super().__call__(prompt, num_frames, height, width, num_inference_steps, guidance_scale,
                                 negative_prompt, eta, seed, latents, sampler, output_type, callback, progress,
                                 context_length=context_length, context_overlap=context_overlap,
-                                context_schedule=context_schedule, context_fuse=context_fuse)
+                                context_schedule=context_schedule, context_fuse=context_fuse, **kwargs)

@@ -22,6 +22,9 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 import pytest
+import yaml
+
+from common.video_io import read_video_frames
 
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
@@ -32,6 +35,7 @@ from animatediff_ms.convert.motion_adapter import diffusers_adapter_to_released 
 from animatediff_ms.demo import tiny_tokenizer  # noqa: E402
 from animatediff_ms.loading_sdxl import build_sdxl_pipeline, sdxl_motion_module_state_dict  # noqa: E402
 
+PROJECT = Path(__file__).resolve().parents[1]
 FRAMES, H, W, STEPS, GUIDANCE = 4, 32, 32, 3, 7.5
 PROMPT, NEG = "a small red boat on a lake, sunset", "blurry"
 SCHED = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
@@ -185,3 +189,41 @@ def test_ddim_with_guidance_and_decoded_frames(world):
                guidance_scale=GUIDANCE, latents=latents, progress=False)
     close(out.latents, seen["latents"], 1e-3)
     close(out.frames, np.asarray(frames, np.float32), 1e-4)
+
+
+def _t2v():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("text_to_video", PROJECT / "text_to_video.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _prompt_config(path: Path, mm, **extra) -> Path:
+    entry = dict(inference_config=str(PROJECT / "configs" / "inference" / "inference-sdxl.yaml"), motion_module=str(mm),
+                 H=H, W=W, L=FRAMES, seed=[3], steps=2, guidance_scale=GUIDANCE, prompt=[PROMPT], n_prompt=[NEG])
+    entry.update(extra)
+    path.write_text(yaml.safe_dump([entry]))
+    return path
+
+
+@pytest.mark.slow
+def test_text_to_video_runs_the_sdxl_folder(world, tmp_path, capsys):
+    _, _, folder, mm = world
+    cfg = _prompt_config(tmp_path / "sdxl.yaml", mm)
+    rc = _t2v().main(["--config", str(cfg), "--pretrained_model_path", str(folder), "--output_dir",
+                      str(tmp_path / "out"), "--no_progress"])
+    assert rc == 0, capsys.readouterr().err
+    (d,) = list((tmp_path / "out").iterdir())
+    (gif,) = list((d / "sample").glob("*.gif"))
+    frames = read_video_frames(gif)
+    assert frames.shape == (FRAMES, H, W, 3) and frames.std() > 1
+
+
+def test_sd15_files_refused_with_an_sdxl_folder(world, tmp_path, capsys):
+    _, _, folder, mm = world
+    cfg = _prompt_config(tmp_path / "bad.yaml", mm, lora_model_path=str(mm))
+    rc = _t2v().main(["--config", str(cfg), "--pretrained_model_path", str(folder), "--output_dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "lora_model_path" in err[0] and "SDXL" in err[0]
