@@ -22,18 +22,14 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 import pytest
+import torch
 import yaml
+from animatediff_ms.config_sdxl import UNetSDXLConfig
+from animatediff_ms.convert.motion_adapter import diffusers_adapter_to_released
+from animatediff_ms.demo import tiny_tokenizer
+from animatediff_ms.loading_sdxl import build_sdxl_pipeline, sdxl_motion_module_state_dict
 
 from common.video_io import read_video_frames
-
-torch = pytest.importorskip("torch")
-diffusers = pytest.importorskip("diffusers")
-transformers = pytest.importorskip("transformers")
-
-from animatediff_ms.config_sdxl import UNetSDXLConfig  # noqa: E402
-from animatediff_ms.convert.motion_adapter import diffusers_adapter_to_released  # noqa: E402
-from animatediff_ms.demo import tiny_tokenizer  # noqa: E402
-from animatediff_ms.loading_sdxl import build_sdxl_pipeline, sdxl_motion_module_state_dict  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 FRAMES, H, W, STEPS, GUIDANCE = 4, 32, 32, 3, 7.5
@@ -79,7 +75,13 @@ def write_tokenizer(folder: Path, pad: str):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from diffusers import AnimateDiffSDXLPipeline, AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel
+    from diffusers import (
+        AnimateDiffSDXLPipeline,
+        AutoencoderKL,
+        DDIMScheduler,
+        MotionAdapter,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     root = tmp_path_factory.mktemp("sdxl")

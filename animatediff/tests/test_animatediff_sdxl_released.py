@@ -5,25 +5,24 @@ weight memory is allocated on either side). No layout file of the SDXL release i
 folder, hence diffusers (whose ``convert_animatediff_checkpoint_to_diffusers`` reads the released file) is the
 reference for the released key names, renamed back by ``animatediff_ms.convert.motion_adapter``.
 """
+import json
 from pathlib import Path
 
+import diffusers
 import numpy as np
 import pytest
+import torch
 import yaml
+from animatediff_ms.config_sdxl import UNetSDXLConfig
+from animatediff_ms.convert.motion_adapter import diffusers_adapter_to_released
+from animatediff_ms.loading import is_motion_param
+from animatediff_ms.loading_sdxl import check_sdxl_motion_module
+from animatediff_ms.models.unet_sdxl import UNetSDXLMotionModel
+from animatediff_ms.sdxl import MM_SDXL_BETA_ADAPTER, SDXL_UNET
+from mindspore.nn.utils import no_init_parameters
 
-torch = pytest.importorskip("torch")
-diffusers = pytest.importorskip("diffusers")
-
-from animatediff_ms.config_sdxl import UNetSDXLConfig  # noqa: E402
-from animatediff_ms.convert.motion_adapter import diffusers_adapter_to_released  # noqa: E402
-from animatediff_ms.loading import is_motion_param  # noqa: E402
-from animatediff_ms.loading_sdxl import check_sdxl_motion_module  # noqa: E402
-from animatediff_ms.models.unet_sdxl import UNetSDXLMotionModel  # noqa: E402
-from animatediff_ms.sdxl import MM_SDXL_BETA_ADAPTER, SDXL_UNET  # noqa: E402
-from mindspore.nn.utils import no_init_parameters  # noqa: E402
-
-from common import golden  # noqa: E402
-from common.checkpoint import CheckpointMismatchError  # noqa: E402
+from common import golden
+from common.checkpoint import CheckpointMismatchError
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -66,10 +65,6 @@ def test_motion_module_layout_of_mm_sdxl_v10_beta(full):
 def test_sd15_motion_module_refused_by_the_sdxl_unet(full):
     net, _, _ = full
     layout = golden.golden_root() / "animatediff" / "released" / "v3_sd15_mm.json"
-    if not layout.is_file():
-        pytest.skip("golden released/ layouts not available")
-    import json
-
     tensors = json.loads(layout.read_text())["tensors"]
     sd = shape_only({k: s for k, s in tensors.items() if "pos_encoder.pe" not in k})
     with pytest.raises((ValueError, CheckpointMismatchError), match="down_blocks.3|does not fit"):

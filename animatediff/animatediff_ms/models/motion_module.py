@@ -19,7 +19,6 @@ from mindspore import nn
 from common.nn import (
     Attention,
     FeedForward,
-    GroupNorm,
     LayerNorm,
     batch_to_time_tokens,
     linear,
