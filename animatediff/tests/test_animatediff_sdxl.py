@@ -229,3 +229,39 @@ def test_sd15_files_refused_with_an_sdxl_folder(world, tmp_path, capsys):
     rc = _t2v().main(["--config", str(cfg), "--pretrained_model_path", str(folder), "--output_dir", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "lora_model_path" in err[0] and "SDXL" in err[0]
+
+
+def _converter():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("convert_weight", PROJECT / "tools" / "convert_weight.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_converter_takes_released_and_diffusers_motion_modules(world, tmp_path):
+    from animatediff_ms.loading import read_weights
+    from diffusers import MotionAdapter
+
+    _, ours, folder, mm = world
+    conv = _converter()
+    out = tmp_path / "mm_ms.ckpt"
+    assert conv.main(["--kind", "motion_module", "--src", str(mm), "--target", str(out),
+                      "--pretrained_model_path", str(folder)]) == 0
+    released = read_weights(out, "converted")
+    motion = {k: p.asnumpy() for k, p in ours.unet.parameters_and_names() if "motion_modules." in k}
+    assert set(released) == set(motion) and all(np.array_equal(released[k], motion[k]) for k in motion)
+    # the same module as diffusers writes it (MotionAdapter.save_pretrained): renamed, then identical
+    sd = {k: torch.from_numpy(v) for k, v in read_weights(mm, "mm").items() if "pos_encoder" not in k}
+    adapter = MotionAdapter(block_out_channels=(32, 32, 64), motion_layers_per_block=2, motion_num_attention_heads=8,
+                            motion_norm_num_groups=32, motion_max_seq_length=32, use_motion_mid_block=False)
+    from diffusers.loaders.single_file_utils import convert_animatediff_checkpoint_to_diffusers
+
+    adapter.load_state_dict(convert_animatediff_checkpoint_to_diffusers(sd), strict=False)
+    adapter.save_pretrained(tmp_path / "adapter")
+    out2 = tmp_path / "mm2_ms.ckpt"
+    assert conv.main(["--kind", "motion_module", "--src", str(tmp_path / "adapter" / "diffusion_pytorch_model.safetensors"),
+                      "--target", str(out2), "--pretrained_model_path", str(folder)]) == 0
+    again = read_weights(out2, "converted")
+    assert set(again) == set(motion) and all(np.array_equal(again[k], motion[k]) for k in motion)
