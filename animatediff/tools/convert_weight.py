@@ -125,7 +125,7 @@ def validate(args) -> tuple[dict, dict]:
                       wrappers=("controlnet",) if args.kind == "sparsectrl" else None)
     ignored: dict[str, list[str]] = {}
     if args.kind == "motion_module":
-        if sd and not any(".temporal_transformer." in k for k in sd):
+        if sd and all("motion_modules." in k and ".temporal_transformer." not in k for k in sd):
             print(f"[convert] {name}: a diffusers MotionAdapter file; renamed to the released layout")
             sd = diffusers_adapter_to_released(sd)
         keep = {k: v for k, v in sd.items() if "motion_modules." in k and "pos_encoder.pe" not in k}
