@@ -2,6 +2,7 @@
 
     python text_to_video.py --config configs/prompts/1_animate/1_3_animate_ToonYou.yaml
     python text_to_video.py --config configs/prompts/demo.yaml          # tiny random model, no downloads
+    python text_to_video.py --config configs/prompts/demo_sdxl.yaml     # the same with the SDXL pipeline
     python text_to_video.py --config configs/prompts/3_sparsectrl/3_1_sparsectrl_i2v.yaml   # SparseCtrl
     python text_to_video.py --config configs/prompts/4_sdxl/4_1_sdxl.yaml \
         --pretrained_model_path models/StableDiffusion/stable-diffusion-xl-base-1.0         # SDXL motion module
@@ -15,8 +16,9 @@ encoded by the base VAE, before the DreamBooth file replaces it). Videos go to
 ``samples/<config name>-<time stamp>/sample/<i>-<prompt>.gif`` (+ ``.mp4`` with ``--save_mp4``), with a grid of
 all of them in ``sample.gif`` and the config with the seeds used in ``config.yaml``.
 
-A config none of whose entries names a weight file runs a tiny randomly initialised model (it says so)
-unless ``--pretrained_model_path`` is given. Bad input ends with one ``error:`` line naming the fault (exit code 2).
+A config none of whose entries names a weight file runs a tiny randomly initialised model (it says so; the
+SDXL one for an ``inference-sdxl*.yaml`` inference config) unless ``--pretrained_model_path`` is given.
+Bad input ends with one ``error:`` line naming the fault (exit code 2).
 """
 from __future__ import annotations
 
@@ -141,7 +143,15 @@ def _main(argv) -> int:
 
             print("[animatediff] this config names no weight files: running a TINY RANDOMLY INITIALISED "
                   "model (the videos are noise); pass --pretrained_model_path and weight files for real videos")
-            pipe = tiny_random_pipeline(InferenceConfig.load(entry.inference_config), jit=jit)
+            from animatediff_ms.demo import is_sdxl_inference_config, tiny_random_sdxl_pipeline
+
+            inf = InferenceConfig.load(entry.inference_config)
+            if is_sdxl_inference_config(entry.inference_config):
+                if entry.uses_controlnet:
+                    raise ConfigError(f"entry {entry.index}: controlnet_images: SparseCtrl needs an SD-1.5 model")
+                pipe = tiny_random_sdxl_pipeline(inf, jit=jit)
+            else:
+                pipe = tiny_random_pipeline(inf, jit=jit)
             attach_controlnet(pipe, entry, random_seed=1)
             if entry.sampler:
                 pipe.scheduler.sampler = entry.sampler

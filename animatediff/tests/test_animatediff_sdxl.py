@@ -265,3 +265,15 @@ def test_converter_takes_released_and_diffusers_motion_modules(world, tmp_path):
                       "--target", str(out2), "--pretrained_model_path", str(folder)]) == 0
     again = read_weights(out2, "converted")
     assert set(again) == set(motion) and all(np.array_equal(again[k], motion[k]) for k in motion)
+
+
+@pytest.mark.slow
+def test_sdxl_demo_config_runs_the_tiny_random_sdxl_pipeline(tmp_path, capsys):
+    rc = _t2v().main(["--config", str(PROJECT / "configs" / "prompts" / "demo_sdxl.yaml"), "--output_dir",
+                      str(tmp_path), "--steps", "2", "--L", "4", "--no_progress"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "RANDOMLY INITIALISED" in out
+    (d,) = list(tmp_path.iterdir())
+    (gif,) = list((d / "sample").glob("*.gif"))
+    frames = read_video_frames(gif)
+    assert frames.shape == (4, 64, 64, 3) and frames.std() > 1
