@@ -34,6 +34,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from animatediff_ms.config import ConfigError, InferenceConfig, UNet3DConfig
+from animatediff_ms.config_sdxl import UNetSDXLConfig
 from animatediff_ms.convert.ldm import (
     fold_position_ids,
     ldm_unet_renames,
@@ -41,12 +42,11 @@ from animatediff_ms.convert.ldm import (
     vae_ddconfig_from_diffusers,
 )
 from animatediff_ms.convert.lora import plan_diffusers_lora, plan_kohya_lora
-from animatediff_ms.config_sdxl import UNetSDXLConfig
 from animatediff_ms.convert.motion_adapter import diffusers_adapter_to_released
 from animatediff_ms.loading import check_motion_module, is_motion_param, read_weights
 from animatediff_ms.loading_sdxl import check_sdxl_motion_module, is_sdxl_folder
-from animatediff_ms.models.unet_sdxl import UNetSDXLMotionModel
 from animatediff_ms.models import UNet3DConditionModel
+from animatediff_ms.models.unet_sdxl import UNetSDXLMotionModel
 from animatediff_ms.sd15 import SD15_TEXT_ENCODER, SD15_UNET, SD15_VAE
 from animatediff_ms.sdxl import SDXL_UNET
 from animatediff_ms.sparsectrl import KIND_CONFIGS, build_controlnet, check_checkpoint_kind, checkpoint_kind
