@@ -277,3 +277,33 @@ def test_sdxl_demo_config_runs_the_tiny_random_sdxl_pipeline(tmp_path, capsys):
     (gif,) = list((d / "sample").glob("*.gif"))
     frames = read_video_frames(gif)
     assert frames.shape == (4, 64, 64, 3) and frames.std() > 1
+
+
+def test_the_originals_euler_sampler_is_our_ddim():
+    """The sdxl branch samples with ``EulerDiscreteScheduler(timestep_spacing="leading", steps_offset=1)``. Without
+    churn its step ``x~ += (sigma_next - sigma) eps`` on ``x~ = x / sqrt(alpha_bar)``, fed ``x~ / sqrt(sigma^2 + 1)``
+    = x, is deterministic DDIM on the same timestep grid; its last step to sigma 0 is DDIM's with
+    ``set_alpha_to_one`` and its initial ``noise * sqrt(sigma_max^2 + 1)`` is the unscaled noise in VP terms. So the
+    shipped DDIM on ``inference-sdxl.yaml``'s betas gives the original's latents (float32 rounding apart)."""
+    from diffusers import EulerDiscreteScheduler
+
+    from common.schedulers.ddim import ddim_schedule_from_diffusers, sample_ddim
+    from common.schedulers.denoiser import Denoiser
+
+    kw = yaml.safe_load((PROJECT / "configs" / "inference" / "inference-sdxl.yaml").read_text())["noise_scheduler_kwargs"]
+    noise = np.random.default_rng(2).standard_normal((1, 4, 2, 8, 8)).astype(np.float32)
+
+    def eps(x, t):  # a smooth stand-in for the UNet, of x (VP scale) and the timestep
+        return np.tanh(0.7 * x + np.sin(np.asarray(t, np.float64)[:, None, None, None, None] / 97.0)).astype(np.float32)
+
+    # the original: EulerDiscreteScheduler(timestep_spacing='leading', steps_offset=1, **its 4 beta keys)
+    ref = EulerDiscreteScheduler(timestep_spacing="leading", steps_offset=1,
+                                 **{k: kw[k] for k in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule")})
+    ref.set_timesteps(10)
+    x = torch.from_numpy(noise) * ref.init_noise_sigma
+    for t in ref.timesteps:
+        x_in = ref.scale_model_input(x, t)
+        x = ref.step(torch.from_numpy(eps(x_in.numpy(), [float(t)])), t, x).prev_sample
+    ours = sample_ddim(Denoiser(lambda x, t: eps(x, t), "eps"), noise, ddim_schedule_from_diffusers(kw, 10),
+                       disable=True)
+    close(ours, x.numpy(), 1e-5)
