@@ -120,7 +120,7 @@ def _main(argv) -> int:
             raise ConfigError(f"{args.config}[{e.index}].controlnet_path: missing (controlnet_images are given; "
                               f"only a config naming no weight files runs a random controlnet)")
     if not random_model:
-        check_dir(sd, "--pretrained_model_path", "diffusers Stable Diffusion 1.5 / SDXL folder (see README 'Weights')")
+        check_dir(sd, "--pretrained_model_path", "diffusers Stable Diffusion 1.5 folder (see README 'Weights')")
     out_root = prepare_output_dir(args.output_dir, "--output_dir")
     jit = args.mode == "graph"
     import mindspore as ms

@@ -209,7 +209,8 @@ class UNetSDXLConfig(SDXLAdditionalKwargs):
         for key in ("heads", "depths", "up_depths"):
             getattr(self, key)  # raises ConfigError on a bad length
         for i, c in enumerate(self.block_out_channels):
-            if c % self.heads[i]:
+            attends = self.down_has_attention(i) or self.up_has_attention(n - 1 - i) or i == n - 1  # mid: last level
+            if attends and c % self.heads[i]:
                 raise ConfigError(f"attention_head_dim: {c} channels of level {i} are not divisible into "
                                   f"{self.heads[i]} heads")
         if self.addition_embed_type == "text_time":
