@@ -24,6 +24,8 @@ from common.vae import AutoencoderKL
 
 from .config import ConfigError, InferenceConfig, SchedulerConfig, VAEConfig
 from .config_sdxl import UNetSDXLConfig
+from .convert.ldm import fold_position_ids, ldm_unet_renames
+from .convert.sdxl_single_file import open_clip_text_to_hf, split_sgm_checkpoint
 from .loading import (
     WeightsError,
     _need,
@@ -80,6 +82,23 @@ def load_sdxl_motion_module(unet: UNetSDXLMotionModel, path, what: str = "motion
     name = Path(path).name
     check_sdxl_motion_module(unet, sd, pe_len, name, what)
     return load_state_dict_into(unet, sd, optional=lambda k: not is_motion_param(k), source=f"{what}: {name}").loaded
+
+
+def load_sdxl_single_file(pipe: AnimationSDXLPipeline, path, what: str = "dreambooth_path") -> dict:
+    """Replace the pipeline's UNet (2-D layers), VAE and both text encoders by an sgm single file (the sdxl
+    branch's ``ckpt_path``: SDXL base or a community SDXL model); fp16 files are read as float32. Returns the
+    number of tensors loaded per part."""
+    name = Path(path).name
+    parts = split_sgm_checkpoint(read_weights(path, what), f"{what}: {name}")
+    unet = pipe.unet
+    n = {"unet": load_unet_2d(unet, parts["unet"], f"{what}: {name} (model.diffusion_model)",
+                              rename=ldm_unet_renames(unet.cfg))}
+    n["vae"] = load_state_dict_into(pipe.vae, parts["vae"], source=f"{what}: {name} (first_stage_model)").loaded
+    te, _ = fold_position_ids(parts["text_encoder"], name)
+    n["text_encoder"] = load_text_encoder(pipe.text_encoder, te, f"{what}: {name} (conditioner.embedders.0)")
+    te2 = open_clip_text_to_hf(parts["text_encoder_2"], f"{what}: {name} (conditioner.embedders.1.model)")
+    n["text_encoder_2"] = load_text_encoder(pipe.text_encoder_2, te2, f"{what}: {name} (conditioner.embedders.1)")
+    return n
 
 
 def build_sdxl_unet(folder, unet_additional_kwargs: dict | None, load: bool = True,
@@ -160,19 +179,21 @@ def build_tokenizer_2(folder, what: str = "pretrained_model_path") -> CLIPTokeni
     return CLIPTokenizer.from_pretrained(d)
 
 
-#: prompt-entry keys that name SD-1.5 files (the sdxl branch's own DreamBooth / LoRA keys are not ported).
-SD15_ONLY_KEYS = ("dreambooth_path", "lora_model_path", "adapter_lora_path", "motion_module_lora_configs",
+#: prompt-entry keys that name SD-1.5 files (the sdxl branch's LoRA files are not ported; its ``ckpt_path``, an
+#: SDXL single file, is this schema's ``dreambooth_path``).
+SD15_ONLY_KEYS = ("lora_model_path", "adapter_lora_path", "motion_module_lora_configs",
                   "controlnet_path")
 
 
 def build_sdxl_entry_pipeline(entry, folder, jit: bool = False, inference_config: str | None = None,
                               log=print) -> AnimationSDXLPipeline:
-    """One prompt-config entry on an SDXL folder: the entry's inference config (``inference-sdxl.yaml``) and
-    ``motion_module`` (``mm_sdxl_v10_beta.ckpt``); keys naming SD-1.5 files are refused with one line."""
+    """One prompt-config entry on an SDXL folder: the entry's inference config (``inference-sdxl.yaml``),
+    ``motion_module`` (``mm_sdxl_v10_beta.ckpt``) and ``dreambooth_path`` (an SDXL single file, the original's
+    ``ckpt_path``); keys naming SD-1.5 files are refused with one line."""
     for key in SD15_ONLY_KEYS:
         if getattr(entry, key, None):
             raise ConfigError(f"entry {entry.index}: {key}: not supported with the SDXL base model {folder} "
-                              f"(SD-1.5 files; the SDXL pipeline takes a motion_module only)")
+                              f"(SD-1.5 files; the SDXL pipeline takes a motion_module and an SDXL dreambooth_path)")
     if entry.uses_controlnet:
         raise ConfigError(f"entry {entry.index}: controlnet_images: SparseCtrl needs an SD-1.5 base model")
     inf = InferenceConfig.load(inference_config or entry.inference_config)
@@ -180,6 +201,9 @@ def build_sdxl_entry_pipeline(entry, folder, jit: bool = False, inference_config
         (log or (lambda *_: None))(f"loading motion module from {entry.motion_module} ...")
     pipe = build_sdxl_pipeline(folder, inf.unet_additional_kwargs, inf.scheduler,
                                motion_module_path=entry.motion_module or None, jit=jit)
+    if entry.dreambooth_path:
+        (log or (lambda *_: None))(f"loading SDXL single file {entry.dreambooth_path} ...")
+        load_sdxl_single_file(pipe, entry.dreambooth_path)
     if entry.sampler:
         pipe.scheduler.sampler = entry.sampler
     return pipe

@@ -307,3 +307,79 @@ def test_the_originals_euler_sampler_is_our_ddim():
     ours = sample_ddim(Denoiser(lambda x, t: eps(x, t), "eps"), noise, ddim_schedule_from_diffusers(kw, 10),
                        disable=True)
     close(ours, x.numpy(), 1e-5)
+
+
+def _hf_to_open_clip(sd: dict) -> dict:
+    """transformers CLIPTextModelWithProjection -> open_clip names (to write an sgm file in this test)."""
+    out = {}
+    names = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "self_attn.out_proj": "attn.out_proj", "mlp.fc1": "mlp.c_fc",
+             "mlp.fc2": "mlp.c_proj"}
+    for k, v in sd.items():
+        k = k if k.startswith(("text_model.", "text_projection")) else "text_model." + k
+        if k == "text_model.embeddings.token_embedding.weight":
+            out["token_embedding.weight"] = v
+        elif k == "text_model.embeddings.position_embedding.weight":
+            out["positional_embedding"] = v
+        elif k == "text_projection.weight":
+            out["text_projection"] = np.ascontiguousarray(v.T)
+        elif k.startswith("text_model.final_layer_norm."):
+            out["ln_final." + k.rsplit(".", 1)[1]] = v
+        elif ".self_attn.q_proj." in k:
+            layer, kind = k.split(".")[3], k.rsplit(".", 1)[1]
+            qkv = [sd_k for sd_k in (k, k.replace("q_proj", "k_proj"), k.replace("q_proj", "v_proj"))]
+            out[f"transformer.resblocks.{layer}.attn.in_proj_{kind}"] = np.concatenate([sd[q] for q in qkv])
+        elif ".self_attn.k_proj." in k or ".self_attn.v_proj." in k or k.endswith("position_ids"):
+            continue
+        else:
+            layer, rest = k.split(".")[3], ".".join(k.split(".")[4:])
+            for a, b in names.items():
+                if rest.startswith(a + "."):
+                    out[f"transformer.resblocks.{layer}.{b}.{rest[len(a) + 1:]}"] = v
+    out["logit_scale"] = np.array(2.0, np.float32)
+    return out
+
+
+def test_sdxl_single_file_loads_as_diffusers_converts_it(world, tmp_path):
+    """An sgm single file (written here from the tiny folder's weights x 1.5, fp16 as community files are) loads
+    into the UNet, VAE and both text encoders exactly as diffusers' own single-file converters read it."""
+    from animatediff_ms.convert.ldm import diffusers_vae_to_ldm, ours_unet_to_ldm
+    from animatediff_ms.loading import read_weights
+    from animatediff_ms.loading_sdxl import CLIP_TEXT_RENAMES, load_sdxl_single_file
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_open_clip_checkpoint
+    from safetensors.numpy import save_file
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    from common.checkpoint import apply_rename
+
+    ref, ours, folder, _ = world
+    f = {s: {k: (1.5 * v).astype(np.float16) for k, v in read_weights(folder / s, s).items()}
+         for s in ("unet", "vae", "text_encoder", "text_encoder_2")}
+    sgm = {"model.diffusion_model." + k: v for k, v in ours_unet_to_ldm(f["unet"], ours.unet.cfg).items()}
+    sgm.update({"first_stage_model." + k: v for k, v in diffusers_vae_to_ldm(f["vae"], 2).items()})
+    sgm.update({"conditioner.embedders.0.transformer." + apply_rename(k, CLIP_TEXT_RENAMES): v
+                for k, v in f["text_encoder"].items()})
+    sgm.update({"conditioner.embedders.1.model." + k: v for k, v in _hf_to_open_clip(f["text_encoder_2"]).items()})
+    sgm["alphas_cumprod"] = np.linspace(1, 0, 1000).astype(np.float32)
+    path = tmp_path / "tiny_sdxl_community.safetensors"
+    save_file(sgm, str(path))
+
+    pipe = build_sdxl_pipeline(folder, ADDITIONAL, {k: v for k, v in SCHED.items() if k != "timestep_spacing"})
+    n = load_sdxl_single_file(pipe, path)
+    assert n["unet"] == len(f["unet"]) and n["text_encoder_2"] == len(f["text_encoder_2"])
+    t = {k: torch.from_numpy(v.astype(np.float32)) for k, v in sgm.items()}
+    want_unet = convert_ldm_unet_checkpoint(t, dict(ref.unet.config))
+    got_unet = {k: p.asnumpy() for k, p in pipe.unet.parameters_and_names() if "motion_modules." not in k}
+    assert set(got_unet) == set(want_unet)
+    assert all(np.array_equal(got_unet[k], want_unet[k].numpy()) for k in got_unet)
+    cfg2 = CLIPTextConfig.from_pretrained(folder / "text_encoder_2")
+    want_te2 = convert_open_clip_checkpoint(CLIPTextModelWithProjection(cfg2), t, prefix="conditioner.embedders.1.model.")
+    got_te2 = {k: p.asnumpy() for k, p in pipe.text_encoder_2.parameters_and_names()}
+    assert set(got_te2) == set(want_te2)
+    assert all(np.array_equal(got_te2[k], want_te2[k].numpy()) for k in got_te2)
+    got_vae = {k: p.asnumpy() for k, p in pipe.vae.parameters_and_names()}  # LDM names = first_stage_model's
+    assert set(got_vae) == {k[len("first_stage_model."):] for k in sgm if k.startswith("first_stage_model.")}
+    assert all(np.array_equal(v, sgm["first_stage_model." + k].astype(np.float32).reshape(v.shape))
+               for k, v in got_vae.items())
+    te1 = {apply_rename(k, CLIP_TEXT_RENAMES): v for k, v in f["text_encoder"].items()}
+    got_te1 = {k: p.asnumpy() for k, p in pipe.text_encoder.parameters_and_names()}
+    assert all(np.array_equal(got_te1[k], te1[k].astype(np.float32)) for k in got_te1)
