@@ -383,3 +383,20 @@ def test_sdxl_single_file_loads_as_diffusers_converts_it(world, tmp_path):
     te1 = {apply_rename(k, CLIP_TEXT_RENAMES): v for k, v in f["text_encoder"].items()}
     got_te1 = {k: p.asnumpy() for k, p in pipe.text_encoder.parameters_and_names()}
     assert all(np.array_equal(got_te1[k], te1[k].astype(np.float32)) for k in got_te1)
+
+
+@pytest.mark.slow
+def test_sdxl_unet_graph_mode_equals_pynative():
+    """The SDXL UNet compiles as one graph (``ms.jit``, what ``--mode graph`` runs) and computes what PyNative does
+    (same kernels; 1e-5 absolute allows the graph compiler's fused reductions). The demo's UNet (one layer per
+    block) keeps the compilation short."""
+    from animatediff_ms.config import InferenceConfig
+    from animatediff_ms.demo import tiny_random_sdxl_pipeline
+
+    unet = tiny_random_sdxl_pipeline(InferenceConfig.load(PROJECT / "configs" / "inference" / "inference-sdxl.yaml")).unet
+    rng = np.random.default_rng(5)
+    args = (ms.Tensor(rng.standard_normal((2, 4, 2, 16, 16)).astype(np.float32)), ms.Tensor(np.array([500], np.int64)),
+            ms.Tensor(rng.standard_normal((2, 77, 64)).astype(np.float32)),
+            ms.Tensor(rng.standard_normal((2, 32)).astype(np.float32)),
+            ms.Tensor(np.array([[32, 32, 0, 0, 32, 32]] * 2, np.float32)))
+    np.testing.assert_allclose(ms.jit(unet.construct)(*args).asnumpy(), unet(*args).asnumpy(), atol=1e-5)
