@@ -119,7 +119,7 @@ def _main(argv) -> int:
         if e.uses_controlnet and not e.controlnet_path and not random_model:
             raise ConfigError(f"{args.config}[{e.index}].controlnet_path: missing (controlnet_images are given; "
                               f"only a config naming no weight files runs a random controlnet)")
-    if not random_model:
+    if not random_model and not all(e.base_model_path for e in entries):
         check_dir(sd, "--pretrained_model_path", "diffusers Stable Diffusion 1.5 folder (see README 'Weights')")
     out_root = prepare_output_dir(args.output_dir, "--output_dir")
     jit = args.mode == "graph"
@@ -156,7 +156,7 @@ def _main(argv) -> int:
             if entry.sampler:
                 pipe.scheduler.sampler = entry.sampler
             return pipe
-        return build_entry_pipeline(entry, sd, jit=jit)
+        return build_entry_pipeline(entry, entry.base_model_path or sd, jit=jit)
 
     savedir = make_savedir(args.config, out_root)
     files = run_prompt_config(entries, raw, savedir, make_pipeline, H=args.H or 512, W=args.W or 512,

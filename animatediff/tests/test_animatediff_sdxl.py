@@ -400,3 +400,22 @@ def test_sdxl_unet_graph_mode_equals_pynative():
             ms.Tensor(rng.standard_normal((2, 32)).astype(np.float32)),
             ms.Tensor(np.array([[32, 32, 0, 0, 32, 32]] * 2, np.float32)))
     np.testing.assert_allclose(ms.jit(unet.construct)(*args).asnumpy(), unet(*args).asnumpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_text_to_video_reads_an_sdxl_branch_prompt_file(world, tmp_path, capsys):
+    """The original sdxl branch's prompt-file schema (one mapping, ``base_model_path`` / ``motion_module_path``)."""
+    _, _, folder, mm = world
+    cfg = tmp_path / "1-original_sdxl.yaml"
+    cfg.write_text(yaml.safe_dump({"base_model_path": str(folder), "motion_module_path": str(mm), "seed": 3,
+                                   "guidance_scale": 8.5, "steps": 2, "prompt": [PROMPT], "n_prompt": [""]}))
+    rc = _t2v().main(["--config", str(cfg), "--output_dir", str(tmp_path / "out"), "--H", str(H), "--W", str(W),
+                      "--L", str(FRAMES), "--no_progress"])
+    assert rc == 0, capsys.readouterr().err
+    (d,) = list((tmp_path / "out").iterdir())
+    (gif,) = list((d / "sample").glob("*.gif"))
+    assert read_video_frames(gif).shape == (FRAMES, H, W, 3)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"motion_module_path": str(mm), "prompt": ["x"], "xformers": True}))
+    assert _t2v().main(["--config", str(bad), "--output_dir", str(tmp_path / "o2")]) == 2
+    assert "xformers: unknown key of an sdxl-branch prompt file" in capsys.readouterr().err
