@@ -380,6 +380,9 @@ def test_sdxl_single_file_loads_as_diffusers_converts_it(world, tmp_path):
     assert set(got_vae) == {k[len("first_stage_model."):] for k in sgm if k.startswith("first_stage_model.")}
     assert all(np.array_equal(v, sgm["first_stage_model." + k].astype(np.float32).reshape(v.shape))
                for k, v in got_vae.items())
+    # the converter checks the same file against the SDXL models of the folder and writes it unchanged
+    assert _converter().main(["--kind", "dreambooth", "--src", str(path), "--target", str(tmp_path / "x_ms.ckpt"),
+                              "--pretrained_model_path", str(folder)]) == 0
     te1 = {apply_rename(k, CLIP_TEXT_RENAMES): v for k, v in f["text_encoder"].items()}
     got_te1 = {k: p.asnumpy() for k, p in pipe.text_encoder.parameters_and_names()}
     assert all(np.array_equal(got_te1[k], te1[k].astype(np.float32)) for k in got_te1)
