@@ -24,6 +24,8 @@ TEXT_PREFIX = "conditioner.embedders.0.transformer."
 TEXT2_PREFIX = "conditioner.embedders.1.model."
 #: keys of the second embedder that no text encoder uses.
 TEXT2_UNUSED = ("logit_scale",)
+#: sgm's discrete-denoiser noise-level buffer (newer sgm exports carry it; the sampler recomputes it).
+SGM_EXTRAS = ("denoiser.sigmas",)
 
 #: open_clip text-transformer names -> transformers ``CLIPTextModelWithProjection`` names (regex, replacement).
 OPEN_CLIP_TO_HF = (
@@ -45,7 +47,7 @@ def split_sgm_checkpoint(sd: dict, source: str = "SDXL checkpoint") -> dict[str,
     parts = {"unet": {}, "vae": {}, "text_encoder": {}, "text_encoder_2": {}, "ignored": {}}
     unknown = []
     for k, v in sd.items():
-        if LDM_EXTRAS.match(k):
+        if LDM_EXTRAS.match(k) or k in SGM_EXTRAS:
             parts["ignored"][k] = v
         elif k.startswith(UNET_PREFIX):
             parts["unet"][k[len(UNET_PREFIX):]] = v
