@@ -2,18 +2,23 @@
 
     python text_to_video.py --config configs/prompts/1_animate/1_3_animate_ToonYou.yaml
     python text_to_video.py --config configs/prompts/demo.yaml          # tiny random model, no downloads
+    python text_to_video.py --config configs/prompts/demo_sdxl.yaml     # the same with the SDXL pipeline
     python text_to_video.py --config configs/prompts/3_sparsectrl/3_1_sparsectrl_i2v.yaml   # SparseCtrl
+    python text_to_video.py --config configs/prompts/4_sdxl/4_1_sdxl.yaml \
+        --pretrained_model_path models/StableDiffusion/stable-diffusion-xl-base-1.0         # SDXL motion module
 
 Every entry of the prompt config is run: base model from ``--pretrained_model_path`` (a diffusers SD-1.5
-folder), then motion module, DreamBooth file, LoRA, domain adapter and MotionLoRAs in the original order;
+folder; an SDXL folder runs the SDXL pipeline with ``mm_sdxl_v10_beta.ckpt``), then motion module, DreamBooth
+file, LoRA, domain adapter and MotionLoRAs in the original order;
 every prompt with its seed, negative prompt, steps and guidance scale; an entry with ``controlnet_path`` /
 ``controlnet_config`` / ``controlnet_images`` also builds the SparseCtrl controlnet and its condition (RGB images
 encoded by the base VAE, before the DreamBooth file replaces it). Videos go to
 ``samples/<config name>-<time stamp>/sample/<i>-<prompt>.gif`` (+ ``.mp4`` with ``--save_mp4``), with a grid of
 all of them in ``sample.gif`` and the config with the seeds used in ``config.yaml``.
 
-A config none of whose entries names a weight file runs a tiny randomly initialised model (it says so)
-unless ``--pretrained_model_path`` is given. Bad input ends with one ``error:`` line naming the fault (exit code 2).
+A config none of whose entries names a weight file runs a tiny randomly initialised model (it says so; the
+SDXL one for an ``inference-sdxl*.yaml`` inference config) unless ``--pretrained_model_path`` is given.
+Bad input ends with one ``error:`` line naming the fault (exit code 2).
 """
 from __future__ import annotations
 
@@ -29,7 +34,8 @@ def parse_args(argv=None):
     p = OneLineParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="prompt config (configs/prompts/*.yaml, the original's schema)")
     p.add_argument("--pretrained_model_path", "--pretrained-model-path", default=None,
-                   help="diffusers Stable Diffusion 1.5 folder (default models/StableDiffusion/stable-diffusion-v1-5)")
+                   help="diffusers Stable Diffusion 1.5 folder, or an SDXL one (with text_encoder_2/) for the SDXL motion "
+                        "module (default models/StableDiffusion/stable-diffusion-v1-5)")
     p.add_argument("--inference_config", "--inference-config", default=None,
                    help="inference yaml for entries without 'inference_config'; given explicitly it overrides "
                         "the entries' (default configs/inference/inference-v1.yaml)")
@@ -113,7 +119,7 @@ def _main(argv) -> int:
         if e.uses_controlnet and not e.controlnet_path and not random_model:
             raise ConfigError(f"{args.config}[{e.index}].controlnet_path: missing (controlnet_images are given; "
                               f"only a config naming no weight files runs a random controlnet)")
-    if not random_model:
+    if not random_model and not all(e.base_model_path for e in entries):
         check_dir(sd, "--pretrained_model_path", "diffusers Stable Diffusion 1.5 folder (see README 'Weights')")
     out_root = prepare_output_dir(args.output_dir, "--output_dir")
     jit = args.mode == "graph"
@@ -126,8 +132,9 @@ def _main(argv) -> int:
 
     def make_pipeline(entry):
         pipe = build_pipeline(entry)
-        for cell in (pipe.unet, pipe.vae, pipe.text_encoder):
-            set_attention(cell, "math", args.attention_chunk_size)
+        for cell in (pipe.unet, pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None)):
+            if cell is not None:
+                set_attention(cell, "math", args.attention_chunk_size)
         return pipe
 
     def build_pipeline(entry):
@@ -136,12 +143,20 @@ def _main(argv) -> int:
 
             print("[animatediff] this config names no weight files: running a TINY RANDOMLY INITIALISED "
                   "model (the videos are noise); pass --pretrained_model_path and weight files for real videos")
-            pipe = tiny_random_pipeline(InferenceConfig.load(entry.inference_config), jit=jit)
+            from animatediff_ms.demo import is_sdxl_inference_config, tiny_random_sdxl_pipeline
+
+            inf = InferenceConfig.load(entry.inference_config)
+            if is_sdxl_inference_config(entry.inference_config):
+                if entry.uses_controlnet:
+                    raise ConfigError(f"entry {entry.index}: controlnet_images: SparseCtrl needs an SD-1.5 model")
+                pipe = tiny_random_sdxl_pipeline(inf, jit=jit)
+            else:
+                pipe = tiny_random_pipeline(inf, jit=jit)
             attach_controlnet(pipe, entry, random_seed=1)
             if entry.sampler:
                 pipe.scheduler.sampler = entry.sampler
             return pipe
-        return build_entry_pipeline(entry, sd, jit=jit)
+        return build_entry_pipeline(entry, entry.base_model_path or sd, jit=jit)
 
     savedir = make_savedir(args.config, out_root)
     files = run_prompt_config(entries, raw, savedir, make_pipeline, H=args.H or 512, W=args.W or 512,

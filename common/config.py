@@ -72,6 +72,7 @@ TRANSFORMERS_GENERIC_KEYS = frozenset({
     "task_specific_params", "problem_type", "architectures", "transformers_version", "torch_dtype",
     "_name_or_path", "_commit_hash", "_attn_implementation_autoset", "attn_implementation", "use_cache",
     "gradient_checkpointing",
+    "dtype",  # transformers 5's name for torch_dtype
 })
 
 

@@ -199,6 +199,14 @@ class VAEConfig:
     act_fn: Literal["silu"] = "silu"
     down_block_types: tuple[Literal["DownEncoderBlock2D"], ...] = ()
     up_block_types: tuple[Literal["UpDecoderBlock2D"], ...] = ()
+    # keys newer diffusers versions write (SDXL's vae/config.json); only their default values are supported
+    force_upcast: Any = unused("float16 only (this port decodes in float32)", True)
+    latents_mean: Literal[None] = None
+    latents_std: Literal[None] = None
+    shift_factor: Literal[None] = None
+    use_quant_conv: Literal[True] = True
+    use_post_quant_conv: Literal[True] = True
+    mid_block_add_attention: Literal[True] = True
     _class_name: Any = unused("diffusers' class name", "AutoencoderKL")
     _diffusers_version: Any = unused("the diffusers version that wrote the file")
     _name_or_path: Any = unused("where diffusers loaded the file from")

@@ -66,3 +66,45 @@ def tiny_random_pipeline(inference_config: InferenceConfig, seed: int = 0, jit: 
         if "motion_modules." in name and ".proj_out." in name:
             p.set_data(ms.Tensor((rng.standard_normal(p.shape) * 0.05).astype(np.float32)))
     return AnimationPipeline(unet, vae, te, tok, inference_config.scheduler, jit=jit)
+
+
+#: ``unet/config.json`` of the tiny SDXL UNet (SDXL schema: 3 levels, the first without attention, deeper
+#: transformer at the bottom, text_time embedding; widths 32 / 32 / 64, text width 32 + 32).
+TINY_SDXL_UNET = {
+    "_class_name": "UNet2DConditionModel", "addition_embed_type": "text_time", "addition_time_embed_dim": 8,
+    "attention_head_dim": [2, 4, 8], "block_out_channels": [32, 32, 64], "cross_attention_dim": 64,
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"], "layers_per_block": 1,
+    "norm_num_groups": 32, "projection_class_embeddings_input_dim": 32 + 6 * 8, "transformer_layers_per_block": [1, 1, 2],
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"], "use_linear_projection": True,
+}
+
+
+def is_sdxl_inference_config(path) -> bool:
+    """The demo builds the tiny SDXL model for an SDXL inference config (file name with ``sdxl``, e.g.
+    ``inference-sdxl.yaml``): the yaml itself, as the original's, does not say which base model it is for."""
+    from pathlib import Path
+
+    return "sdxl" in Path(path).name.lower()
+
+
+def tiny_random_sdxl_pipeline(inference_config: InferenceConfig, seed: int = 0, jit: bool = False):
+    """The SDXL pipeline (:class:`~animatediff_ms.pipeline_sdxl.AnimationSDXLPipeline`) with tiny random models:
+    two CLIP text encoders of width 32 (the second with a projection), :data:`TINY_SDXL_UNET` with the motion
+    modules of the inference config (``proj_out`` randomised so they act), the tiny 4-level VAE."""
+    from .config_sdxl import UNetSDXLConfig
+    from .models.unet_sdxl import UNetSDXLMotionModel
+    from .pipeline_sdxl import AnimationSDXLPipeline
+
+    ms.set_seed(seed)
+    tok = tiny_tokenizer()
+    te1 = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok.vocab), **TINY_TEXT))
+    te2 = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok.vocab), projection_dim=32,
+                                       **{**TINY_TEXT, "hidden_act": "gelu"}), with_projection=True)
+    vae = AutoencoderKL(TINY_VAE, 4)
+    unet = UNetSDXLMotionModel(UNetSDXLConfig.from_files(TINY_SDXL_UNET, inference_config.unet_additional_kwargs,
+                                                         where="tiny demo SDXL UNet"))
+    rng = np.random.default_rng(seed)
+    for name, p in unet.parameters_and_names():
+        if "motion_modules." in name and ".proj_out." in name:
+            p.set_data(ms.Tensor((rng.standard_normal(p.shape) * 0.05).astype(np.float32)))
+    return AnimationSDXLPipeline(unet, vae, te1, tok, te2, tiny_tokenizer(), inference_config.scheduler, jit=jit)

@@ -13,6 +13,10 @@ mappings (prompt travel). SparseCtrl entries add
 (the frame of each image, python indexing; [0]) and ``normalize_condition_images`` (false). Relative paths are
 resolved against the current folder first (as the original, run from the project root), then against the
 config's folder and each folder above it (so ``configs/...`` and ``models/...`` paths also work from elsewhere).
+
+The original ``sdxl`` branch's prompt files (one top-level mapping: ``base_model_path``, ``motion_module_path``,
+``ckpt_path``, ``lora_path`` / ``lora_alpha``, ``seed``, ``steps``, ``guidance_scale``, ``prompt``, ``n_prompt``)
+are read as one entry of this schema (:func:`from_sdxl_branch`) with ``configs/inference/inference-sdxl.yaml``.
 """
 from __future__ import annotations
 
@@ -58,6 +62,7 @@ class _EntryKeys:
     context_overlap: int = 4
     context_schedule: str = "uniform"
     free_init_iters: int = 0
+    base_model_path: Any = None
 
 
 WEIGHT_KEYS = ("motion_module", "adapter_lora_path", "dreambooth_path", "lora_model_path")
@@ -95,12 +100,15 @@ class PromptEntry:
     context_overlap: int = 4
     context_schedule: str = "uniform"
     free_init_iters: int = 0
+    #: the diffusers folder of this entry's base model (the sdxl branch's ``base_model_path``; "" = the
+    #: command line's ``--pretrained_model_path``)
+    base_model_path: str = ""
 
     @property
     def names_weights(self) -> bool:
         """Whether the entry names any weight file."""
         return bool(self.motion_module or self.dreambooth_path or self.lora_model_path or self.adapter_lora_path
-                    or self.motion_module_lora_configs or self.controlnet_path)
+                    or self.motion_module_lora_configs or self.controlnet_path or self.base_model_path)
 
     @property
     def uses_controlnet(self) -> bool:
@@ -115,6 +123,33 @@ class PromptEntry:
 
             check_condition(len(self.controlnet_images), self.controlnet_image_indexs, video_length,
                             f"{where}.controlnet_image_indexs" if where else "controlnet_image_indexs")
+
+
+#: the sdxl branch's prompt-file keys -> this schema's (its ``animate.py`` defaults: 100 steps, guidance 10)
+SDXL_BRANCH_KEYS = {"base_model_path": "base_model_path", "motion_module_path": "motion_module",
+                    "ckpt_path": "dreambooth_path", "lora_path": "lora_model_path", "lora_alpha": "lora_alpha",
+                    "seed": "seed", "steps": "steps", "guidance_scale": "guidance_scale", "prompt": "prompt",
+                    "n_prompt": "n_prompt"}
+SDXL_INFERENCE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "inference" / "inference-sdxl.yaml"
+
+
+def is_sdxl_branch_config(data) -> bool:
+    """A prompt file of the original sdxl branch (a mapping with ``motion_module_path``)."""
+    return isinstance(data, dict) and "motion_module_path" in data
+
+
+def from_sdxl_branch(data: dict, where: str) -> dict:
+    """One entry of this schema from an sdxl-branch prompt file (unknown keys refused, naming the file)."""
+    bad = [k for k in data if k not in SDXL_BRANCH_KEYS]
+    if bad:
+        raise ConfigError(f"{where}: {bad[0]}: unknown key of an sdxl-branch prompt file (known: "
+                          f"{', '.join(SDXL_BRANCH_KEYS)})")
+    e = {SDXL_BRANCH_KEYS[k]: v for k, v in data.items()}
+    e.setdefault("steps", 100)
+    e.setdefault("guidance_scale", 10)
+    e["H"], e["W"] = 1024, 1024  # the sdxl branch's --H / --W defaults (its files carry no size; --H/--W win)
+    e["inference_config"] = str(SDXL_INFERENCE_CONFIG)
+    return e
 
 
 def _is_travel(p) -> bool:
@@ -145,7 +180,9 @@ def load_prompt_config(path, default_inference_config: str | None = None, check_
     """
     path = Path(path)
     data = load_yaml(path)
-    if isinstance(data, dict):
+    if is_sdxl_branch_config(data):
+        data = [from_sdxl_branch(data, str(path))]
+    elif isinstance(data, dict):
         data = [data]
     if not isinstance(data, list) or not data:
         raise ConfigError(f"{path}: a prompt config is a non-empty list of entries")
@@ -172,6 +209,10 @@ def load_prompt_config(path, default_inference_config: str | None = None, check_
             entry.motion_module_lora_configs.append(
                 {"path": _resolve(str(c["path"]), base, f"{where}.motion_module_lora_configs[{j}].path",
                                   check_files), "alpha": float(c["alpha"])})
+        base_model = e.get("base_model_path") or ""
+        if not isinstance(base_model, str):
+            raise ConfigError(f"{where}.base_model_path: expected a folder path, got {base_model!r}")
+        entry.base_model_path = _resolve(base_model, base, f"{where}.base_model_path", check_files)
         entry.adapter_lora_scale = float(e.get("adapter_lora_scale", 1.0))
         entry.lora_alpha = float(e.get("lora_alpha", 0.8))
         prompts = e.get("prompt")

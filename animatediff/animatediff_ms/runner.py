@@ -53,7 +53,12 @@ def attach_controlnet(pipe, entry: PromptEntry, log=print, random_seed: int | No
 def build_entry_pipeline(entry: PromptEntry, pretrained_model_path, jit: bool = False, progress: bool = True,
                          log=print, inference_config: str | None = None):
     """Models for one prompt-config entry: the diffusers folder, the SparseCtrl controlnet and its condition
-    (when the entry names one), then ``load_weights`` in the original order."""
+    (when the entry names one), then ``load_weights`` in the original order. An SDXL folder (with
+    ``text_encoder_2/``) builds the SDXL pipeline instead (:func:`animatediff_ms.loading_sdxl.build_sdxl_entry_pipeline`)."""
+    from .loading_sdxl import build_sdxl_entry_pipeline, is_sdxl_folder
+
+    if is_sdxl_folder(pretrained_model_path):
+        return build_sdxl_entry_pipeline(entry, pretrained_model_path, jit, inference_config, log)
     inf = InferenceConfig.load(inference_config or entry.inference_config)
     pipe = build_pipeline(pretrained_model_path, inf, jit=jit)
     attach_controlnet(pipe, entry, log)

@@ -1,7 +1,9 @@
 """Convert released AnimateDiff / Stable Diffusion files to MindSpore checkpoints, every key accounted for.
 
     python tools/convert_weight.py --kind motion_module --src models/Motion_Module/mm_sd_v15_v2.ckpt --target mm_sd_v15_v2_ms.ckpt
+    python tools/convert_weight.py --kind motion_module --src models/Motion_Module/mm_sdxl_v10_beta.ckpt --target mm_sdxl_v10_beta_ms.ckpt
     python tools/convert_weight.py --kind dreambooth    --src models/DreamBooth_LoRA/toonyou_beta3.safetensors --target toonyou_ms.ckpt
+    python tools/convert_weight.py --kind dreambooth    --src models/StableDiffusion/sd_xl_base_1.0.safetensors --target sdxl_ms.ckpt
     python tools/convert_weight.py --kind lora          --src models/DreamBooth_LoRA/style_lora.safetensors --target style_lora_ms.ckpt
     python tools/convert_weight.py --kind adapter       --src models/Motion_Module/v3_sd15_adapter.ckpt --target v3_adapter_ms.ckpt
     python tools/convert_weight.py --kind motion_lora   --src models/MotionLoRA/v2_lora_ZoomIn.ckpt --target v2_lora_ZoomIn_ms.ckpt
@@ -20,6 +22,13 @@ either converted or reported as ignored (the ``pos_encoder.pe`` tables, LDM sche
 nothing, or a shape that differs, stops the conversion with one error line (exit status 2; --allow_partial
 writes motion modules and DreamBooth files anyway; LoRA files are always checked in full).
 
+SDXL motion modules (``mm_sdxl_v10_beta.ckpt``: no level-3 modules, or ``--pretrained_model_path`` an SDXL folder)
+are checked against the SDXL UNet (``configs/inference/inference-sdxl.yaml`` unless ``--config``); a diffusers
+``MotionAdapter`` file (``guoyww/animatediff-motion-adapter-sdxl-beta``'s ``diffusion_pytorch_model.safetensors``,
+``attn1``/``norm3`` names) is renamed to the released layout first. An SDXL single file (sgm layout, ``conditioner.*``
+keys) given as ``--kind dreambooth`` is checked against the full-size SDXL UNet, VAE and both text encoders and
+written with the same sgm names.
+
 The output keeps the original key names (they are this port's parameter names), so it is a drop-in
 replacement for the source file in a prompt config. Tensors keep their dtype unless ``--dtype fp32/fp16``.
 """
@@ -28,6 +37,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from animatediff_ms.config import ConfigError, InferenceConfig, UNet3DConfig
+from animatediff_ms.config_sdxl import UNetSDXLConfig
 from animatediff_ms.convert.ldm import (
     fold_position_ids,
     ldm_unet_renames,
@@ -35,9 +45,14 @@ from animatediff_ms.convert.ldm import (
     vae_ddconfig_from_diffusers,
 )
 from animatediff_ms.convert.lora import plan_diffusers_lora, plan_kohya_lora
+from animatediff_ms.convert.motion_adapter import diffusers_adapter_to_released
+from animatediff_ms.convert.sdxl_single_file import open_clip_text_to_hf, split_sgm_checkpoint
 from animatediff_ms.loading import check_motion_module, is_motion_param, read_weights
+from animatediff_ms.loading_sdxl import check_sdxl_motion_module, is_sdxl_folder
 from animatediff_ms.models import UNet3DConditionModel
+from animatediff_ms.models.unet_sdxl import UNetSDXLMotionModel
 from animatediff_ms.sd15 import SD15_TEXT_ENCODER, SD15_UNET, SD15_VAE
+from animatediff_ms.sdxl import SDXL_TEXT_ENCODER, SDXL_TEXT_ENCODER_2, SDXL_UNET, SDXL_VAE
 from animatediff_ms.sparsectrl import KIND_CONFIGS, build_controlnet, check_checkpoint_kind, checkpoint_kind
 from mindspore.nn.utils import no_init_parameters
 
@@ -75,6 +90,21 @@ def _unet(args, sd: dict | None) -> UNet3DConditionModel:
         return UNet3DConditionModel(cfg)
 
 
+def _sdxl_motion_file(args, sd: dict) -> bool:
+    """An SDXL motion module: the base folder is SDXL, or (without one) the file has no level-3 modules."""
+    if args.pretrained_model_path is not None:
+        return is_sdxl_folder(args.pretrained_model_path)
+    return not any(k.startswith(("down_blocks.3.", "up_blocks.3.")) for k in sd)
+
+
+def _sdxl_unet(args) -> UNetSDXLMotionModel:
+    path = args.config or PROJECT / "configs" / "inference" / "inference-sdxl.yaml"
+    cfg = UNetSDXLConfig.from_files(_config(args.pretrained_model_path, "unet", SDXL_UNET),
+                                    InferenceConfig.load(path).unet_additional_kwargs)
+    with no_init_parameters():
+        return UNetSDXLMotionModel(cfg)
+
+
 def _vae(args):
     dd, embed = vae_ddconfig_from_diffusers(_config(args.pretrained_model_path, "vae", SD15_VAE))
     with no_init_parameters():
@@ -99,14 +129,22 @@ def validate(args) -> tuple[dict, dict]:
                       wrappers=("controlnet",) if args.kind == "sparsectrl" else None)
     ignored: dict[str, list[str]] = {}
     if args.kind == "motion_module":
+        if sd and all("motion_modules." in k and ".temporal_transformer." not in k for k in sd):
+            print(f"[convert] {name}: a diffusers MotionAdapter file; renamed to the released layout")
+            sd = diffusers_adapter_to_released(sd)
         keep = {k: v for k, v in sd.items() if "motion_modules." in k and "pos_encoder.pe" not in k}
         ignored["position tables (recomputed)"] = [k for k in sd if "pos_encoder.pe" in k]
         other = [k for k in sd if k not in keep and "pos_encoder.pe" not in k]
         if other:
             raise ConfigError(f"{name}: {len(other)} keys are not motion-module keys, e.g. '{other[0]}'")
         pe = [v.shape[1] for k, v in sd.items() if k.endswith("pos_encoder.pe") and v.ndim == 3]
-        check_motion_module(_unet(args, sd), keep, pe[0] if pe else None, name, allow_partial=args.allow_partial)
+        if _sdxl_motion_file(args, keep):
+            check_sdxl_motion_module(_sdxl_unet(args), keep, pe[0] if pe else None, name)
+        else:
+            check_motion_module(_unet(args, sd), keep, pe[0] if pe else None, name, allow_partial=args.allow_partial)
         return keep, ignored
+    if args.kind == "dreambooth" and any(k.startswith("conditioner.embedders.") for k in sd):
+        return _validate_sdxl_single_file(args, sd, name)
     if args.kind == "dreambooth":
         parts = split_ldm_checkpoint(sd, name)
         ignored["LDM schedule buffers / EMA bookkeeping"] = sorted(parts["ignored"])
@@ -128,6 +166,27 @@ def validate(args) -> tuple[dict, dict]:
     else:  # a MotionLoRA's targets tell the motion-module version like a motion module's keys do
         plan_diffusers_lora(_unet(args, sd), sd, name, expect="motion_modules.")
     return sd, ignored
+
+
+def _validate_sdxl_single_file(args, sd: dict, name: str) -> tuple[dict, dict]:
+    """An SDXL single file: every key of the full-size SDXL UNet (2-D layers), VAE and both text encoders."""
+    parts = split_sgm_checkpoint(sd, name)
+    folder = args.pretrained_model_path
+    unet = _sdxl_unet(args)
+    _check(unet, parts["unet"], f"{name} (model.diffusion_model)", args, rename=ldm_unet_renames(unet.cfg),
+           optional=is_motion_param)
+    dd, embed = vae_ddconfig_from_diffusers(_config(folder, "vae", SDXL_VAE))
+    with no_init_parameters():
+        vae = AutoencoderKL(dd, embed)
+        te1 = CLIPTextModel(CLIPTextConfig.from_dict(_config(folder, "text_encoder", SDXL_TEXT_ENCODER)))
+        te2 = CLIPTextModel(CLIPTextConfig.from_dict(_config(folder, "text_encoder_2", SDXL_TEXT_ENCODER_2)),
+                            with_projection=True)
+    _check(vae, parts["vae"], f"{name} (first_stage_model)", args)
+    te, _ = fold_position_ids(parts["text_encoder"], name)
+    _check(te1, te, f"{name} (conditioner.embedders.0)", args)
+    _check(te2, open_clip_text_to_hf(parts["text_encoder_2"], name), f"{name} (conditioner.embedders.1)", args)
+    ignored = {"LDM schedule buffers / EMA bookkeeping / logit_scale": sorted(parts["ignored"])}
+    return {k: v for k, v in sd.items() if k not in parts["ignored"]}, ignored
 
 
 def _validate_sparsectrl(args, sd: dict, name: str) -> tuple[dict, dict]:

@@ -45,15 +45,24 @@ LDM_EXTRAS = re.compile(
 
 
 def ldm_unet_table(cfg: UNet3DConfig) -> list[tuple[str, str, bool]]:
-    """``(ldm_prefix, our_prefix, is_resnet)`` for every block of a UNet of this config."""
+    """``(ldm_prefix, our_prefix, is_resnet)`` for every block of a UNet of this config.
+
+    SD-1.5 (:class:`~animatediff_ms.config.UNet3DConfig`): attention on every level but the last (down) / first
+    (up). A config with ``down_has_attention(i)`` / ``up_has_attention(i)`` (SDXL,
+    :class:`~animatediff_ms.config_sdxl.UNetSDXLConfig`) says per level; its ``text_time`` embedding is sgm's
+    ``label_emb.0.0`` / ``label_emb.0.2``."""
     n, L = cfg.num_levels, cfg.layers_per_block
+    down_attn = getattr(cfg, "down_has_attention", lambda i: i < n - 1)
+    up_attn = getattr(cfg, "up_has_attention", lambda i: i > 0)
     t = [("time_embed.0.", "time_embedding.linear_1.", False), ("time_embed.2.", "time_embedding.linear_2.", False),
          ("input_blocks.0.0.", "conv_in.", False), ("out.0.", "conv_norm_out.", False), ("out.2.", "conv_out.", False)]
+    if getattr(cfg, "addition_embed_type", None) == "text_time":
+        t += [("label_emb.0.0.", "add_embedding.linear_1.", False), ("label_emb.0.2.", "add_embedding.linear_2.", False)]
     for i in range(n):
         for j in range(L):
             k = 1 + i * (L + 1) + j
             t.append((f"input_blocks.{k}.0.", f"down_blocks.{i}.resnets.{j}.", True))
-            if i < n - 1:
+            if down_attn(i):
                 t.append((f"input_blocks.{k}.1.", f"down_blocks.{i}.attentions.{j}.", False))
         if i < n - 1:
             t.append((f"input_blocks.{(i + 1) * (L + 1)}.0.op.", f"down_blocks.{i}.downsamplers.0.conv.", False))
@@ -63,10 +72,10 @@ def ldm_unet_table(cfg: UNet3DConfig) -> list[tuple[str, str, bool]]:
         for j in range(L + 1):
             k = i * (L + 1) + j
             t.append((f"output_blocks.{k}.0.", f"up_blocks.{i}.resnets.{j}.", True))
-            if i > 0:
+            if up_attn(i):
                 t.append((f"output_blocks.{k}.1.", f"up_blocks.{i}.attentions.{j}.", False))
         if i < n - 1:
-            t.append((f"output_blocks.{i * (L + 1) + L}.{1 if i == 0 else 2}.conv.",
+            t.append((f"output_blocks.{i * (L + 1) + L}.{2 if up_attn(i) else 1}.conv.",
                       f"up_blocks.{i}.upsamplers.0.conv.", False))
     return t
 

@@ -19,7 +19,6 @@ from mindspore import nn
 from common.nn import (
     Attention,
     FeedForward,
-    GroupNorm,
     LayerNorm,
     batch_to_time_tokens,
     linear,
@@ -28,6 +27,7 @@ from common.nn import (
 )
 
 from ..config import MotionModuleConfig
+from .resnet import VideoGroupNorm
 
 
 class VersatileAttention(Attention):
@@ -89,20 +89,22 @@ class TemporalTransformerBlock(nn.Cell):
 
 
 class TemporalTransformer3DModel(nn.Cell):
-    """GroupNorm (32 groups, eps 1e-6, per frame) -> ``proj_in`` -> blocks -> ``proj_out`` -> + input.
+    """GroupNorm (32 groups, eps 1e-6) -> ``proj_in`` -> blocks -> ``proj_out`` -> + input.
 
     Args:
         in_channels: feature channels c. heads: attention heads. head_dim: width per head
             (inner = heads * head_dim). num_layers: TemporalTransformerBlocks. num_attention_blocks: per block.
         position_encoding / max_len: see :class:`VersatileAttention`. norm_num_groups: 32 in the original.
+        norm_over_frames: the GroupNorm takes its statistics over all frames of a video, (c/G, f, h, w) (the
+            sdxl branch and diffusers' ``AnimateDiffTransformer3D``); False = per frame (the SD-1.5 releases).
     """
 
     def __init__(self, in_channels: int, heads: int, head_dim: int, num_layers: int = 1,
                  num_attention_blocks: int = 2, position_encoding: bool = True, max_len: int = 24,
-                 norm_num_groups: int = 32):
+                 norm_num_groups: int = 32, norm_over_frames: bool = False):
         super().__init__()
         inner = heads * head_dim
-        self.norm = GroupNorm(norm_num_groups, in_channels, eps=1e-6)
+        self.norm = VideoGroupNorm(norm_num_groups, in_channels, eps=1e-6, inflated=not norm_over_frames)
         self.proj_in = linear(in_channels, inner)
         self.transformer_blocks = nn.CellList([
             TemporalTransformerBlock(inner, heads, num_attention_blocks, position_encoding, max_len)
@@ -111,7 +113,7 @@ class TemporalTransformer3DModel(nn.Cell):
 
     def construct(self, x, num_frames: int):
         # x (b*f, c, h, w)
-        t = self.proj_in(batch_to_time_tokens(self.norm(x), num_frames))  # (b*h*w, f, inner)
+        t = self.proj_in(batch_to_time_tokens(self.norm(x, num_frames), num_frames))  # (b*h*w, f, inner)
         for block in self.transformer_blocks:
             t = block(t)
         t = self.proj_out(t)  # (b*h*w, f, c)
@@ -124,9 +126,10 @@ class VanillaTemporalModule(nn.Cell):
     Args:
         in_channels: feature channels of the layer.
         cfg: :class:`MotionModuleConfig` (``motion_module_kwargs`` of the inference yaml).
+        norm_over_frames: see :class:`TemporalTransformer3DModel` (True for the SDXL motion module).
     """
 
-    def __init__(self, in_channels: int, cfg: MotionModuleConfig):
+    def __init__(self, in_channels: int, cfg: MotionModuleConfig, norm_over_frames: bool = False):
         super().__init__()
         heads = cfg.num_attention_heads
         head_dim = in_channels // heads // cfg.temporal_attention_dim_div
@@ -136,7 +139,7 @@ class VanillaTemporalModule(nn.Cell):
         self.temporal_transformer = TemporalTransformer3DModel(
             in_channels, heads, head_dim, num_layers=cfg.num_transformer_block,
             num_attention_blocks=len(cfg.attention_block_types), position_encoding=cfg.temporal_position_encoding,
-            max_len=cfg.temporal_position_encoding_max_len)
+            max_len=cfg.temporal_position_encoding_max_len, norm_over_frames=norm_over_frames)
         if cfg.zero_initialize:
             for p in self.temporal_transformer.proj_out.get_parameters():
                 p.set_data(ms.Tensor(np.zeros(p.shape, np.float32)))

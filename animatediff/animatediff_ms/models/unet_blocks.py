@@ -20,7 +20,7 @@ class _BlockOptions:
     """Sizes shared by every block of one UNet (from :class:`~animatediff_ms.config.UNet3DConfig`)."""
 
     def __init__(self, temb_channels: int, groups: int, eps: float, inflated_norm: bool, cross_attention_dim: int,
-                 use_linear_projection: bool, motion_cfg: MotionModuleConfig):
+                 use_linear_projection: bool, motion_cfg: MotionModuleConfig, motion_norm_over_frames: bool = False):
         self.temb_channels = temb_channels
         self.groups = groups
         self.eps = eps
@@ -28,19 +28,20 @@ class _BlockOptions:
         self.cross_attention_dim = cross_attention_dim
         self.use_linear_projection = use_linear_projection
         self.motion_cfg = motion_cfg
+        self.motion_norm_over_frames = motion_norm_over_frames  # SDXL motion modules: GroupNorm over all frames
 
     def resnet(self, cin: int, cout: int, scale: float = 1.0) -> ResnetBlock3D:
         return ResnetBlock3D(cin, cout, self.temb_channels, self.groups, self.eps, self.inflated_norm, scale)
 
-    def attention(self, channels: int, heads: int) -> Transformer3DModel:
+    def attention(self, channels: int, heads: int, depth: int = 1) -> Transformer3DModel:
         if channels % heads:
             raise ValueError(f"UNet: {channels} channels are not divisible into {heads} attention heads "
                              f"(attention_head_dim)")
-        return Transformer3DModel(heads, channels // heads, channels, 1, self.cross_attention_dim, self.groups,
+        return Transformer3DModel(heads, channels // heads, channels, depth, self.cross_attention_dim, self.groups,
                                   self.use_linear_projection)
 
     def motion(self, channels: int) -> VanillaTemporalModule:
-        return VanillaTemporalModule(channels, self.motion_cfg)
+        return VanillaTemporalModule(channels, self.motion_cfg, self.motion_norm_over_frames)
 
 
 class DownBlock3D(nn.Cell):
@@ -50,11 +51,12 @@ class DownBlock3D(nn.Cell):
         opts: shared sizes. in_channels / out_channels: block channels. num_layers: ``layers_per_block``.
         heads: spatial-attention heads, or None for a block without attention (``DownBlock3D``).
         add_downsample: stride-2 conv at the end (all but the last level). has_motion: motion modules.
-        downsample_padding: padding of the stride-2 conv.
+        downsample_padding: padding of the stride-2 conv. depth: transformer blocks per spatial transformer (1;
+        SDXL's ``transformer_layers_per_block``).
     """
 
     def __init__(self, opts: _BlockOptions, in_channels: int, out_channels: int, num_layers: int, heads: int | None,
-                 add_downsample: bool, has_motion: bool, downsample_padding: int = 1):
+                 add_downsample: bool, has_motion: bool, downsample_padding: int = 1, depth: int = 1):
         super().__init__()
         self.num_layers = num_layers
         self.has_attention = heads is not None
@@ -63,7 +65,7 @@ class DownBlock3D(nn.Cell):
         self.resnets = nn.CellList([opts.resnet(in_channels if j == 0 else out_channels, out_channels)
                                     for j in range(num_layers)])
         if self.has_attention:
-            self.attentions = nn.CellList([opts.attention(out_channels, heads) for _ in range(num_layers)])
+            self.attentions = nn.CellList([opts.attention(out_channels, heads, depth) for _ in range(num_layers)])
         if has_motion:
             self.motion_modules = nn.CellList([opts.motion(out_channels) for _ in range(num_layers)])
         if add_downsample:
@@ -85,13 +87,15 @@ class DownBlock3D(nn.Cell):
 
 
 class MidBlock3D(nn.Cell):
-    """``UNetMidBlock3DCrossAttn`` with one layer: resnet -> spatial transformer -> [motion module] -> resnet."""
+    """``UNetMidBlock3DCrossAttn`` with one layer: resnet -> spatial transformer -> [motion module] -> resnet.
+    ``depth``: transformer blocks of the spatial transformer (1; SDXL: the last ``transformer_layers_per_block``)."""
 
-    def __init__(self, opts: _BlockOptions, channels: int, heads: int, has_motion: bool, output_scale_factor=1.0):
+    def __init__(self, opts: _BlockOptions, channels: int, heads: int, has_motion: bool, output_scale_factor=1.0,
+                 depth: int = 1):
         super().__init__()
         self.has_motion = has_motion
         self.resnets = nn.CellList([opts.resnet(channels, channels, output_scale_factor) for _ in range(2)])
-        self.attentions = nn.CellList([opts.attention(channels, heads)])
+        self.attentions = nn.CellList([opts.attention(channels, heads, depth)])
         if has_motion:
             self.motion_modules = nn.CellList([opts.motion(channels)])
 
@@ -110,11 +114,11 @@ class UpBlock3D(nn.Cell):
         opts: shared sizes. in_channels: channels of the deepest skip of this level. out_channels: block
         channels. prev_output_channel: channels coming from below. num_layers: ``layers_per_block + 1``.
         heads: spatial-attention heads or None (``UpBlock3D``). add_upsample: all but the last level.
-        has_motion: motion modules.
+        has_motion: motion modules. depth: transformer blocks per spatial transformer (1).
     """
 
     def __init__(self, opts: _BlockOptions, in_channels: int, out_channels: int, prev_output_channel: int,
-                 num_layers: int, heads: int | None, add_upsample: bool, has_motion: bool):
+                 num_layers: int, heads: int | None, add_upsample: bool, has_motion: bool, depth: int = 1):
         super().__init__()
         self.num_layers = num_layers
         self.has_attention = heads is not None
@@ -127,7 +131,7 @@ class UpBlock3D(nn.Cell):
             resnets.append(opts.resnet(cin + skip, out_channels))
         self.resnets = nn.CellList(resnets)
         if self.has_attention:
-            self.attentions = nn.CellList([opts.attention(out_channels, heads) for _ in range(num_layers)])
+            self.attentions = nn.CellList([opts.attention(out_channels, heads, depth) for _ in range(num_layers)])
         if has_motion:
             self.motion_modules = nn.CellList([opts.motion(out_channels) for _ in range(num_layers)])
         if add_upsample:

@@ -1,0 +1,101 @@
+"""SDXL single-file checkpoints (sgm layout: ``sd_xl_base_1.0.safetensors`` and the SDXL community models the
+original sdxl branch takes as ``ckpt_path``) -> this port's names, every key accounted for.
+
+    model.diffusion_model.*              UNet, LDM block names (:func:`~animatediff_ms.convert.ldm.ldm_unet_renames`
+                                         with the SDXL config: ``label_emb.0.{0,2}`` -> ``add_embedding.linear_{1,2}``)
+    first_stage_model.*                  VAE, LDM names = :class:`common.vae.AutoencoderKL`'s
+    conditioner.embedders.0.transformer.*   CLIP ViT-L = Hugging Face ``CLIPTextModel`` keys
+    conditioner.embedders.1.model.*      OpenCLIP bigG in open_clip names -> ``CLIPTextModelWithProjection``
+                                         (:data:`OPEN_CLIP_TO_HF`; ``attn.in_proj_*`` split into q/k/v,
+                                         ``text_projection`` transposed, ``logit_scale`` unused)
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ..config import ConfigError
+from .ldm import LDM_EXTRAS
+
+UNET_PREFIX = "model.diffusion_model."
+VAE_PREFIX = "first_stage_model."
+TEXT_PREFIX = "conditioner.embedders.0.transformer."
+TEXT2_PREFIX = "conditioner.embedders.1.model."
+#: keys of the second embedder that no text encoder uses.
+TEXT2_UNUSED = ("logit_scale",)
+#: sgm's discrete-denoiser noise-level buffer (newer sgm exports carry it; the sampler recomputes it).
+SGM_EXTRAS = ("denoiser.sigmas",)
+
+#: open_clip text-transformer names -> transformers ``CLIPTextModelWithProjection`` names (regex, replacement).
+OPEN_CLIP_TO_HF = (
+    (r"^token_embedding\.weight$", "text_model.embeddings.token_embedding.weight"),
+    (r"^positional_embedding$", "text_model.embeddings.position_embedding.weight"),
+    (r"^transformer\.resblocks\.(\d+)\.ln_1\.", r"text_model.encoder.layers.\1.layer_norm1."),
+    (r"^transformer\.resblocks\.(\d+)\.ln_2\.", r"text_model.encoder.layers.\1.layer_norm2."),
+    (r"^transformer\.resblocks\.(\d+)\.attn\.out_proj\.", r"text_model.encoder.layers.\1.self_attn.out_proj."),
+    (r"^transformer\.resblocks\.(\d+)\.mlp\.c_fc\.", r"text_model.encoder.layers.\1.mlp.fc1."),
+    (r"^transformer\.resblocks\.(\d+)\.mlp\.c_proj\.", r"text_model.encoder.layers.\1.mlp.fc2."),
+    (r"^ln_final\.", "text_model.final_layer_norm."),
+)
+_IN_PROJ = re.compile(r"^transformer\.resblocks\.(\d+)\.attn\.in_proj_(weight|bias)$")
+
+
+def split_sgm_checkpoint(sd: dict, source: str = "SDXL checkpoint") -> dict[str, dict]:
+    """``unet`` / ``vae`` / ``text_encoder`` / ``text_encoder_2`` (prefixes removed) and ``ignored`` (DDPM
+    buffers, EMA bookkeeping, ``logit_scale``); any other key is an error naming it."""
+    parts = {"unet": {}, "vae": {}, "text_encoder": {}, "text_encoder_2": {}, "ignored": {}}
+    unknown = []
+    for k, v in sd.items():
+        if LDM_EXTRAS.match(k) or k in SGM_EXTRAS:
+            parts["ignored"][k] = v
+        elif k.startswith(UNET_PREFIX):
+            parts["unet"][k[len(UNET_PREFIX):]] = v
+        elif k.startswith(VAE_PREFIX):
+            name = k[len(VAE_PREFIX):]
+            if ".mid.attn_1." in name and name.endswith(".weight") and not name.endswith("norm.weight") \
+                    and v.ndim == 2:  # some exports store the VAE attention as Linear [C, C]
+                v = v.reshape(v.shape + (1, 1))
+            parts["vae"][name] = v
+        elif k.startswith(TEXT_PREFIX):
+            name = k[len(TEXT_PREFIX):]
+            parts["text_encoder"][name if name.startswith("text_model.") else "text_model." + name] = v
+        elif k.startswith(TEXT2_PREFIX):
+            name = k[len(TEXT2_PREFIX):]
+            (parts["ignored"] if name in TEXT2_UNUSED else parts["text_encoder_2"])[
+                k if name in TEXT2_UNUSED else name] = v
+        else:
+            unknown.append(k)
+    if unknown:
+        raise ConfigError(f"{source}: {len(unknown)} keys are neither SDXL UNet, VAE, text encoders nor schedule "
+                          f"buffers, e.g. '{unknown[0]}'")
+    for part, prefix in (("unet", UNET_PREFIX), ("vae", VAE_PREFIX), ("text_encoder", TEXT_PREFIX),
+                         ("text_encoder_2", TEXT2_PREFIX)):
+        if not parts[part]:
+            raise ConfigError(f"{source}: no '{prefix}*' keys -- not an SDXL single-file checkpoint")
+    return parts
+
+
+def open_clip_text_to_hf(sd: dict, source: str = "conditioner.embedders.1.model") -> dict:
+    """open_clip text tower -> ``CLIPTextModelWithProjection`` keys: names by :data:`OPEN_CLIP_TO_HF`, the packed
+    ``in_proj`` [3w, w] split into ``q_proj/k_proj/v_proj``, ``text_projection`` (x @ P) as the Linear weight P^T."""
+    out, unknown = {}, []
+    for k, v in sd.items():
+        m = _IN_PROJ.match(k)
+        if m:
+            layer, kind = m.groups()
+            for name, part in zip(("q_proj", "k_proj", "v_proj"), np.split(np.asarray(v), 3, axis=0)):
+                out[f"text_model.encoder.layers.{layer}.self_attn.{name}.{kind}"] = part
+            continue
+        if k == "text_projection":
+            out["text_projection.weight"] = np.ascontiguousarray(np.asarray(v).T)
+            continue
+        new = k
+        for pattern, repl in OPEN_CLIP_TO_HF:
+            new = re.sub(pattern, repl, new)
+        if new == k:
+            unknown.append(k)
+        out[new] = v
+    if unknown:
+        raise ConfigError(f"{source}: {len(unknown)} keys are not open_clip text-transformer keys, e.g. '{unknown[0]}'")
+    return out
