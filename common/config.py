@@ -350,3 +350,33 @@ def options_help(cls: type, prefix: str = "") -> list[str]:
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
         lines.append(f"  --{name} ({default!r}): {docs.get(f.name, '')}".rstrip(": "))
     return lines
+
+
+def load_with_overrides(path: str | os.PathLike, overrides: list[str], schema: type | None = None) -> dict:
+    """A training/inference YAML with the command-line overrides applied: the one reader behind every
+    ``train.py``'s ``--section.key=value`` options.
+
+    ``--key=value`` may name any key the file has; with ``schema`` (the file's dataclass) also a top-level key the
+    file omits, which then starts from the schema's default (so every key ``--help`` lists can be set).
+
+    Args:
+        path: the YAML file. overrides: the arguments left after the script's own flags.
+        schema: optional dataclass of the file's top level.
+    Returns:
+        the merged mapping (check it with :func:`from_mapping`).
+    Raises:
+        ConfigError: not a mapping at the top level, a bad or unknown option (nearest key suggested).
+    """
+    data = load_yaml(path)
+    data = {} if data is None else data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    data = dict(data)
+    if schema is not None:
+        given = {a[2:].split("=", 1)[0] for a in overrides if a.startswith("--")}
+        for f in dataclasses.fields(schema):
+            if f.name in given and f.name not in data:
+                default = f.default if f.default is not dataclasses.MISSING else (
+                    f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+                data[f.name] = dataclasses.asdict(default) if dataclasses.is_dataclass(default) else default
+    return apply_overrides(data, overrides, str(path))
