@@ -1,0 +1,218 @@
+"""train.py: bad input refused before any work, SIGKILL + resume exact, the motion-module checkpoint loads in
+text_to_video.py, a trained MotionLoRA loads into inference as its merged weights predict, msrun = one process."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mindspore as ms
+import numpy as np
+import pytest
+import yaml
+from animatediff_ms import loading as L
+from animatediff_ms.config import InferenceConfig
+from animatediff_ms.demo import tiny_random_pipeline
+from animatediff_ms.finetune import MotionLoss, save_motion_lora
+from animatediff_ms.motion_lora import add_motion_lora, motion_lora_state_dict, remove_motion_lora
+from safetensors.numpy import load_file
+
+from common.train import DataLoader, TrainConfig, Trainer, load_state
+from common.train.testing import free_port, run_single_and_distributed, sigkill_after_first_checkpoint
+from common.train.webvid import make_demo_webvid
+
+PROJECT = Path(__file__).resolve().parents[1]
+DEMO = PROJECT / "configs" / "training" / "demo_tiny.yaml"
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+train = _load("animatediff_train", PROJECT / "train.py")
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_weights, tmp_path_factory):
+    root = tmp_path_factory.mktemp("adtrain")
+    csv = make_demo_webvid(root / "webvid", n=2, frames=8, size=(64, 80), layout="flat")
+    base = [f"--pretrained_model_path={tiny_weights['sd']}", f"--train_data.csv_path={csv}",
+            f"--train_data.video_folder={root / 'webvid' / 'videos'}", "--train_data.sample_n_frames=2",
+            "--gradient_accumulation_steps=1", "--max_train_steps=2", "--checkpointing_steps=1",
+            "--validation_steps=2", "--validation_steps_tuple=[]", "--no_progress"]
+    return {"root": root, "csv": csv, "base": base, "tw": tiny_weights}
+
+
+def _bad(setup, capsys, *extra, config=DEMO):
+    out = setup["root"] / "never"
+    rc = train.main(["-c", str(config), *setup["base"], f"--output_dir={out}", *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert not out.exists()  # refused before any work
+    return err
+
+
+def test_bad_input_is_one_line_before_any_work(setup, capsys, tmp_path):
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text(setup["csv"].read_text() + "4242,a missing clip,000001_000050,PT00H00M01S\n")
+    err = _bad(setup, capsys, f"--train_data.csv_path={bad_csv}")
+    assert "bad.csv:4" in err and "4242.mp4 does not exist" in err
+    mm = setup["tw"]["root"] / "models" / "Motion_Module" / "mm_tiny_v1.ckpt"
+    err = _bad(setup, capsys, f"--unet_checkpoint_path={mm}")
+    assert "pos_encoder.pe" in err and "original train.py refuses" in err
+    assert "did you mean 'learning_rate'" in _bad(setup, capsys, "--learning_rat=1")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(DEMO.read_text().replace("max_train_steps:", "max_train_step:"))
+    assert "max_train_step: unknown key (did you mean 'max_train_steps'" in _bad(setup, capsys, config=typo)
+    for opt in ("--max_train_steps=0", "--train_batch_size=0", "--train_data.sample_n_frames=-1",
+                "--gradient_accumulation_steps=0", "--validation_data.num_inference_steps=0"):
+        assert "must be a positive count" in _bad(setup, capsys, opt) and opt.split("=")[0] in _bad(setup, capsys, opt)
+    assert "multiples of 64" in _bad(setup, capsys, "--train_data.sample_size=[32, 64]")
+    assert "temporal_position_encoding_max_len 24" in _bad(setup, capsys, "--train_data.sample_n_frames=25")
+
+
+def test_help_lists_every_key(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    out = capsys.readouterr().out
+    for key in ("--learning_rate", "--train_data.sample_stride", "--validation_data.guidance_scale",
+                "--cfg_random_null_text_ratio", "--motion_lora_rank", "--gradient_checkpointing", "--max_grad_norm",
+                "--unet_additional_kwargs.motion_module_kwargs.temporal_position_encoding_max_len"):
+        assert key in out, key
+
+
+def _cmd(setup, out, *extra):
+    return [sys.executable, str(PROJECT / "train.py"), "-c", str(DEMO), *setup["base"], f"--output_dir={out}", *extra]
+
+
+def _start(cmd, log):
+    return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=PROJECT)
+
+
+def _wait(proc, log, timeout=600):
+    rc = proc.wait(timeout=timeout)
+    assert rc == 0, f"exit {rc}:\n{Path(log).read_text()[-3000:]}"
+
+
+@pytest.mark.slow
+def test_sigkill_resume_is_exact_and_the_checkpoint_loads_in_text_to_video(setup, tmp_path, capsys, monkeypatch):
+    root = tmp_path
+    ref = _start(_cmd(setup, root / "ref", "--gradient_checkpointing=true"), root / "ref.log")
+    victim_dir = root / "victim"
+    victim = _start(_cmd(setup, victim_dir, "--gradient_checkpointing=true"), root / "victim.log")
+    saved = sigkill_after_first_checkpoint(victim, victim_dir, root / "victim.log", 2, pause=0.3)
+    resumed = _start(_cmd(setup, victim_dir, "--gradient_checkpointing=true"), root / "resumed.log")
+    _wait(resumed, root / "resumed.log")
+    _wait(ref, root / "ref.log")
+    a, _ = load_state(root / "ref" / "ckpt-00000002.safetensors")
+    b, meta = load_state(victim_dir / "ckpt-00000002.safetensors")
+    assert meta["step"] == 2 and sorted(a) == sorted(b)
+    bad = [k for k in a if not np.array_equal(a[k], b[k])]
+    assert not bad, f"resumed run differs in {bad[:5]} (killed after step {saved[-1][0]})"
+    assert "resumed from" in (root / "resumed.log").read_text()
+    log = (root / "ref.log").read_text()
+    assert "gradient checkpointing" in log and "float32" in log
+    steps = [json.loads(ln) for ln in (root / "ref" / "train_log.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in steps] == [1, 2] and all(np.isfinite(m["loss"]) for m in steps)
+    assert (root / "ref" / "samples" / "sample-2" / "0.gif").is_file()  # validation at validation_steps
+    # the released motion-module layout: exactly the trained tensors, no pos_encoder.pe, no optimizer state
+    mm = root / "ref" / "checkpoints" / "mm_step000002.safetensors"
+    sd = load_file(str(mm))
+    model = {k[len("model/"):]: v for k, v in a.items() if k.startswith("model/")}
+    assert sorted(sd) == sorted(model) and all("motion_modules." in k for k in sd)
+    assert all(np.array_equal(sd[k], model[k]) for k in sd)
+    assert (root / "ref" / "checkpoints" / "mm_step000001.safetensors").is_file()
+    # ... loadable by text_to_video.py's motion_module path (inference-v1.yaml: the training yaml's layout)
+    t2v = _load("text_to_video_for_train", PROJECT / "text_to_video.py")
+    prompt = tmp_path / "prompt.yaml"
+    prompt.write_text(yaml.safe_dump([dict(inference_config=str(PROJECT / "configs/inference/inference-v1.yaml"),
+                                           motion_module=str(mm), H=32, W=32, L=2, seed=[3], steps=1,
+                                           guidance_scale=7.5, prompt=["a red circle"], n_prompt=[""])]))
+    capsys.readouterr()
+    rc = t2v.main(["--config", str(prompt), "--pretrained_model_path", str(setup["tw"]["sd"]),
+                   "--output_dir", str(tmp_path / "t2v"), "--no_progress"])
+    assert rc == 0, capsys.readouterr().err
+    assert "load motion module" in capsys.readouterr().out
+    unet = L.build_unet(setup["tw"]["sd"], InferenceConfig.load(PROJECT / "configs/inference/inference-v1.yaml")
+                        .unet_additional_kwargs)
+    assert L.load_motion_module(unet, mm) == len(sd)
+    params = dict(unet.parameters_and_names())
+    assert all(np.array_equal(params[k].asnumpy(), v) for k, v in sd.items())
+
+
+def test_motion_lora_trains_only_the_lora_and_loads_as_merged(tmp_path):
+    inf = InferenceConfig.load(PROJECT / "configs" / "inference" / "inference-v1.yaml")
+    pipe = tiny_random_pipeline(inf, seed=5)
+    unet = pipe.unet
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 4, 2, 8, 8)).astype(np.float32)
+    t = np.array([300], np.int64)
+    ehs = rng.standard_normal((1, 77, 32)).astype(np.float32)
+    unet.set_train(False)
+    y_base = unet(ms.Tensor(x), ms.Tensor(t), ms.Tensor(ehs)).asnumpy()
+    before = {n: p.asnumpy().copy() for n, p in unet.parameters_and_names()}
+    for p in unet.get_parameters():
+        p.requires_grad = False
+    alpha = 0.5
+    params = add_motion_lora(unet, rank=2, alpha=alpha, seed=1)
+    data = [(rng.standard_normal((4, 2, 8, 8)).astype(np.float32), np.int64(100 * i + 50),
+             rng.standard_normal((77, 32)).astype(np.float32), rng.standard_normal((4, 2, 8, 8)).astype(np.float32))
+            for i in range(2)]  # (noisy, t, encoder_hidden_states, noise) per sample
+    cfg = TrainConfig(output_dir=str(tmp_path / "run"), max_steps=2, lr=1e-2, lr_schedule="constant", progress=False,
+                      save_final=False, resume=False)
+    Trainer(MotionLoss(unet), params, DataLoader(data, 1, seed=0), cfg).fit()
+    sd = motion_lora_state_dict(unet)
+    n_attn = sum(n.endswith("to_q.weight") and "motion_modules." in n for n in before)
+    assert len(sd) == len(params) == 8 * n_attn  # (q, k, v, out) x (down, up) per attention block
+    assert all(".processor.to_" in k and k.endswith(("_lora.down.weight", "_lora.up.weight")) for k in sd)
+    assert all(np.array_equal(p.asnumpy(), before[n]) for n, p in unet.parameters_and_names() if n in before)
+    assert all(np.abs(v).max() > 0 for k, v in sd.items() if k.endswith(".up.weight"))  # up left zero-init
+    unet.set_train(False)
+    y_train = unet(ms.Tensor(x), ms.Tensor(t), ms.Tensor(ehs)).asnumpy()
+    path = save_motion_lora(unet, tmp_path / "motion_lora.safetensors")
+    remove_motion_lora(unet)
+    assert L.load_motion_lora(unet, path, alpha) == len(sd) // 2  # merged W += alpha * up @ down, every pair
+    merged = dict(unet.parameters_and_names())
+    k = next(k for k in sd if k.endswith("to_out_lora.up.weight"))
+    w = k.replace("processor.to_out_lora.up.weight", "to_out.0.weight")
+    np.testing.assert_allclose(merged[w].asnumpy(), before[w] + alpha * sd[k] @ sd[k.replace(".up.", ".down.")],
+                               rtol=0, atol=1e-6)
+    y_inf = unet(ms.Tensor(x), ms.Tensor(t), ms.Tensor(ehs)).asnumpy()
+    change = np.abs(y_train - y_base).max()
+    assert change > 1e-4  # the LoRA acts
+    # unmerged (W x + a U (D x)) vs merged ((W + a U D) x): float32 rounding of the two orders only, ~1e-6 relative
+    # per projection, a few dozen of them in a row
+    np.testing.assert_allclose(y_inf, y_train, rtol=0, atol=1e-4 * max(1.0, np.abs(y_train).max()))
+    assert np.abs(y_inf - y_train).max() < 1e-2 * change
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_two_ranks_equal_one_process_on_the_concatenated_batch(setup, tmp_path):
+    def args(out, batch):
+        return [str(PROJECT / "train.py"), "-c", str(DEMO), *setup["base"], f"--output_dir={out}",
+                "--max_train_steps=1", f"--train_batch_size={batch}", "--learning_rate=1.0", "--adam_weight_decay=0",
+                # eps = 1: Adam's first step ~ lr * g, linear in the gradient (see DynamiCrafter's msrun test)
+                "--adam_epsilon=1.0", "--validation_data.prompts=[]", f"--dump_rank_params={out}/rank{{rank}}.safetensors"]
+
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    logs = tmp_path / "msrun_logs"
+    cmd = ["msrun", "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}", "--join=True",
+           f"--log_dir={logs}", "python", *args(tmp_path / "dp", 1)]
+    worker_logs = run_single_and_distributed([sys.executable, *args(tmp_path / "one", 2)], cmd, PROJECT, env, logs)
+    assert "2 process(es)" in worker_logs
+    r0, r1 = (load_file(str(tmp_path / "dp" / f"rank{r}.safetensors")) for r in (0, 1))
+    one = load_file(str(tmp_path / "one" / "rank0.safetensors"))
+    assert sorted(r0) == sorted(one) and all("motion_modules." in k for k in r0)
+    for k in r0:
+        assert np.array_equal(r0[k], r1[k]), f"ranks disagree on {k}"
+        # float32 rounding of the two gradient sums only (the update is ~lr * g with |g| ~ 1e-2)
+        np.testing.assert_allclose(r0[k], one[k], rtol=0, atol=1e-5, err_msg=k)
+    assert (tmp_path / "dp" / "checkpoints" / "mm_step000001.safetensors").is_file()
