@@ -172,6 +172,9 @@ def build_models(cfg, random_weights: bool):
                 p.set_data(ms.Tensor(np.zeros(p.shape, np.float32)))
     else:
         pipe = build_pipeline(cfg.pretrained_model_path, inf)
+        for p in pipe.unet.get_parameters():  # the motion modules' deferred initialisation (no file loads them)
+            if getattr(p, "has_init", False):
+                p.init_data()
     if cfg.unet_checkpoint_path:
         load_unet_checkpoint(pipe.unet, cfg.unet_checkpoint_path)
     return pipe
@@ -210,6 +213,7 @@ def run(args, cfg) -> int:
     every = cfg.checkpointing_steps if cfg.checkpointing_steps != -1 else (
         cfg.checkpointing_epochs * steps_per_epoch if cfg.checkpointing_epochs != -1 else 0)
 
+    ms.set_seed(cfg.global_seed)  # the motion modules' initialisation (when no unet_checkpoint_path sets them)
     pipe = build_models(cfg, args.random_weights)
     unet = pipe.unet
     lora = cfg.motion_lora_rank > 0

@@ -88,9 +88,10 @@ class UNet3DConditionModel(nn.Cell):
         self.recompute_blocks = False
 
     def set_gradient_checkpointing(self, enabled: bool = True) -> None:
-        """Gradient checkpointing (the training yaml's ``gradient_checkpointing``): in train mode every down / mid /
-        up block runs under :func:`mindspore.recompute`, its activations recomputed in the backward pass (less
-        memory, the same numbers)."""
+        """Gradient checkpointing (the training yaml's ``gradient_checkpointing``): in train mode every down block and the mid
+        block run under :func:`mindspore.recompute`, their activations recomputed in the backward pass (less memory,
+        the same numbers). The up blocks are not: they take their skip connections as a tuple, which MindSpore's
+        PyNative recompute cannot differentiate through."""
         self.recompute_blocks = bool(enabled)
 
     def _block(self, block, *args):
@@ -133,6 +134,6 @@ class UNet3DConditionModel(nn.Cell):
             if i < self.num_levels - 1:
                 nxt = skips[len(skips) - 1]
                 size = (nxt.shape[2], nxt.shape[3])
-            x = self._block(self.up_blocks[i], x, level, temb, context, f, size)
+            x = self.up_blocks[i](x, level, temb, context, f, size)  # skips come as a tuple: not recomputed
         x = self.conv_out(self.conv_act(self.conv_norm_out(x, f)))
         return batch_to_frames(x, f)  # (b, c_out, f, h, w)
