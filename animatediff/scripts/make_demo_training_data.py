@@ -6,8 +6,6 @@ moving over a gradient and their WebVid CSV (``videoid,name,page_dir``), in the 
 """
 from __future__ import annotations
 
-import argparse
-
 
 def main(argv=None) -> int:
     from common.cli import OneLineParser, run_cli

@@ -224,3 +224,29 @@ def test_two_ranks_equal_one_process_on_the_concatenated_batch(setup, tmp_path):
     print(f"largest gradient {g_max:.3g}; largest difference {errs[worst]:.3g} ({worst})")
     assert errs[worst] <= 1e-3 * g_max, f"{worst}: data parallel vs one process differ by {errs[worst]} (g_max {g_max})"
     assert (tmp_path / "dp" / "checkpoints" / "mm_step000001.safetensors").is_file()
+
+
+def test_distributed_launcher_dry_run(tmp_path):
+    """scripts/run/run_train_distributed.sh: the msrun and rank-table command lines, a refusal in one line."""
+    script = PROJECT / "scripts" / "run" / "run_train_distributed.sh"
+
+    def launch(*args, env=None):
+        return subprocess.run(["bash", str(script), "--dry_run", *args], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, **(env or {})})
+
+    cfg = "configs/training/v1/training.yaml"
+    r = launch("msrun", "2", cfg, "runs/mm", "--motion_lora_rank=4", env={"MASTER_PORT": "9000"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ("msrun --worker_num=2 --local_worker_num=2 --master_port=9000 --join=True "
+                                f"--log_dir=runs/mm/msrun_log python train.py -c {cfg} --output_dir runs/mm "
+                                "--motion_lora_rank=4")
+    table = tmp_path / "rank_table.json"
+    table.write_text(json.dumps({"server_list": [{"server_id": "10.0.0.1", "device": [
+        {"device_id": "4", "rank_id": "0"}, {"device_id": "5", "rank_id": "1"}]}]}))
+    r = launch("rank_table", str(table), cfg, "out")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"RANK_TABLE_FILE={table} RANK_SIZE=2 RANK_ID={rank} DEVICE_ID={dev} python "
+                                     f"train.py -c {cfg} --output_dir out > out/rank_{rank}.log"
+                                     for rank, dev in ((0, 4), (1, 5))]
+    r = launch("msrun", "0", cfg, "o")
+    assert r.returncode == 2 and "error: N_PROC must be a positive integer, got '0'" in r.stderr
