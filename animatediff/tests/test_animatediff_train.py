@@ -75,6 +75,12 @@ def test_bad_input_is_one_line_before_any_work(setup, capsys, tmp_path):
         assert "must be a positive count" in _bad(setup, capsys, opt) and opt.split("=")[0] in _bad(setup, capsys, opt)
     assert "multiples of 64" in _bad(setup, capsys, "--train_data.sample_size=[32, 64]")
     assert "temporal_position_encoding_max_len 24" in _bad(setup, capsys, "--train_data.sample_n_frames=25")
+    # the real command: one line on stderr, nothing else, exit 2
+    r = subprocess.run([sys.executable, str(PROJECT / "train.py"), "-c", str(DEMO), *setup["base"],
+                        f"--train_data.csv_path={bad_csv}", f"--output_dir={tmp_path / 'never'}"],
+                       capture_output=True, text=True, timeout=300, cwd=PROJECT)
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: train_data.csv_path") and not (tmp_path / "never").exists()
 
 
 def test_help_lists_every_key(capsys):
@@ -113,8 +119,18 @@ def test_sigkill_resume_is_exact_and_the_checkpoint_loads_in_text_to_video(setup
     a, _ = load_state(root / "ref" / "ckpt-00000002.safetensors")
     b, meta = load_state(victim_dir / "ckpt-00000002.safetensors")
     assert meta["step"] == 2 and sorted(a) == sorted(b)
-    bad = [k for k in a if not np.array_equal(a[k], b[k])]
+    # bit-exact, except that a subnormal float32 may come out as 0: MindSpore's CPU thread pool does not flush
+    # subnormals the same way in every thread (seen on Adam's second moment, g^2 ~ 1e-40, of gradients ~1e-20 that
+    # the zero-initialised proj_out lets through)
+    tiny = np.finfo(np.float32).tiny
+
+    def same(x, y):
+        return np.array_equal(x, y) or (x.dtype == np.float32 and x.shape == y.shape and bool(
+            np.all((x == y) | ((np.abs(x) < tiny) & (np.abs(y) < tiny)))))
+
+    bad = [k for k in a if not same(a[k], b[k])]
     assert not bad, f"resumed run differs in {bad[:5]} (killed after step {saved[-1][0]})"
+    assert all(np.array_equal(a[k], b[k]) for k in a if k.startswith("model/"))  # the weights: bit for bit
     assert "resumed from" in (root / "resumed.log").read_text()
     log = (root / "ref.log").read_text()
     assert "gradient checkpointing" in log and "float32" in log
