@@ -166,10 +166,11 @@ def build_models(cfg, random_weights: bool):
         import numpy as np
         from animatediff_ms.demo import tiny_random_pipeline
 
-        pipe = tiny_random_pipeline(inf, seed=cfg.global_seed)
-        for name, p in pipe.unet.parameters_and_names():  # the original zero-initialises proj_out for training
-            if "motion_modules." in name and ".proj_out." in name:
-                p.set_data(ms.Tensor(np.zeros(p.shape, np.float32)))
+        pipe = tiny_random_pipeline(inf, seed=cfg.global_seed)  # (its motion modules' proj_out randomised)
+        if pipe.unet.cfg.motion_module_kwargs.zero_initialize:  # as the original builds it for training
+            for name, p in pipe.unet.parameters_and_names():
+                if "motion_modules." in name and ".proj_out." in name:
+                    p.set_data(ms.Tensor(np.zeros(p.shape, np.float32)))
     else:
         pipe = build_pipeline(cfg.pretrained_model_path, inf)
         for p in pipe.unet.get_parameters():  # the motion modules' deferred initialisation (no file loads them)
