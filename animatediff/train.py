@@ -33,17 +33,15 @@ DEFAULT_CONFIG = HERE / "configs" / "training" / "v1" / "training.yaml"
 
 def get_parser() -> argparse.ArgumentParser:
     """The script's own flags; the YAML keys (listed in the epilog) are given as --key=value."""
-    from animatediff_ms.config import MotionModuleConfig, TrainingConfig
+    from animatediff_ms.config import TrainingConfig, UNet3DAdditionalKwargs
 
     from common.cli import OneLineParser
     from common.config import options_help
 
-    keys = options_help(TrainingConfig) + options_help(MotionModuleConfig, "unet_additional_kwargs.motion_module_kwargs")
+    keys = options_help(TrainingConfig) + options_help(UNet3DAdditionalKwargs, "unet_additional_kwargs")
     p = OneLineParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
                       formatter_class=argparse.RawDescriptionHelpFormatter,
                       epilog="Every key of the config can be given as --key=value (YAML values):\n" + "\n".join(keys)
-                             + "\n  --unet_additional_kwargs.<key>: as in the inference yaml (use_inflated_groupnorm, "
-                               "motion_module_mid_block, motion_module_resolutions, ...)"
                              + "\n\n" + __doc__.split("\n\n", 1)[1])
     p.add_argument("-c", "--config", default=str(DEFAULT_CONFIG),
                    help="training YAML of the original's schema (default configs/training/v1/training.yaml)")
@@ -72,13 +70,14 @@ def _positive(cfg, where: str, names: tuple[str, ...], allow_minus_one: tuple[st
 
 def read_config(args, overrides: list[str]):
     """The training config with the overrides applied, every key and value checked (no file is read but the YAML)."""
-    from animatediff_ms.config import TrainingConfig
+    from animatediff_ms.config import TrainingConfig, UNet3DAdditionalKwargs
 
     from common.cli import InputError, check_file
     from common.config import load_with_overrides
 
     path = check_file(args.config, "--config", "config")
-    cfg = TrainingConfig.from_dict(load_with_overrides(path, overrides, TrainingConfig), str(path))
+    data = load_with_overrides(path, overrides, TrainingConfig, {"unet_additional_kwargs": UNet3DAdditionalKwargs})
+    cfg = TrainingConfig.from_dict(data, str(path))
     where = str(path)
     _positive(cfg, where, ("train_batch_size", "gradient_accumulation_steps", "train_data.sample_stride",
                            "train_data.sample_n_frames", "validation_data.num_inference_steps", "validation_steps"))

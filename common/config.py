@@ -352,16 +352,47 @@ def options_help(cls: type, prefix: str = "") -> list[str]:
     return lines
 
 
-def load_with_overrides(path: str | os.PathLike, overrides: list[str], schema: type | None = None) -> dict:
+def _schema_default(f: dataclasses.Field) -> Any:
+    default = f.default if f.default is not dataclasses.MISSING else (
+        f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+    return dataclasses.asdict(default) if dataclasses.is_dataclass(default) else default
+
+
+def _fill_from_schema(data: dict, parts: list[str], schema: type, sections: Mapping[str, type], prefix: str) -> None:
+    """Give ``data`` the schema default of the key path ``parts`` where the file omits it (sections too)."""
+    if not dataclasses.is_dataclass(schema) or not isinstance(data, dict):
+        return
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    f = fields.get(parts[0])
+    if f is None:
+        if parts[0] in data:
+            return
+        raise ConfigError(f"unknown option --{prefix}{'.'.join(parts)}: {prefix}{parts[0]} is not a key of the "
+                          f"{'file' if not prefix else prefix[:-1] + ' section'}"
+                          f"{_did_you_mean(parts[0], set(fields) | set(data))}")
+    if parts[0] not in data:
+        data[parts[0]] = _schema_default(f)
+    if len(parts) > 1:
+        path = f"{prefix}{parts[0]}"
+        sub = sections.get(path) or typing.get_type_hints(schema).get(parts[0])
+        if data[parts[0]] is None and dataclasses.is_dataclass(sub):
+            data[parts[0]] = {}
+        _fill_from_schema(data[parts[0]], parts[1:], sub, sections, path + ".")
+
+
+def load_with_overrides(path: str | os.PathLike, overrides: list[str], schema: type | None = None,
+                        sections: Mapping[str, type] | None = None) -> dict:
     """A training/inference YAML with the command-line overrides applied: the one reader behind every
     ``train.py``'s ``--section.key=value`` options.
 
-    ``--key=value`` may name any key the file has; with ``schema`` (the file's dataclass) also a top-level key the
-    file omits, which then starts from the schema's default (so every key ``--help`` lists can be set).
+    ``--key=value`` may name any key the file has; with ``schema`` (the file's dataclass) also a key the file
+    omits, at any depth of nested dataclasses, which then starts from the schema's default (so every key
+    ``--help`` lists can be set).
 
     Args:
         path: the YAML file. overrides: the arguments left after the script's own flags.
         schema: optional dataclass of the file's top level.
+        sections: optional ``{dotted section: dataclass}`` for sections the schema types as a plain ``dict``.
     Returns:
         the merged mapping (check it with :func:`from_mapping`).
     Raises:
@@ -373,10 +404,7 @@ def load_with_overrides(path: str | os.PathLike, overrides: list[str], schema: t
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
     data = dict(data)
     if schema is not None:
-        given = {a[2:].split("=", 1)[0] for a in overrides if a.startswith("--")}
-        for f in dataclasses.fields(schema):
-            if f.name in given and f.name not in data:
-                default = f.default if f.default is not dataclasses.MISSING else (
-                    f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-                data[f.name] = dataclasses.asdict(default) if dataclasses.is_dataclass(default) else default
+        for a in overrides:
+            if a.startswith("--") and len(a) > 2:
+                _fill_from_schema(data, a[2:].split("=", 1)[0].split("."), schema, sections or {}, "")
     return apply_overrides(data, overrides, str(path))

@@ -62,7 +62,18 @@ class MotionModuleConfig:
 
 @dataclass
 class UNet3DAdditionalKwargs:
-    """``unet_additional_kwargs`` of the inference yaml (see :class:`UNet3DConfig`)."""
+    """``unet_additional_kwargs`` of the inference yaml (see :class:`UNet3DConfig`).
+
+    Attributes:
+        use_inflated_groupnorm: GroupNorm per frame (v2/v3) instead of over all frames of a video (v1).
+        use_motion_module: insert the motion modules (true in every AnimateDiff config).
+        motion_module_resolutions: the downsampling factors of the levels that get motion modules ([1, 2, 4, 8]).
+        motion_module_mid_block: a motion module in the mid block too (v2).
+        motion_module_decoder_only: motion modules only in the up path (false).
+        motion_module_type: "Vanilla".
+        motion_module_kwargs: :class:`MotionModuleConfig`.
+        unet_use_cross_frame_attention / unet_use_temporal_attention: false (the original's unused switches).
+    """
 
     use_inflated_groupnorm: bool = False
     use_motion_module: bool = False
@@ -354,8 +365,8 @@ class TrainingConfig:
     Attributes:
         pretrained_model_path: diffusers SD-1.5 folder (tokenizer, text encoder, VAE, 2-D UNet).
         output_dir: checkpoints, samples and the log (a run already there is resumed).
-        unet_additional_kwargs: as in the inference yaml (:class:`UNet3DAdditionalKwargs`; the v1 training
-            yaml sets neither ``use_inflated_groupnorm`` nor ``motion_module_mid_block``: both False).
+        unet_additional_kwargs: the motion-module layout, as in the inference yaml (the v1 training yaml sets neither
+            ``use_inflated_groupnorm`` nor ``motion_module_mid_block``: both False; keys below).
         noise_scheduler_kwargs: :class:`SchedulerConfig` of the noising (``DDIMScheduler.add_noise``; linear betas).
         train_data: :class:`TrainDataConfig`. validation_data: :class:`ValidationDataConfig`.
         trainable_modules: a UNet parameter is trained iff its name CONTAINS one of these (``["motion_modules."]``).
@@ -363,7 +374,8 @@ class TrainingConfig:
             keys, none unexpected, so no ``pos_encoder.pe`` tables: a released motion module is refused); "" = none.
         learning_rate: AdamW peak learning rate (3e-5).
         scale_lr: multiply the learning rate by accumulation x batch x processes (False).
-        lr_scheduler: "constant" or "cosine" (after the warm-up). lr_warmup_steps: linear warm-up steps (0).
+        lr_scheduler: "constant" or "cosine" (after the warm-up).
+        lr_warmup_steps: linear warm-up steps (0).
         adam_beta1 / adam_beta2 / adam_weight_decay / adam_epsilon: AdamW's (0.9, 0.999, 0.01, 1e-8).
         train_batch_size: videos per step and process (1).
         gradient_accumulation_steps: micro-batches averaged into one optimizer step (1).
@@ -377,7 +389,9 @@ class TrainingConfig:
         global_seed: seed of the data order and of every draw (42).
         cfg_random_null_text / cfg_random_null_text_ratio: replace a caption by "" with this probability (0.1).
         mixed_precision_training: float16 UNet compute with dynamic loss scaling on GPU/Ascend (True); float32 on CPU.
-        gradient_checkpointing: recompute the UNet blocks in the backward pass (less memory, same numbers).
+        gradient_checkpointing: recompute the UNet's down and mid blocks in the backward pass (less memory, same
+            numbers).
+        image_finetune: the original's 2-D image stage; only false (the motion-module stage) is ported.
         motion_lora_rank: > 0 trains a MotionLoRA of this rank on the motion modules' to_q/to_k/to_v/to_out
             instead of ``trainable_modules`` (0 = off; port key).
         motion_lora_alpha: the MotionLoRA's scale in training (``W + alpha * up @ down``; 1.0; port key); the

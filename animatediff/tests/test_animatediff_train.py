@@ -88,8 +88,22 @@ def test_help_lists_every_key(capsys):
     out = capsys.readouterr().out
     for key in ("--learning_rate", "--train_data.sample_stride", "--validation_data.guidance_scale",
                 "--cfg_random_null_text_ratio", "--motion_lora_rank", "--gradient_checkpointing", "--max_grad_norm",
-                "--unet_additional_kwargs.motion_module_kwargs.temporal_position_encoding_max_len"):
+                "--unet_additional_kwargs.motion_module_kwargs.temporal_position_encoding_max_len",
+                "--unet_additional_kwargs.use_inflated_groupnorm", "--lr_warmup_steps (0): linear warm-up"):
         assert key in out, key
+
+
+def test_every_key_is_settable_also_when_the_yaml_omits_it(setup):
+    args, rest = train.get_parser().parse_known_args(
+        ["-c", str(DEMO), "--random_weights", "--unet_additional_kwargs.use_inflated_groupnorm=true",
+         "--unet_additional_kwargs.motion_module_mid_block=true", "--lr_warmup_steps=3", "--max_grad_norm=0.5"])
+    cfg = train.read_config(args, rest)  # the demo yaml has none of these keys
+    assert cfg.unet_additional_kwargs["use_inflated_groupnorm"] and cfg.unet_additional_kwargs["motion_module_mid_block"]
+    assert cfg.lr_warmup_steps == 3 and cfg.max_grad_norm == 0.5
+    assert cfg.unet_additional_kwargs["motion_module_kwargs"]["temporal_position_encoding_max_len"] == 24  # the file's
+    args, rest = train.get_parser().parse_known_args(["-c", str(DEMO), "--unet_additional_kwargs.use_inflated_groupnorn=1"])
+    with pytest.raises(ValueError, match="did you mean 'use_inflated_groupnorm'"):
+        train.read_config(args, rest)
 
 
 def _cmd(setup, out, *extra):

@@ -152,8 +152,10 @@ def test_transformers_generic_keys_are_named_not_guessed():
 def test_load_with_overrides_sets_file_keys_and_schema_keys_the_file_omits(tmp_path):
     y = tmp_path / "t.yaml"
     y.write_text("inner: {num_head_channels: 8}\nsize: 3\n")
-    data = load_with_overrides(y, ["--size=5", "--inner.num_head_channels", "16", "--extra={a: 1}"], Outer)
-    assert data == {"inner": {"num_head_channels": 16}, "size": 5, "extra": {"a": 1}}  # extra: from the schema
+    data = load_with_overrides(y, ["--size=5", "--inner.num_head_channels", "16", "--extra={a: 1}", "--inner.scale=2"],
+                               Outer)
+    assert data == {"inner": {"num_head_channels": 16, "scale": 2}, "size": 5, "extra": {"a": 1}}  # from the schema
+    assert load_with_overrides(y, ["--extra.kind=v"], Outer, sections={"extra": Inner})["extra"] == {"kind": "v"}
     assert from_mapping(Outer, data, str(y)).inner.num_head_channels == 16
     with pytest.raises(ConfigError, match=r"unknown option --sise.*did you mean 'size'"):
         load_with_overrides(y, ["--sise=1"], Outer)
