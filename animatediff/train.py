@@ -49,6 +49,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="start from the tiny random model of the demo (animatediff_ms.demo) instead of "
                         "pretrained_model_path: a smoke test of the code path, not a fine-tuning")
     p.add_argument("--keep_last", type=int, default=3, help="resume checkpoints kept (default 3)")
+    p.add_argument("--no_video_check", action="store_true",
+                   help="check only that every video of the CSV exists before training, not that ffmpeg reads it "
+                        "(huge datasets): an unreadable one then stops the run when it is drawn")
     p.add_argument("--dump_rank_params", default=None,
                    help="[diagnostic] path with {rank}: every rank writes its trained parameters at the end")
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
@@ -199,7 +202,7 @@ def run(args, cfg) -> int:
     on_cpu = ms.get_context("device_target") == "CPU"
     if on_cpu:
         ms.runtime.launch_blocking()
-    dataset = WebVid10M(cfg.train_data, seed=cfg.global_seed)  # every row checked: a bad one stops here (exit 2)
+    dataset = WebVid10M(cfg.train_data, seed=cfg.global_seed, check=not args.no_video_check)  # bad row: exit 2
     per_step = cfg.train_batch_size * world
     if len(dataset) < per_step:
         raise InputError(f"train_data.csv_path {cfg.train_data.csv_path}: {len(dataset)} videos cannot fill one batch "

@@ -11,7 +11,7 @@ One draw, as the original:
 
 Every draw comes from ``default_rng([seed, epoch, index])`` (the original uses Python's global ``random`` and
 torch's), so a clip is the same on every rank and after a resume. Every row is checked when the dataset is built,
-before any training: the file exists and ffmpeg reads it (:class:`~common.train.webvid.BadVideoError` names the
+before any training: the file exists and ffmpeg reads it (with ``check=False`` only the existence) (:class:`~common.train.webvid.BadVideoError` names the
 CSV line and the path). The original skips a failing video silently by drawing another one.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from common.train import DataLoader
-from common.train.webvid import BadVideoError, probe_video, read_clip_frames, read_webvid_csv
+from common.train.webvid import BadVideoError, check_exists, probe_video, read_clip_frames, read_webvid_csv
 from common.video_io import center_crop, resize_short_side
 
 from .config import TrainDataConfig
@@ -42,20 +42,35 @@ class WebVid10M:
     Args:
         data: :class:`~animatediff_ms.config.TrainDataConfig` (``train_data`` of the yaml).
         seed: base of the per-clip generators.
+        check: probe every video now (ffmpeg reads it, it has frames); False: only its existence now, the rest when
+            the clip is first drawn (huge CSVs).
 
     ``get(index, epoch) -> (pixel_values (f, 3, H, W) float32 in [-1, 1], caption str)``.
     """
 
-    def __init__(self, data: TrainDataConfig, seed: int = 0):
+    def __init__(self, data: TrainDataConfig, seed: int = 0, check: bool = True):
         self.data, self.seed = data, int(seed)
         folder = Path(data.video_folder)
         rows = read_webvid_csv(data.csv_path, lambda r: folder / f"{r['videoid']}.mp4", what="train_data.csv_path")
-        self.clips = []  # (path, caption, frames, csv line)
+        self.clips = []  # [path, caption, frames (-1: not probed yet), csv line]
         for line, path, caption in rows:
-            n, _ = probe_video(path, f"train_data.csv_path {data.csv_path}:{line}")
-            if n < 1:
-                raise BadVideoError(f"train_data.csv_path {data.csv_path}:{line}: video {path} has no frames")
-            self.clips.append((path, caption, n, line))
+            where = self._where(line)
+            if check:
+                n = self._probe(path, where)
+            else:
+                check_exists(path, where)
+                n = -1
+            self.clips.append([path, caption, n, line])
+
+    def _where(self, line: int) -> str:
+        return f"train_data.csv_path {self.data.csv_path}:{line}"
+
+    @staticmethod
+    def _probe(path: Path, where: str) -> int:
+        n, _ = probe_video(path, where)
+        if n < 1:
+            raise BadVideoError(f"{where}: video {path} has no frames")
+        return n
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -75,11 +90,14 @@ class WebVid10M:
 
     def get(self, index: int, epoch: int = 0):
         """Clip ``index`` as drawn in ``epoch``."""
-        path, caption, n, line = self.clips[int(index)]
+        clip = self.clips[int(index)]
+        if clip[2] < 0:  # built with check=False: probed when first drawn
+            clip[2] = self._probe(clip[0], self._where(clip[3]))
+        path, caption, n, line = clip
         rng = np.random.default_rng([self.seed, int(epoch), int(index)])
         idx = clip_indices(n, self.data.sample_n_frames, self.data.sample_stride, rng)
         flip = bool(rng.random() < 0.5)
-        frames = read_clip_frames(path, idx, f"train_data.csv_path {self.data.csv_path}:{line}")
+        frames = read_clip_frames(path, idx, self._where(line))
         return self.transform(np.ascontiguousarray(frames), flip), caption
 
 

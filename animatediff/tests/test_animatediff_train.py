@@ -60,8 +60,14 @@ def _bad(setup, capsys, *extra, config=DEMO):
 def test_bad_input_is_one_line_before_any_work(setup, capsys, tmp_path):
     bad_csv = tmp_path / "bad.csv"
     bad_csv.write_text(setup["csv"].read_text() + "4242,a missing clip,000001_000050,PT00H00M01S\n")
-    err = _bad(setup, capsys, f"--train_data.csv_path={bad_csv}")
-    assert "bad.csv:4" in err and "4242.mp4 does not exist" in err
+    for extra in ((), ("--no_video_check",)):  # the existence is checked either way
+        err = _bad(setup, capsys, f"--train_data.csv_path={bad_csv}", *extra)
+        assert "bad.csv:4" in err and "4242.mp4 does not exist" in err
+    broken = tmp_path / "videos"
+    broken.mkdir()
+    (broken / "1000.mp4").write_bytes(b"not a video")
+    err = _bad(setup, capsys, f"--train_data.video_folder={broken}")
+    assert "results.csv:2" in err and "1000.mp4" in err
     mm = setup["tw"]["root"] / "models" / "Motion_Module" / "mm_tiny_v1.ckpt"
     err = _bad(setup, capsys, f"--unet_checkpoint_path={mm}")
     assert "pos_encoder.pe" in err and "original train.py refuses" in err
