@@ -97,15 +97,16 @@ def save_motion_lora(unet, path) -> Path:
 
 def write_validation_samples(pipeline, cfg, step: int, out_dir, say=print) -> list[Path]:
     """The original's validation: the prompts (the first two before step 1000), ``sample_n_frames`` frames at
-    ``sample_size``, DDIM with ``noise_scheduler_kwargs``, noise seeded by ``global_seed``; one GIF per prompt at
-    ``<out_dir>/samples/sample-<step>/<i>.gif``. The UNet is put back in train mode afterwards."""
+    ``sample_size``, DDIM with ``noise_scheduler_kwargs``, each prompt's noise seeded by ``global_seed`` (the original
+    draws the prompts one after the other from one generator); one GIF per prompt at
+    ``<out_dir>/samples/sample-<step>/<i>.gif`` and all of them side by side in ``samples/sample-<step>.gif``. The UNet is put back in train mode afterwards."""
     from common.video_io import save_videos_grid
 
     v, d = cfg.validation_data, cfg.train_data
     prompts = list(v.prompts[:2] if step < 1000 else v.prompts)
     h, w = d.size
     folder = Path(out_dir) / "samples" / f"sample-{step}"
-    paths = []
+    paths, videos = [], []
     pipeline.unet.set_train(False)
     try:
         for i, prompt in enumerate(prompts):
@@ -113,7 +114,10 @@ def write_validation_samples(pipeline, cfg, step: int, out_dir, say=print) -> li
                            num_inference_steps=v.num_inference_steps, guidance_scale=v.guidance_scale,
                            seed=cfg.global_seed, progress=False)
             frames = np.asarray(out.frames).transpose(0, 4, 1, 2, 3)  # (1, 3, f, H, W) in [0, 1]
+            videos.append(frames)
             paths.append(save_videos_grid(frames, folder / f"{i}.gif", fps=8, value_range=(0, 1)))
+        if videos:  # all prompts side by side, as the original's samples/sample-<step>.gif
+            paths.append(save_videos_grid(np.concatenate(videos), folder.with_suffix(".gif"), fps=8, value_range=(0, 1)))
     finally:
         pipeline.unet.set_train(True)
     if paths:

@@ -156,6 +156,7 @@ def test_sigkill_resume_is_exact_and_the_checkpoint_loads_in_text_to_video(setup
     steps = [json.loads(ln) for ln in (root / "ref" / "train_log.jsonl").read_text().splitlines()]
     assert [m["step"] for m in steps] == [1, 2] and all(np.isfinite(m["loss"]) for m in steps)
     assert (root / "ref" / "samples" / "sample-2" / "0.gif").is_file()  # validation at validation_steps
+    assert (root / "ref" / "samples" / "sample-2.gif").is_file()  # + the grid of all prompts
     # the released motion-module layout: exactly the trained tensors, no pos_encoder.pe, no optimizer state
     mm = root / "ref" / "checkpoints" / "mm_step000002.safetensors"
     sd = load_file(str(mm))
