@@ -54,6 +54,11 @@ def get_parser() -> argparse.ArgumentParser:
                         "(huge datasets): an unreadable one then stops the run when it is drawn")
     p.add_argument("--dump_rank_params", default=None,
                    help="[diagnostic] path with {rank}: every rank writes its trained parameters at the end")
+    p.add_argument("--fp16_on_cpu", action="store_true",
+                   help="[diagnostic] run mixed_precision_training (float16 UNet compute, dynamic loss scaling) on CPU "
+                        "too (slow; the tests cover the loss scaler with it)")
+    p.add_argument("--loss_scale_value", type=float, default=65536.0,
+                   help="initial dynamic loss scale of mixed_precision_training (default 65536, torch's GradScaler)")
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     p.add_argument("--debug", action="store_true", help="on an error, show the traceback instead of one line")
     return p
@@ -109,6 +114,8 @@ def read_config(args, overrides: list[str]):
                          f"entries >= 1")
     if args.keep_last < 1:
         raise InputError(f"--keep_last must be >= 1, got {args.keep_last}")
+    if args.loss_scale_value <= 0:
+        raise InputError(f"--loss_scale_value must be > 0, got {args.loss_scale_value}")
     mm = cfg.unet_additional_kwargs.get("motion_module_kwargs") or {}
     max_len = mm.get("temporal_position_encoding_max_len", 24)
     if mm.get("temporal_position_encoding", False) and cfg.train_data.sample_n_frames > max_len:
@@ -235,16 +242,16 @@ def run(args, cfg) -> int:
             p.requires_grad = False
     unet.set_train(True)
     unet.set_gradient_checkpointing(cfg.gradient_checkpointing)
-    fp16 = cfg.mixed_precision_training and not on_cpu
+    fp16 = cfg.mixed_precision_training and (not on_cpu or args.fp16_on_cpu)
     if fp16:
-        unet.to_float(ms.float16)
+        F.use_mixed_precision(unet)
     lr = cfg.learning_rate * (cfg.gradient_accumulation_steps * cfg.train_batch_size * world if cfg.scale_lr else 1)
     tcfg = TrainConfig(
         output_dir=str(out), max_steps=max_steps, lr=lr, lr_schedule=cfg.lr_scheduler, warmup_steps=cfg.lr_warmup_steps,
         betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon, weight_decay=cfg.adam_weight_decay,
         accum_steps=cfg.gradient_accumulation_steps, clip_grad_norm=cfg.max_grad_norm or None, ckpt_every=every,
         keep_last=args.keep_last, seed=cfg.global_seed, progress=not args.no_progress,
-        loss_scale="dynamic" if fp16 else "none", extra={"config": str(Path(args.config).absolute())})
+        loss_scale="dynamic" if fp16 else "none", loss_scale_value=args.loss_scale_value, extra={"config": str(Path(args.config).absolute())})
     numel = sum(math.prod(p.shape) for p in params)
     h, w = cfg.train_data.size
     say(f"{len(dataset)} videos, {world} process(es), {max_steps} steps of {cfg.gradient_accumulation_steps} x {world} "

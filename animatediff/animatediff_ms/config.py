@@ -388,7 +388,8 @@ class TrainingConfig:
         validation_steps_tuple: also sample at these steps (e.g. [2, 50]).
         global_seed: seed of the data order and of every draw (42).
         cfg_random_null_text / cfg_random_null_text_ratio: replace a caption by "" with this probability (0.1).
-        mixed_precision_training: float16 UNet compute with dynamic loss scaling on GPU/Ascend (True); float32 on CPU.
+        mixed_precision_training: float16 UNet compute (norms float32) with dynamic loss scaling on GPU/Ascend (True);
+            float32 on CPU.
         gradient_checkpointing: recompute the UNet's down and mid blocks in the backward pass (less memory, same
             numbers).
         image_finetune: the original's 2-D image stage; only false (the motion-module stage) is ported.

@@ -24,7 +24,7 @@ from . import training as T
 from .loading import is_motion_param
 from .motion_lora import motion_lora_state_dict
 
-__all__ = ["MotionLoss", "make_batch_fn", "motion_module_state_dict", "save_motion_module", "save_motion_lora",
+__all__ = ["MotionLoss", "use_mixed_precision", "make_batch_fn", "motion_module_state_dict", "save_motion_module", "save_motion_lora",
            "write_validation_samples"]
 
 
@@ -39,6 +39,19 @@ class MotionLoss(nn.Cell):
     def construct(self, noisy, timesteps, encoder_hidden_states, noise):
         out = self.unet(noisy, timesteps, encoder_hidden_states)
         return ops.mean(ops.square(out.astype(ms.float32) - noise))
+
+
+def use_mixed_precision(unet) -> int:
+    """``mixed_precision_training``: the UNet computes in float16 (float32 master weights, the Trainer's loss
+    scaling), except its GroupNorm / LayerNorm cells, which stay float32 as under torch's autocast (their backward
+    overflows float16 on small groups: 1/sqrt(var + eps) cubed). Returns the number of norm cells kept float32."""
+    unet.to_float(ms.float16)
+    kept = 0
+    for _, cell in unet.cells_and_names():
+        if type(cell).__name__.endswith("Norm"):  # GroupNorm, LayerNorm, VideoGroupNorm
+            cell.to_float(ms.float32)
+            kept += 1
+    return kept
 
 
 def clip_draws(seed: int, key, n_frames: int, latent_hw: tuple[int, int], cfg) -> dict:
