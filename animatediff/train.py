@@ -102,16 +102,25 @@ def read_config(args, overrides: list[str]):
     if h < 8 or w < 8 or h % 8 or w % 8:
         raise InputError(f"{where}: train_data.sample_size {h}x{w}: height and width must be positive multiples of 8 "
                          f"(--train_data.sample_size)")
-    if cfg.learning_rate <= 0 or cfg.adam_epsilon <= 0 or cfg.adam_weight_decay < 0 or cfg.max_grad_norm < 0:
-        raise InputError(f"{where}: learning_rate and adam_epsilon must be > 0, adam_weight_decay and max_grad_norm "
-                         f">= 0 (--learning_rate ...)")
-    for name in ("adam_beta1", "adam_beta2", "cfg_random_null_text_ratio"):
-        v = getattr(cfg, name)
-        if not 0.0 <= v < 1.0 + (name == "cfg_random_null_text_ratio"):
-            raise InputError(f"{where}: {name} {v} must lie in [0, 1{']' if 'ratio' in name else ')'} (--{name})")
-    if cfg.lr_warmup_steps < 0 or cfg.motion_lora_rank < 0 or any(s < 1 for s in cfg.validation_steps_tuple):
-        raise InputError(f"{where}: lr_warmup_steps, motion_lora_rank must be >= 0 and validation_steps_tuple "
-                         f"entries >= 1")
+    for name, ok, rule in (("learning_rate", cfg.learning_rate > 0, "> 0"), ("adam_epsilon", cfg.adam_epsilon > 0, "> 0"),
+                           ("adam_weight_decay", cfg.adam_weight_decay >= 0, ">= 0"),
+                           ("max_grad_norm", cfg.max_grad_norm >= 0, ">= 0 (0 = no clipping)"),
+                           ("adam_beta1", 0 <= cfg.adam_beta1 < 1, "in [0, 1)"),
+                           ("adam_beta2", 0 <= cfg.adam_beta2 < 1, "in [0, 1)"),
+                           ("cfg_random_null_text_ratio", 0 <= cfg.cfg_random_null_text_ratio <= 1, "in [0, 1]"),
+                           ("validation_data.guidance_scale", cfg.validation_data.guidance_scale >= 0, ">= 0"),
+                           ("lr_warmup_steps", cfg.lr_warmup_steps >= 0, ">= 0"),
+                           ("motion_lora_rank", cfg.motion_lora_rank >= 0, ">= 0 (0 = off)"),
+                           ("motion_lora_alpha", cfg.motion_lora_alpha > 0 or cfg.motion_lora_rank == 0, "> 0"),
+                           ("validation_steps_tuple", all(s >= 1 for s in cfg.validation_steps_tuple), "steps >= 1")):
+        if not ok:
+            node = cfg
+            for part in name.split("."):
+                node = getattr(node, part)
+            raise InputError(f"{where}: {name} {node}: must be {rule} (--{name})")
+    if cfg.max_train_steps != -1 and cfg.lr_warmup_steps > cfg.max_train_steps:
+        raise InputError(f"{where}: lr_warmup_steps {cfg.lr_warmup_steps} exceeds max_train_steps "
+                         f"{cfg.max_train_steps}: the run would end inside its warm-up (--lr_warmup_steps)")
     if args.keep_last < 1:
         raise InputError(f"--keep_last must be >= 1, got {args.keep_last}")
     if args.loss_scale_value <= 0:

@@ -78,6 +78,11 @@ def test_bad_input_is_one_line_before_any_work(setup, capsys, tmp_path):
     for opt in ("--max_train_steps=0", "--train_batch_size=0", "--train_data.sample_n_frames=-1",
                 "--gradient_accumulation_steps=0", "--validation_data.num_inference_steps=0"):
         assert "must be a positive count" in _bad(setup, capsys, opt) and opt.split("=")[0] in _bad(setup, capsys, opt)
+    for opt, message in (("--learning_rate=0", "learning_rate 0.0: must be > 0"),
+                         ("--cfg_random_null_text_ratio=1.5", "cfg_random_null_text_ratio 1.5: must be in [0, 1]"),
+                         ("--lr_warmup_steps=5", "lr_warmup_steps 5 exceeds max_train_steps 2"),
+                         ("--motion_lora_rank=-1", "motion_lora_rank -1: must be >= 0")):
+        assert message in _bad(setup, capsys, opt), opt
     assert "multiples of 64" in _bad(setup, capsys, "--train_data.sample_size=[32, 64]")
     assert "temporal_position_encoding_max_len 24" in _bad(setup, capsys, "--train_data.sample_n_frames=25")
     # the real command: one line on stderr, nothing else, exit 2
