@@ -282,6 +282,10 @@ def run(args, cfg) -> int:
             return
         if (every and step % every == 0) or step == max_steps:
             say(f"step {step}: wrote {save(unet, ckpt_dir / f'{stem}_step{step:06d}.safetensors')}")
+        acc, per_epoch = cfg.gradient_accumulation_steps, loader.sampler.batches_per_epoch
+        epoch = step * acc // per_epoch
+        if epoch > (step - 1) * acc // per_epoch:  # an epoch ended in this step: the original saves then too
+            say(f"epoch {epoch}: wrote {save(unet, ckpt_dir / f'{stem}_epoch{epoch:04d}.safetensors')}")
         if cfg.validation_data.prompts and (step % cfg.validation_steps == 0 or step in cfg.validation_steps_tuple):
             F.write_validation_samples(pipe, cfg, step, out, say)
 

@@ -177,6 +177,8 @@ def test_sigkill_resume_is_exact_and_the_checkpoint_loads_in_text_to_video(setup
     assert sorted(sd) == sorted(model) and all("motion_modules." in k for k in sd)
     assert all(np.array_equal(sd[k], model[k]) for k in sd)
     assert (root / "ref" / "checkpoints" / "mm_step000001.safetensors").is_file()
+    epoch_end = load_file(str(root / "ref" / "checkpoints" / "mm_epoch0001.safetensors"))  # 2 clips, 1 a step
+    assert all(np.array_equal(epoch_end[k], sd[k]) for k in sd)
     # ... loadable by text_to_video.py's motion_module path (inference-v1.yaml: the training yaml's layout)
     t2v = _load("text_to_video_for_train", PROJECT / "text_to_video.py")
     prompt = tmp_path / "prompt.yaml"
