@@ -51,7 +51,7 @@ class WebVid10M:
     def __init__(self, data: TrainDataConfig, seed: int = 0, check: bool = True):
         self.data, self.seed = data, int(seed)
         folder = Path(data.video_folder)
-        rows = read_webvid_csv(data.csv_path, lambda r: folder / f"{r['videoid']}.mp4", what="train_data.csv_path")
+        rows = read_webvid_csv(data.csv_path, lambda r: folder / f"{r['videoid']}.mp4", what="--train_data.csv_path")
         self.clips = []  # [path, caption, frames (-1: not probed yet), csv line]
         for line, path, caption in rows:
             where = self._where(line)
