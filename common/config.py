@@ -351,3 +351,61 @@ def options_help(cls: type, prefix: str = "") -> list[str]:
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
         lines.append(f"  --{name} ({default!r}): {docs.get(f.name, '')}".rstrip(": "))
     return lines
+
+
+def _schema_default(f: dataclasses.Field) -> Any:
+    default = f.default if f.default is not dataclasses.MISSING else (
+        f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+    return dataclasses.asdict(default) if dataclasses.is_dataclass(default) else default
+
+
+def _fill_from_schema(data: dict, parts: list[str], schema: type, sections: Mapping[str, type], prefix: str) -> None:
+    """Give ``data`` the schema default of the key path ``parts`` where the file omits it (sections too)."""
+    if not dataclasses.is_dataclass(schema) or not isinstance(data, dict):
+        return
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    f = fields.get(parts[0])
+    if f is None:
+        if parts[0] in data:
+            return
+        raise ConfigError(f"unknown option --{prefix}{'.'.join(parts)}: {prefix}{parts[0]} is not a key of the "
+                          f"{'file' if not prefix else prefix[:-1] + ' section'}"
+                          f"{_did_you_mean(parts[0], set(fields) | set(data))}")
+    if parts[0] not in data:
+        data[parts[0]] = _schema_default(f)
+    if len(parts) > 1:
+        path = f"{prefix}{parts[0]}"
+        sub = sections.get(path) or typing.get_type_hints(schema).get(parts[0])
+        if data[parts[0]] is None and dataclasses.is_dataclass(sub):
+            data[parts[0]] = {}
+        _fill_from_schema(data[parts[0]], parts[1:], sub, sections, path + ".")
+
+
+def load_with_overrides(path: str | os.PathLike, overrides: list[str], schema: type | None = None,
+                        sections: Mapping[str, type] | None = None) -> dict:
+    """A training/inference YAML with the command-line overrides applied: the one reader behind every
+    ``train.py``'s ``--section.key=value`` options.
+
+    ``--key=value`` may name any key the file has; with ``schema`` (the file's dataclass) also a key the file
+    omits, at any depth of nested dataclasses, which then starts from the schema's default (so every key
+    ``--help`` lists can be set).
+
+    Args:
+        path: the YAML file. overrides: the arguments left after the script's own flags.
+        schema: optional dataclass of the file's top level.
+        sections: optional ``{dotted section: dataclass}`` for sections the schema types as a plain ``dict``.
+    Returns:
+        the merged mapping (check it with :func:`from_mapping`).
+    Raises:
+        ConfigError: not a mapping at the top level, a bad or unknown option (nearest key suggested).
+    """
+    data = load_yaml(path)
+    data = {} if data is None else data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    data = dict(data)
+    if schema is not None:
+        for a in overrides:
+            if a.startswith("--") and len(a) > 2:
+                _fill_from_schema(data, a[2:].split("=", 1)[0].split("."), schema, sections or {}, "")
+    return apply_overrides(data, overrides, str(path))

@@ -83,10 +83,10 @@ def read_configs(args, overrides: list[str]):
     from dynamicrafter_ms.train_config import read_training_file
 
     from common.cli import check_file
-    from common.config import apply_overrides, load_yaml
+    from common.config import load_with_overrides
 
     path = check_file(args.config, "--config", "config")
-    data = apply_overrides(load_yaml(path), overrides, str(path))
+    data = load_with_overrides(path, overrides)
     tf = read_training_file(data, str(path))
     cfg = DynamiCrafterConfig.from_dict({"model": data["model"]}, str(path))
     check_trainable(cfg, f"{path}: model.params")

@@ -55,21 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_train_config(path: Path, overrides: list[str]):
     """The config file with ``--key=value`` overrides applied (any key of the schema), checked."""
-    import dataclasses
-
     from videocomposer_ms.train_config import VCTrainConfig
 
-    from common.config import ConfigError, apply_overrides, from_mapping, load_yaml
+    from common.config import from_mapping, load_with_overrides
 
-    data = load_yaml(path) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    given = {a[2:].split("=", 1)[0] for a in overrides if a.startswith("--")}
-    # a key the file omits can be overridden too: it starts from the schema's default
-    full = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-            for f in dataclasses.fields(VCTrainConfig) if f.name in given and f.name not in data}
-    full.update(data)
-    merged = apply_overrides(full, overrides, str(path))
+    merged = load_with_overrides(path, overrides, VCTrainConfig)  # a key the file omits starts from its default
     return from_mapping(VCTrainConfig, merged, str(path))
 
 

@@ -20,12 +20,12 @@ from typing import Any, Literal
 from common.config import ConfigError, from_mapping, load_json, load_yaml, unused
 from common.vae import SD_SCALE_FACTOR, DDConfig
 
+_TRAINING = "a key of the training config (read by TrainingConfig)"
+
 __all__ = ["ConfigError", "MotionModuleConfig", "UNet3DAdditionalKwargs", "UNet3DConfig", "VAEConfig",
-           "SchedulerConfig", "InferenceConfig", "TrainingConfig", "SparseControlNetKwargs",
+           "SchedulerConfig", "InferenceConfig", "TrainDataConfig", "ValidationDataConfig", "TrainingConfig", "SparseControlNetKwargs",
            "ControlNetInferenceConfig"]
 
-_TRAINING = "a key of the training config (read by TrainingConfig)"
-_LOOP = "the training loop (not ported yet; the objective is animatediff_ms.training)"
 
 
 @dataclass
@@ -62,7 +62,18 @@ class MotionModuleConfig:
 
 @dataclass
 class UNet3DAdditionalKwargs:
-    """``unet_additional_kwargs`` of the inference yaml (see :class:`UNet3DConfig`)."""
+    """``unet_additional_kwargs`` of the inference yaml (see :class:`UNet3DConfig`).
+
+    Attributes:
+        use_inflated_groupnorm: GroupNorm per frame (v2/v3) instead of over all frames of a video (v1).
+        use_motion_module: insert the motion modules (true in every AnimateDiff config).
+        motion_module_resolutions: the downsampling factors of the levels that get motion modules ([1, 2, 4, 8]).
+        motion_module_mid_block: a motion module in the mid block too (v2).
+        motion_module_decoder_only: motion modules only in the up path (false).
+        motion_module_type: "Vanilla".
+        motion_module_kwargs: :class:`MotionModuleConfig`.
+        unet_use_cross_frame_attention / unet_use_temporal_attention: false (the original's unused switches).
+    """
 
     use_inflated_groupnorm: bool = False
     use_motion_module: bool = False
@@ -314,73 +325,144 @@ class InferenceConfig:
 
 
 @dataclass
-class TrainingConfig:
-    """``configs/training/v1/training.yaml``: the keyword arguments of the original ``train.py::main``
-    (same names and defaults). Relative paths are kept as written (the original resolves them against the
-    working directory).
+class TrainDataConfig:
+    """``train_data`` of the training yaml: the original's ``WebVid10M`` dataset.
 
-    Attributes used by the training objective (:mod:`animatediff_ms.training`):
+    Attributes:
+        csv_path: WebVid CSV with the columns ``videoid,name,page_dir`` (``name`` is the caption).
+        video_folder: the clips, ``<video_folder>/<videoid>.mp4`` (``page_dir`` is not part of the path).
+        sample_size: frame size, one int (square) or ``[H, W]``: short side resized to H, centre crop to H x W.
+        sample_stride: frames between two sampled frames (shortened, as the original, for a short clip).
+        sample_n_frames: frames per clip (at most the motion module's ``temporal_position_encoding_max_len``).
+    """
+
+    csv_path: str = ""
+    video_folder: str = ""
+    sample_size: int | tuple[int, int] = 256
+    sample_stride: int = 4
+    sample_n_frames: int = 16
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)`` of ``sample_size``."""
+        s = self.sample_size
+        return (int(s), int(s)) if isinstance(s, int) else (int(s[0]), int(s[1]))
+
+
+@dataclass
+class ValidationDataConfig:
+    """``validation_data`` of the training yaml: the sampling every ``validation_steps`` steps.
+
+    Attributes:
+        prompts: the validation prompts (the first two before step 1000, as the original; one GIF each).
+        num_inference_steps: DDIM steps of a validation video.
+        guidance_scale: classifier-free guidance weight (8.0).
+    """
+
+    prompts: tuple[str, ...] = ()
+    num_inference_steps: int = 25
+    guidance_scale: float = 8.0
+
+
+@dataclass
+class TrainingConfig:
+    """``configs/training/v1/training.yaml``: the keyword arguments of the original ``train.py::main`` (same
+    names and defaults), plus this port's MotionLoRA keys. Relative paths are kept as written (resolved against
+    the working directory, as the original).
+
+    Attributes:
         pretrained_model_path: diffusers SD-1.5 folder (tokenizer, text encoder, VAE, 2-D UNet).
-        unet_additional_kwargs: as in the inference yaml (:class:`UNet3DAdditionalKwargs`; the v1 training
-            yaml sets neither ``use_inflated_groupnorm`` nor ``motion_module_mid_block``: both False).
-        noise_scheduler_kwargs: :class:`SchedulerConfig` of the noising (``DDIMScheduler.add_noise``).
+        output_dir: checkpoints, samples and the log (a run already there is resumed).
+        unet_additional_kwargs: the motion-module layout, as in the inference yaml (the v1 training yaml sets neither
+            ``use_inflated_groupnorm`` nor ``motion_module_mid_block``: both False; keys below).
+        noise_scheduler_kwargs: :class:`SchedulerConfig` of the noising (``DDIMScheduler.add_noise``; linear betas).
+        train_data: :class:`TrainDataConfig`. validation_data: :class:`ValidationDataConfig`.
         trainable_modules: a UNet parameter is trained iff its name CONTAINS one of these (``["motion_modules."]``).
         unet_checkpoint_path: initial UNet weights (``{"global_step", "state_dict"}`` or a flat dict; any UNet
-            keys, none unexpected, so no ``pos_encoder.pe`` tables); "" = none.
-        max_grad_norm: gradient clipping (total 2-norm over the UNet, 1.0).
+            keys, none unexpected, so no ``pos_encoder.pe`` tables: a released motion module is refused); "" = none.
+        learning_rate: AdamW peak learning rate (3e-5).
+        scale_lr: multiply the learning rate by accumulation x batch x processes (False).
+        lr_scheduler: "constant" or "cosine" (after the warm-up).
+        lr_warmup_steps: linear warm-up steps (0).
+        adam_beta1 / adam_beta2 / adam_weight_decay / adam_epsilon: AdamW's (0.9, 0.999, 0.01, 1e-8).
+        train_batch_size: videos per step and process (1).
+        gradient_accumulation_steps: micro-batches averaged into one optimizer step (1).
+        max_grad_norm: clip the gradients' total 2-norm to this (1.0; 0 = no clipping).
+        max_train_epoch: epochs to train when ``max_train_steps`` is -1 (-1).
+        max_train_steps: optimizer steps of the run (100); -1 = ``max_train_epoch`` epochs.
+        checkpointing_steps: write a motion-module checkpoint (and the resume state) every this many steps (-1).
+        checkpointing_epochs: the same every this many epochs (5; used when ``checkpointing_steps`` is -1).
+        validation_steps: sample the validation prompts every this many steps (100).
+        validation_steps_tuple: also sample at these steps (e.g. [2, 50]).
+        global_seed: seed of the data order and of every draw (42).
         cfg_random_null_text / cfg_random_null_text_ratio: replace a caption by "" with this probability (0.1).
-        train_batch_size: videos per step and device (1). mixed_precision_training: fp16 autocast (False here).
-    Every other key belongs to the training loop (data, optimiser, logging, validation) and is read unchanged.
+        mixed_precision_training: float16 UNet compute (norms float32) with dynamic loss scaling on GPU/Ascend (True);
+            float32 on CPU.
+        gradient_checkpointing: recompute the UNet's down and mid blocks in the backward pass (less memory, same
+            numbers).
+        image_finetune: the original's 2-D image stage; only false (the motion-module stage) is ported.
+        motion_lora_rank: > 0 trains a MotionLoRA of this rank on the motion modules' to_q/to_k/to_v/to_out
+            instead of ``trainable_modules`` (0 = off; port key).
+        motion_lora_alpha: the MotionLoRA's scale in training (``W + alpha * up @ down``; 1.0; port key); the
+            saved file is loaded by inference at ``alpha`` to reproduce the trained model.
     """
 
     unet_additional_kwargs: dict = field(default_factory=dict)
     noise_scheduler_kwargs: SchedulerConfig = field(default_factory=SchedulerConfig)
     pretrained_model_path: str = ""
+    output_dir: str = "outputs"
+    train_data: TrainDataConfig = field(default_factory=TrainDataConfig)
+    validation_data: ValidationDataConfig = field(default_factory=ValidationDataConfig)
     trainable_modules: tuple[str, ...] = ()
     unet_checkpoint_path: str = ""
+    learning_rate: float = 3e-5
+    scale_lr: bool = False
+    lr_warmup_steps: int = 0
+    lr_scheduler: Literal["constant", "cosine"] = "constant"
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_weight_decay: float = 1e-2
+    adam_epsilon: float = 1e-8
+    train_batch_size: int = 1
+    gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
+    max_train_epoch: int = -1
+    max_train_steps: int = 100
+    checkpointing_steps: int = -1
+    checkpointing_epochs: int = 5
+    validation_steps: int = 100
+    validation_steps_tuple: tuple[int, ...] = ()
+    global_seed: int = 42
     cfg_random_null_text: bool = True
     cfg_random_null_text_ratio: float = 0.1
-    train_batch_size: int = 1
     mixed_precision_training: bool = True
+    gradient_checkpointing: bool = False
+    motion_lora_rank: int = 0
+    motion_lora_alpha: float = 1.0
     image_finetune: Literal[False] = False
-    name: Any = unused(_LOOP)
-    use_wandb: Any = unused(_LOOP)
-    launcher: Any = unused(_LOOP)
-    output_dir: Any = unused(_LOOP)
-    train_data: Any = unused(_LOOP)
-    validation_data: Any = unused(_LOOP)
-    resume_ckpt: Any = unused(_LOOP)
-    ema_decay: Any = unused(_LOOP, 0.9999)
-    max_train_epoch: Any = unused(_LOOP, -1)
-    max_train_steps: Any = unused(_LOOP, 100)
-    validation_steps: Any = unused(_LOOP, 100)
-    validation_steps_tuple: Any = unused(_LOOP)
-    learning_rate: Any = unused(_LOOP, 3e-5)
-    scale_lr: Any = unused(_LOOP, False)
-    lr_warmup_steps: Any = unused(_LOOP, 0)
-    lr_scheduler: Any = unused(_LOOP, "constant")
-    num_workers: Any = unused(_LOOP, 32)
-    adam_beta1: Any = unused(_LOOP, 0.9)
-    adam_beta2: Any = unused(_LOOP, 0.999)
-    adam_weight_decay: Any = unused(_LOOP, 1e-2)
-    adam_epsilon: Any = unused(_LOOP, 1e-8)
-    gradient_accumulation_steps: Any = unused(_LOOP, 1)
-    gradient_checkpointing: Any = unused("recomputation in the backward pass: the same numbers", False)
-    checkpointing_epochs: Any = unused(_LOOP, 5)
-    checkpointing_steps: Any = unused(_LOOP, -1)
-    global_seed: Any = unused(_LOOP, 42)
-    is_debug: Any = unused(_LOOP, False)
-    use_adamw8bit: Any = unused(_LOOP, False)
+    name: Any = unused("the run name (the original appends a timestamp to output_dir; here output_dir is used as "
+                       "given so that a run resumes)")
+    use_wandb: Any = unused("Weights & Biases logging (the log is output_dir/train_log.jsonl)", False)
+    launcher: Any = unused("torch.distributed launcher (data parallel runs under msrun here)")
+    resume_ckpt: Any = unused("a run resumes from output_dir's newest checkpoint by itself")
+    ema_decay: Any = unused("no EMA in the original's loop", 0.9999)
+    num_workers: Any = unused("data loader processes (clips are decoded in the training process)", 32)
+    is_debug: Any = unused("the original's debug switch", False)
+    use_adamw8bit: Any = unused("bitsandbytes 8-bit AdamW: float32 AdamW here", False)
     enable_xformers_memory_efficient_attention: Any = unused("xformers: the same numbers here")
 
     @classmethod
     def load(cls, path) -> TrainingConfig:
-        """Read a training yaml; ``unet_additional_kwargs`` and ``noise_scheduler_kwargs`` are checked too."""
-        cfg = from_mapping(cls, load_yaml(path), str(path))
-        from_mapping(UNet3DAdditionalKwargs, cfg.unet_additional_kwargs, f"{path}: unet_additional_kwargs")
-        if not cfg.trainable_modules:
-            raise ConfigError(f"{path}: trainable_modules: empty (the original then trains nothing)")
+        """Read a training yaml (every key checked, ``unet_additional_kwargs`` too)."""
+        return cls.from_dict(load_yaml(path), str(path))
+
+    @classmethod
+    def from_dict(cls, data, where: str) -> TrainingConfig:
+        """Build from the parsed yaml (overrides applied); ``where`` names the file in errors."""
+        cfg = from_mapping(cls, data, where)
+        from_mapping(UNet3DAdditionalKwargs, cfg.unet_additional_kwargs, f"{where}: unet_additional_kwargs")
+        if not cfg.trainable_modules and cfg.motion_lora_rank <= 0:
+            raise ConfigError(f"{where}: trainable_modules: empty (the original then trains nothing)")
         return cfg
 
 

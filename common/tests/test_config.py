@@ -14,6 +14,7 @@ from common.config import (
     from_node,
     join,
     load_json,
+    load_with_overrides,
     load_yaml,
     unused,
 )
@@ -146,3 +147,20 @@ def test_transformers_generic_keys_are_named_not_guessed():
     # the reader of a transformers config drops exactly these; model keys stay checked
     assert {"architectures", "torch_dtype", "id2label", "use_cache"} <= TRANSFORMERS_GENERIC_KEYS
     assert not {"hidden_size", "num_heads", "d_model", "vocab_size"} & TRANSFORMERS_GENERIC_KEYS
+
+
+def test_load_with_overrides_sets_file_keys_and_schema_keys_the_file_omits(tmp_path):
+    y = tmp_path / "t.yaml"
+    y.write_text("inner: {num_head_channels: 8}\nsize: 3\n")
+    data = load_with_overrides(y, ["--size=5", "--inner.num_head_channels", "16", "--extra={a: 1}", "--inner.scale=2"],
+                               Outer)
+    assert data == {"inner": {"num_head_channels": 16, "scale": 2}, "size": 5, "extra": {"a": 1}}  # from the schema
+    assert load_with_overrides(y, ["--extra.kind=v"], Outer, sections={"extra": Inner})["extra"] == {"kind": "v"}
+    assert from_mapping(Outer, data, str(y)).inner.num_head_channels == 16
+    with pytest.raises(ConfigError, match=r"unknown option --sise.*did you mean 'size'"):
+        load_with_overrides(y, ["--sise=1"], Outer)
+    with pytest.raises(ConfigError, match="unknown option --extra"):  # without the schema: only the file's keys
+        load_with_overrides(y, ["--extra={a: 1}"])
+    y.write_text("[1, 2]\n")
+    with pytest.raises(ConfigError, match="expected a mapping of keys at the top level"):
+        load_with_overrides(y, [])

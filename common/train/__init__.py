@@ -52,7 +52,9 @@ Modules: :mod:`.optim` (``AdamW``, ``Momentum``, ``cosine_with_warmup``, ``const
 ``DataLoader``, ``default_collate``), :mod:`.distributed` (``init_distributed``,
 ``rank_and_world``, ``allreduce_mean``, ``broadcast_parameters``), :mod:`.state`
 (``save_state``, ``load_state``, ``read_meta``, ``list_checkpoints``, ``latest_checkpoint``,
-``prune_checkpoints``), :mod:`.trainer` (``TrainConfig``, ``Trainer``).
+``prune_checkpoints``), :mod:`.trainer` (``TrainConfig``, ``Trainer``), :mod:`.webvid` (WebVid CSV, video
+probing and frame decoding with errors naming the CSV line, the moving-shapes demo set; imported on demand),
+:mod:`.testing` (the msrun-vs-one-process and SIGKILL helpers of the tests).
 """
 from .data import DataLoader, EpochSampler, default_collate
 from .distributed import allreduce_mean, broadcast_parameters, init_distributed, rank_and_world

@@ -20,31 +20,24 @@ it has at least ``video_length * frame_stride`` frames; otherwise :class:`BadVid
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from common.train import DataLoader
-from common.video_io import (
-    VideoReadError,
-    center_crop,
-    read_video_frames,
-    resize_center_crop,
-    video_length,
-    video_metadata,
+from common.train.webvid import (
+    COLUMNS,
+    BadVideoError,
+    MetadataError,
+    check_exists,
+    probe_video,
+    read_clip_frames,
+    read_webvid_csv,
 )
+from common.video_io import center_crop, resize_center_crop
 
-COLUMNS = ("videoid", "name", "page_dir")
-
-
-class BadVideoError(ValueError):
-    """A CSV row whose video is missing, unreadable or too short (one line naming it)."""
-
-
-class MetadataError(ValueError):
-    """A CSV that cannot be used at all (missing, no header, no rows)."""
+__all__ = ["COLUMNS", "BadVideoError", "MetadataError", "Clip", "read_csv", "WebVidDataset", "WebVidLoader"]
 
 
 @dataclass
@@ -59,25 +52,10 @@ class Clip:
 
 
 def read_csv(meta_path, data_dir, subsample: int | None = None) -> list[tuple[int, Path, str]]:
-    """``[(csv line, video path, caption)]`` of the rows with every field set."""
-    meta = Path(meta_path)
-    if not meta.is_file():
-        raise MetadataError(f"meta_path {meta} does not exist" if not meta.exists() else f"meta_path {meta} is not a file")
-    with open(meta, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise MetadataError(f"{meta}: no column {', '.join(missing)} in the header "
-                                f"{','.join(reader.fieldnames or [])!r} (WebVid: videoid,name,page_dir)")
-        rows = [(n, r) for n, r in enumerate(reader, start=2)]
-    out = [(n, Path(data_dir) / "videos" / r["page_dir"].strip() / f"{r['videoid'].strip()}.mp4", r["name"])
-           for n, r in rows if all((r.get(c) or "").strip() for c in COLUMNS)]
-    if subsample is not None and subsample < len(out):
-        keep = np.sort(np.random.default_rng(0).choice(len(out), subsample, replace=False))
-        out = [out[i] for i in keep]
-    if not out:
-        raise MetadataError(f"{meta}: no rows with videoid, name and page_dir set")
-    return out
+    """``[(csv line, video path, caption)]`` of the rows with every field set (``<data_dir>/videos/<page_dir>/
+    <videoid>.mp4``; the shared reader :func:`common.train.webvid.read_webvid_csv`)."""
+    return read_webvid_csv(meta_path, lambda r: Path(data_dir) / "videos" / r["page_dir"] / f"{r['videoid']}.mp4",
+                           subsample, what="meta_path")
 
 
 class WebVidDataset:
@@ -99,15 +77,11 @@ class WebVidDataset:
         self.clips = []
         for line, path, caption in rows:
             where = f"{params.meta_path}:{line}"
-            if not path.is_file():
-                raise BadVideoError(f"{where}: video {path} " + ("is not a file" if path.exists() else "does not exist"))
             if not check:
+                check_exists(path, where)
                 self.clips.append(Clip(path, caption, -1, 0.0, line))
                 continue
-            try:
-                n, fps = video_length(path), video_metadata(path)["fps"]
-            except VideoReadError as e:
-                raise BadVideoError(f"{where}: {e}") from None
+            n, fps = probe_video(path, where)
             if n < need:
                 raise BadVideoError(f"{where}: video {path} has {n} frames, fewer than video_length x frame_stride = "
                                     f"{params.video_length} x {params.frame_stride} = {need}")
@@ -160,17 +134,12 @@ class WebVidDataset:
     def get(self, index: int, epoch: int = 0):
         """Sample ``index`` as drawn in ``epoch``."""
         clip = self.clips[int(index)]
+        where = f"{self.p.meta_path}:{clip.line}"
         if clip.frames < 0:  # not probed at start
-            try:
-                clip.frames, clip.fps = video_length(clip.path), video_metadata(clip.path)["fps"]
-            except VideoReadError as e:
-                raise BadVideoError(f"{self.p.meta_path}:{clip.line}: {e}") from None
+            clip.frames, clip.fps = probe_video(clip.path, where)
         rng = np.random.default_rng([self.seed, int(epoch), int(index)])
         idx, stride = self.frame_indices(clip.frames, clip.fps, rng)
-        try:
-            frames = read_video_frames(clip.path, idx)
-        except VideoReadError as e:
-            raise BadVideoError(f"{self.p.meta_path}:{clip.line}: {e}") from None
+        frames = read_clip_frames(clip.path, idx, where)
         fps = float(clip.fps // stride)
         if self.p.fps_max is not None and fps > self.p.fps_max:
             fps = float(self.p.fps_max)

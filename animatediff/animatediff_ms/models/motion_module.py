@@ -48,6 +48,7 @@ class VersatileAttention(Attention):
             raise ValueError(f"motion module: width {dim} is not divisible by {heads} heads")
         super().__init__(dim, None, heads=heads, dim_head=dim // heads)
         self.position_encoding = position_encoding
+        self.processor = None  # a MotionLoRA while one is trained (animatediff_ms.motion_lora.add_motion_lora)
         self.max_len = max_len
         if position_encoding:
             self.pe = ms.Tensor(sinusoidal_position_table(max_len, dim)[None])  # (1, max_len, dim), not a Parameter
@@ -60,7 +61,12 @@ class VersatileAttention(Attention):
                 raise ValueError(f"video length {f} exceeds temporal_position_encoding_max_len={self.max_len} "
                                  f"of the motion module")
             x = x + self.pe[:, :f]
-        return self.to_out(self.attend(self.to_q(x), self.to_k(x), self.to_v(x)))
+        lora = self.processor
+        if lora is None:
+            return self.to_out(self.attend(self.to_q(x), self.to_k(x), self.to_v(x)))
+        # MotionLoRA in training (animatediff_ms.motion_lora): W x + scale * up(down(x)) on every projection
+        h = self.attend(self.to_q(x) + lora.q(x), self.to_k(x) + lora.k(x), self.to_v(x) + lora.v(x))
+        return self.to_out(h) + lora.out(h)
 
 
 class TemporalTransformerBlock(nn.Cell):

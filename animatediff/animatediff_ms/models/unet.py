@@ -10,6 +10,7 @@ where motion modules go.
 """
 from __future__ import annotations
 
+import mindspore as ms
 from mindspore import nn, ops
 
 from common.nn import (
@@ -84,6 +85,19 @@ class UNet3DConditionModel(nn.Cell):
         self.conv_out = conv2d(c0, cfg.out_channels, 3, padding=1)
         self.num_levels = n
         self.layers_per_up_block = cfg.layers_per_block + 1  # skips consumed per up block
+        self.recompute_blocks = False
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Gradient checkpointing (the training yaml's ``gradient_checkpointing``): in train mode every down block and the mid
+        block run under :func:`mindspore.recompute`, their activations recomputed in the backward pass (less memory,
+        the same numbers). The up blocks are not: they take their skip connections as a tuple, which MindSpore's
+        PyNative recompute cannot differentiate through."""
+        self.recompute_blocks = bool(enabled)
+
+    def _block(self, block, *args):
+        if self.recompute_blocks and self.training:
+            return ms.recompute(block, *args)
+        return block(*args)
 
     def construct(self, sample, timestep, encoder_hidden_states, down_block_additional_residuals=None,
                   mid_block_additional_residual=None):
@@ -102,14 +116,14 @@ class UNet3DConditionModel(nn.Cell):
         x = self.conv_in(x)
         skips = (x,)
         for i in range(self.num_levels):
-            x, s = self.down_blocks[i](x, temb, context, f)
+            x, s = self._block(self.down_blocks[i], x, temb, context, f)
             skips = skips + s
         if down_block_additional_residuals is not None:
             if len(down_block_additional_residuals) != len(skips):
                 raise ValueError(f"UNet: {len(down_block_additional_residuals)} down-block residuals for "
                                  f"{len(skips)} skip connections")
             skips = tuple(s + _fold_residual(r, f) for s, r in zip(skips, down_block_additional_residuals))
-        x = self.mid_block(x, temb, context, f)
+        x = self._block(self.mid_block, x, temb, context, f)
         if mid_block_additional_residual is not None:
             x = x + _fold_residual(mid_block_additional_residual, f)
         for i in range(self.num_levels):
@@ -120,6 +134,6 @@ class UNet3DConditionModel(nn.Cell):
             if i < self.num_levels - 1:
                 nxt = skips[len(skips) - 1]
                 size = (nxt.shape[2], nxt.shape[3])
-            x = self.up_blocks[i](x, level, temb, context, f, size)
+            x = self.up_blocks[i](x, level, temb, context, f, size)  # skips come as a tuple: not recomputed
         x = self.conv_out(self.conv_act(self.conv_norm_out(x, f)))
         return batch_to_frames(x, f)  # (b, c_out, f, h, w)
