@@ -48,7 +48,7 @@ import numpy as np
 from .ddim import ddim_timesteps, diffusers_alphas_cumprod, diffusers_prediction
 from .denoiser import Denoiser, as_denoiser, time_input, to_denoised
 
-__all__ = ["DPMSolverSchedule", "make_dpmpp_2m_schedule", "dpmpp_2m_schedule_from_diffusers",
+__all__ = ["DPMSolverSchedule", "make_dpmpp_2m_schedule", "logsnr_timesteps", "dpmpp_2m_schedule_from_diffusers",
            "dpmpp_2m_schedule_from_sigmas", "dpmpp_2m_step", "sample_dpmpp_2m"]
 
 
@@ -101,9 +101,10 @@ def make_dpmpp_2m_schedule(alphas_cumprod: np.ndarray, num_steps: int, *, spacin
     Args:
         alphas_cumprod: ``(n,)`` training schedule (e.g. :func:`common.schedulers.ddim.diffusers_alphas_cumprod`).
         num_steps: S, the number of model calls.
-        spacing: step list of :func:`common.schedulers.ddim.ddim_timesteps` (``"linspace"``: from n-1 down,
-            diffusers' DPM-Solver default; ``"leading"`` with ``steps_offset``: the DDIM grid of AnimateDiff;
-            ``"trailing"``).
+        spacing: ``"linspace"`` (from n-1 down, uniform in t: diffusers' DPM-Solver default), ``"logsnr"``
+            (uniform in lambda = log(alpha / sigma), Lu et al.'s grid: :func:`logsnr_timesteps`) or a step list of
+            :func:`common.schedulers.ddim.ddim_timesteps` (``"leading"`` with ``steps_offset``: the DDIM grid of
+            AnimateDiff; ``"trailing"``).
         steps_offset: diffusers ``steps_offset`` (``"leading"`` only).
         timesteps: explicit descending step list instead of ``spacing``.
         final_alpha: alpha the last step goes to (1.0 = a clean sample; ``alphas_cumprod[0]`` = diffusers 0.11's
@@ -116,6 +117,8 @@ def make_dpmpp_2m_schedule(alphas_cumprod: np.ndarray, num_steps: int, *, spacin
     n = ac.shape[0]
     if timesteps is not None:
         ts = np.asarray(timesteps, np.int64)
+    elif spacing == "logsnr":
+        ts = logsnr_timesteps(ac, num_steps, final_alpha)
     elif spacing == "linspace":  # diffusers' DPMSolverMultistepScheduler: S+1 points from n-1 to 0, last dropped
         if not 1 <= num_steps <= n:
             raise ValueError(f"num_steps must be in [1, {n}], got {num_steps}")
@@ -134,6 +137,30 @@ def make_dpmpp_2m_schedule(alphas_cumprod: np.ndarray, num_steps: int, *, spacin
             raise ValueError(f"scale_arr must be 1-D, positive, with >= {n} entries, got shape {sa.shape}")
         scale = np.concatenate([sa[ts], sa[:1]])
     return DPMSolverSchedule(timesteps=ts, alpha=np.sqrt(a), sigma=np.sqrt(np.maximum(1 - a, 0.0)), scale=scale)
+
+
+def logsnr_timesteps(alphas_cumprod, num_steps: int, final_alpha: float = 1.0) -> np.ndarray:
+    """``num_steps`` descending int timesteps from ``n-1`` whose log-SNR ``lambda = log(alpha / sigma)`` is
+    uniform (DPM-Solver's "logSNR" grid, diffusers' ``use_lu_lambdas``) between ``lambda(n-1)`` and the end
+    point's (``final_alpha``; a clean end, 1.0, takes ``lambda`` of ``alphas_cumprod[0]``), each rounded to
+    the nearest timestep and kept strictly descending and >= 1. Zero terminal SNR (``alphas_cumprod[n-1] = 0``)
+    starts the grid at ``lambda(n-2)``; the first step still starts at ``n-1``. A time-uniform grid gives the
+    last steps long lambda strides (``lambda`` grows like ``-log(t)/2`` near t = 0); this one does not."""
+    ac = np.asarray(alphas_cumprod, np.float64)
+    n = ac.shape[0]
+    if not 1 <= num_steps < n:
+        raise ValueError(f"num_steps must be in [1, {n - 1}], got {num_steps}")
+    with np.errstate(divide="ignore"):
+        lam = 0.5 * (np.log(ac) - np.log1p(-np.minimum(ac, 1 - 1e-16)))  # -inf at ac = 0
+    start = lam[-1] if np.isfinite(lam[-1]) else lam[-2]
+    end_ac = final_alpha if final_alpha < 1 else ac[0]
+    end = 0.5 * (np.log(end_ac) - np.log1p(-end_ac))
+    targets = np.linspace(start, end, num_steps + 1)[1:-1]  # the points after the start, before the end
+    ts = [n - 1]
+    for k, v in enumerate(targets, start=1):
+        t = min(int(np.argmin(np.abs(lam - v))), ts[-1] - 1)
+        ts.append(max(t, num_steps - k))
+    return np.asarray(ts, np.int64)
 
 
 def dpmpp_2m_schedule_from_diffusers(config: Mapping[str, Any], num_steps: int, *, spacing: str = "linspace"

@@ -298,6 +298,12 @@ def test_dynamic_rescale_is_the_scaled_schedule_ode():
                                        disable=True) - exact).max()
     assert errs[5] > errs[20] > errs[80] > errs[160] and all(errs[n] < e_ddim[n] for n in errs), (errs, e_ddim)
     assert errs[80] / errs[160] > 2.5 and e_ddim[80] / e_ddim[160] < 2.2, (errs, e_ddim)  # second vs first order
+    # on the log-SNR grid (DynamiCrafter's dpmpp_2m) 20 steps beat DDIM's 50 on this toy too
+    e_lam20 = np.abs(sample_dpmpp_2m(den, x_t, make_dpmpp_2m_schedule(ac, 20, spacing="logsnr", final_alpha=float(ac[0]),
+                                                                      scale_arr=sa), disable=True) - exact).max()
+    e_ddim50 = np.abs(sample_ddim(den, x_t, make_ddim_schedule(ac, 50, spacing="uniform_trailing", scale_arr=sa),
+                                  disable=True) - exact).max()
+    assert e_lam20 < e_ddim50, (e_lam20, e_ddim50)
     # without the scale the same model lands elsewhere: the scale is not a no-op
     plain = sample_dpmpp_2m(den, x_t, make_dpmpp_2m_schedule(ac, 160, final_alpha=float(ac[0])), disable=True)
     assert np.abs(plain - exact).max() > 10 * errs[160]
@@ -318,3 +324,21 @@ def test_convergence_helpers():
     assert relative_error(run("ddim", 40), run("ddim", 200)) == errs["ddim"][40]
     table = format_table(errs, "toy")
     assert "| steps | ddim | dpmpp_2m |" in table and "| 40 |" in table and table.rstrip().endswith("| - |")
+
+
+def test_logsnr_grid():
+    """Uniform in lambda between t = n-1 (n-2 at zero SNR) and the end point, integer, strictly descending, >= 1."""
+    from common.schedulers.ddim import ldm_alphas_cumprod
+    from common.schedulers.dpm_solver import logsnr_timesteps
+
+    plain = ldm_alphas_cumprod("linear", 1000, 0.00085, 0.012)
+    for ac in (plain, _zsnr_ac()):
+        for n in (1, 2, 5, 25, 50, 200):
+            ts = logsnr_timesteps(ac, n, float(ac[0]))
+            assert len(ts) == n and ts[0] == 999 and ts[-1] >= 1 and np.all(np.diff(ts) < 0), (n, ts)
+    ts = logsnr_timesteps(plain, 10, float(plain[0]))
+    lam = 0.5 * np.log(plain[np.append(ts, 0)] / (1 - plain[np.append(ts, 0)]))
+    d = np.diff(lam)  # equal strides, up to the rounding to integer timesteps (coarse in lambda near t = 0)
+    assert np.all(np.abs(d[:-2] / d.mean() - 1) < 0.05) and np.all(np.abs(d / d.mean() - 1) < 0.2), lam
+    s = make_dpmpp_2m_schedule(plain, 10, spacing="logsnr", final_alpha=float(plain[0]))
+    assert s.timesteps.tolist() == ts.tolist()

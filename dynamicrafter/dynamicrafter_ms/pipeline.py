@@ -64,18 +64,18 @@ def make_schedule(model, steps: int, spacing: str = "uniform", eta: float = 1.0)
 
 
 def make_dpm_schedule(model, steps: int) -> DPMSolverSchedule:
-    """The DPM-Solver++ 2M schedule of ``model``: ``steps`` model calls at ``linspace(n-1, 0, steps+1)[:-1]``
-    (uniform in t from the noisiest timestep, as diffusers' DPM-Solver; the many-step limit of both DDIM
-    spacings), ending where the original's DDIM ends (``alphas_cumprod[0]``, not a clean sample), with the
-    model's ``scale_arr`` as the data scale when ``use_dynamic_rescale`` (512/1024). Zero-terminal-SNR models
-    (``alphas_cumprod[n-1] = 0``) take the exact ``lambda = -inf`` first step."""
+    """The DPM-Solver++ 2M schedule of ``model``: ``steps`` model calls from t = n-1 (where both DDIM spacings
+    start in the many-step limit) on a grid uniform in log-SNR (:func:`common.schedulers.dpm_solver.logsnr_timesteps`;
+    a grid uniform in t leaves the last steps long log-SNR strides and converged only at first order on the
+    v-prediction models), ending where the original's DDIM ends (``alphas_cumprod[0]``, not a clean sample),
+    with the model's ``scale_arr`` as the data scale when ``use_dynamic_rescale`` (512/1024). Zero-terminal-SNR
+    models (``alphas_cumprod[n-1] = 0``) take the exact ``lambda = -inf`` first step."""
     n = model.num_timesteps
     if steps < 1 or steps >= n:
         raise ValueError(f"ddim_steps must be in [1, {n - 1}] for dpmpp_2m, got {steps}")
     ac = model.buffer("alphas_cumprod").astype(np.float64)
-    ts = np.linspace(0, n - 1, steps + 1).round()[::-1][:-1].astype(np.int64)
     scale_arr = model.buffer("scale_arr") if model.use_dynamic_rescale else None
-    return make_dpmpp_2m_schedule(ac, steps, timesteps=ts, final_alpha=float(ac[0]), scale_arr=scale_arr)
+    return make_dpmpp_2m_schedule(ac, steps, spacing="logsnr", final_alpha=float(ac[0]), scale_arr=scale_arr)
 
 
 def sample(fn: Denoiser, x, schedule, noise=None, progress: bool = True, callback=None):
