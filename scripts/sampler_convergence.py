@@ -9,7 +9,7 @@ convergence tests), with a fixed start noise and conditioning and each model's r
 256-style (eps, CFG 7.5, uniform DDIM), DynamiCrafter 512-style (v, zero terminal SNR, dynamic rescale, CFG 7.5 +
 guidance rescale 0.7, uniform_trailing DDIM), SVD (EDM x0, per-frame guidance 1..2.5, Euler EDM), AnimateDiff
 (eps, CFG 7.5, diffusers DDIM). Prints a Markdown table per model (error = ||x - x_ref|| / ||x_ref||) and the
-CPU model (lscpu). Each model costs ~600 UNet calls (a few minutes on 2 CPU cores).
+CPU model (lscpu). Each model costs ~700 guided UNet calls (1-2 minutes each on 2 shared CPU cores).
 """
 from __future__ import annotations
 

@@ -46,8 +46,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=("ddim", "dpmpp_2m"), default="ddim",
                    help="[ms] ddim = the original's DDIM (default); dpmpp_2m = DPM-Solver++ 2M on the same ODE, end point, "
                         "guidance, guidance rescale and dynamic rescale: deterministic (= DDIM eta 0), about half the "
-                        "steps for the same result (e.g. --ddim_steps 25; README: Samplers); steps uniform from "
-                        "t=999, so --timestep_spacing does not apply")
+                        "steps for the same result (e.g. --ddim_steps 25; README: Samplers); its steps start at t=999 "
+                        "and are uniform in log-SNR, so --timestep_spacing does not apply")
     p.add_argument("--bs", type=int, default=1, help="pictures per batch (default 1)")
     p.add_argument("--height", type=int, default=512, help="video height in pixels, multiple of 8 (default 512)")
     p.add_argument("--width", type=int, default=512, help="video width in pixels, multiple of 8 (default 512)")

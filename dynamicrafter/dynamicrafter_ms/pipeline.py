@@ -275,8 +275,8 @@ class DynamiCrafterPipeline:
                 ``multiple_cond_cfg`` or a given ``image_guidance_scale``.
             guidance_rescale: (0.0) 0.7 for 512/1024.
             eta: (None = 1.0, the original's) DDIM eta (``--ddim_eta``); 0 = deterministic. ``dpmpp_2m``: None or 0.
-            timestep_spacing: ("uniform") or "uniform_trailing" (512/1024); DDIM only (dpmpp_2m steps uniformly
-                from t = n-1, the limit of both).
+            timestep_spacing: ("uniform") or "uniform_trailing" (512/1024); DDIM only (dpmpp_2m starts at
+                t = n-1, where both start in the many-step limit, on a log-SNR-uniform grid).
             sampler: ("ddim") the original's DDIM, or "dpmpp_2m": DPM-Solver++ 2M, deterministic, on the same
                 ODE and end point (:func:`make_dpm_schedule`): about half the steps for DDIM's (eta 0) result.
             frame_stride: (None = the UNet's default_fs) frame stride (256) or fps (512/1024) conditioning.
