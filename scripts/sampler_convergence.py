@@ -64,10 +64,9 @@ def build(case: str, tmp: Path):
                 "v, zero-SNR, dynamic rescale, CFG 7.5 + rescale 0.7, DDIM uniform_trailing")
         return runner(model), "ddim", f"DynamiCrafter {style}-style tiny ({what}; 2 frames, 8x8 latent)"
     if case == "svd":
+        import mindspore as ms
         from svd_ms.model import SVDModel
         from svd_ms.sampler_convergence import runner
-
-        import mindspore as ms
 
         h = _conftest("svd")
         ms.set_seed(0)
