@@ -62,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--SVD.sampling_steps", dest="sampling_steps", type=int, default=0,
                    help="alias of --num_steps (mindone's name); 0 = not set")
     p.add_argument("--num_steps", "--num_inference_steps", dest="num_steps", type=int, default=None,
-                   help="Euler EDM sampling steps (default: the config's num_steps: 25 SVD, 30 XT)")
+                   help="sampling steps (default: the config's num_steps: 25 SVD, 30 XT)")
+    p.add_argument("--sampler", choices=("euler", "dpmpp_2m"), default="euler",
+                   help="euler = sgm's EulerEDMSampler on the EDM sigmas (the release); dpmpp_2m = DPM-Solver++ 2M "
+                        "on the same sigmas, start and guidance: deterministic, about half the steps for the same "
+                        "result (README: Samplers); refused with a config of s_churn > 0")
     p.add_argument("--image", default=None,
                    help="input picture (RGB; sides are cut down to multiples of 64; trained at 576x1024). Default "
                         "without a checkpoint: the bundled assets/demo.png")
@@ -121,6 +125,9 @@ def check_args(args) -> tuple[Path, Path]:
 
     cfg = load_svd_config(config)  # the picture's sides must hold one latent pixel per UNet level
     multiple = 2 ** (len(cfg.first_stage_encoder.ch_mult) - 1) * 2 ** (len(cfg.unet.channel_mult) - 1)
+    if args.sampler == "dpmpp_2m" and cfg.sampler.s_churn > 0:
+        raise InputError(f"--sampler dpmpp_2m is deterministic, but {config.name} sets s_churn {cfg.sampler.s_churn} "
+                         "(EDM churn needs --sampler euler) (--sampler)")
     with Image.open(image_path) as im:
         if min(im.size) < multiple:
             raise InputError(f"{image_path} is {im.size[0]}x{im.size[1]}; both sides must be at least {multiple} "
@@ -183,7 +190,7 @@ def main(argv=None) -> int:
     out = pipe(image, num_frames=num_frames, num_inference_steps=num_steps, fps=args.fps,
                motion_bucket_id=args.motion_bucket_id, noise_aug_strength=args.noise_aug_strength,
                decode_chunk_size=args.decode_chunk_size or None, seed=args.seed, progress=not args.no_progress,
-               split_cfg=args.split_cfg)
+               split_cfg=args.split_cfg, sampler=args.sampler)
     name = datetime.now().strftime("%Y-%m-%d_%H-%M-%S") + ("_random" if random_weights else "") + ".mp4"
     path = write_video(out.frames[0], args.output_dir / name, fps=args.fps, value_range=(0, 1))
     from common.sidecar import record_script_run
@@ -191,7 +198,7 @@ def main(argv=None) -> int:
     record_script_run(path, model="svd", script="svd/image_to_video.py", args=args, weights=[args.checkpoint],
                       seed=args.seed, seconds=time.time() - t1, config=str(config), image=str(image_path),
                       frames=int(out.frames.shape[1]))
-    print(f"wrote {path} ({num_frames} frames {image.shape[2]}x{image.shape[3]}, {num_steps} steps, "
+    print(f"wrote {path} ({num_frames} frames {image.shape[2]}x{image.shape[3]}, {num_steps} {args.sampler} steps, "
           f"fps_id {out.fps_id:g}, {time.time() - t1:.1f} s)" + (" -- RANDOM weights" if random_weights else ""))
     return 0
 

@@ -11,7 +11,8 @@ Contract (k-diffusion's shape): every sampler is
   (:func:`to_denoised`), with its schedule's coefficients, so no model rescales its output for a sampler.
 * ``schedule`` is built apart: :func:`make_ddim_schedule` / :func:`ddim_schedule_from_diffusers`
   (:class:`DDIMSchedule`), :func:`make_dpmpp_2m_schedule` / :func:`dpmpp_2m_schedule_from_diffusers` /
-  :func:`dpmpp_2m_schedule_from_sigmas` (:class:`DPMSolverSchedule`), :func:`edm_sigmas` (an array).
+  :func:`dpmpp_2m_schedule_from_sigmas` (:class:`DPMSolverSchedule`; ``spacing="logsnr"``:
+  :func:`logsnr_timesteps`), :func:`edm_sigmas` (an array).
 * ``callback(dict)`` after every step (``x``, ``i``, ``denoised`` and the step's ``t`` / ``sigma``);
   ``disable`` hides the tqdm bar; the docstring names the paper and algorithm.
 * Guidance is never in a sampler loop: it is folded into the denoiser once
@@ -28,6 +29,7 @@ Which sampler runs which denoiser (anything else raises a one-line ValueError na
                        with eta 0 on the grid)
 
 DynamiCrafter (eps / v), AnimateDiff (eps) and SVD (x0 on sigma) thus each run two samplers.
+:mod:`common.schedulers.convergence` measures how close a few steps get to a many-step reference.
 """
 from .ddim import (
     DDIMSchedule,
@@ -49,6 +51,7 @@ from .dpm_solver import (
     DPMSolverSchedule,
     dpmpp_2m_schedule_from_diffusers,
     dpmpp_2m_schedule_from_sigmas,
+    logsnr_timesteps,
     make_dpmpp_2m_schedule,
     sample_dpmpp_2m,
 )
@@ -61,7 +64,7 @@ __all__ = [
     "diffusers_alphas_cumprod", "diffusers_prediction", "dynamic_rescale_arr", "ldm_alphas_cumprod", "make_betas",
     "make_ddim_schedule", "rescale_zero_terminal_snr", "sample_ddim",
     "DPMSolverSchedule", "make_dpmpp_2m_schedule", "dpmpp_2m_schedule_from_diffusers",
-    "dpmpp_2m_schedule_from_sigmas", "sample_dpmpp_2m",
+    "dpmpp_2m_schedule_from_sigmas", "logsnr_timesteps", "sample_dpmpp_2m",
     "edm_sigmas", "sample_euler_edm",
     "cfg", "cfg_two_scale", "cfg_per_frame", "rescale_guidance", "linear_frame_scales", "guided_denoiser",
 ]

@@ -201,3 +201,144 @@ def test_bad_schedules_are_refused():
         make_dpmpp_2m_schedule(AC, 0)
     with pytest.raises(ValueError, match="prediction_type"):
         dpmpp_2m_schedule_from_diffusers({"prediction_type": "flow"}, 4)
+
+
+# ---------------------------------------------------------------- zero terminal SNR and dynamic rescale
+def _zsnr_ac():
+    """DynamiCrafter 512's schedule: LDM linear 0.00085..0.012, rescaled to zero terminal SNR (ac[999] = 0)."""
+    from common.schedulers.ddim import ldm_alphas_cumprod
+
+    ac = ldm_alphas_cumprod("linear", 1000, 0.00085, 0.012, rescale_betas_zero_snr=True)
+    assert ac[-1] == 0.0
+    return ac
+
+
+def _gaussian_v(ac, scale_arr=None):
+    """The exact v-prediction of N(MEAN, STD^2) data for a model trained on x_t = alpha_t s_t x0 + sigma_t eps
+    (s = scale_arr, 1 without): its data prediction estimates s_t x0 (DynamiCrafter's dynamic rescale)."""
+    def fn(x, t):
+        k = int(np.asarray(t).reshape(-1)[0])
+        al, si = np.sqrt(ac[k]), np.sqrt(1 - ac[k])
+        s = 1.0 if scale_arr is None else float(scale_arr[k])
+        big_a = al * s
+        x0 = MEAN + big_a * STD ** 2 / (big_a ** 2 * STD ** 2 + si ** 2) * (x - big_a * MEAN)
+        eps = (x - big_a * x0) / si
+        return al * eps - si * (s * x0)
+
+    return Denoiser(fn, "v")
+
+
+def _exact(x_t, a_start, a_end, s_end=1.0):
+    """ODE end point from ``x = A x0 + sigma eps`` at (A, sigma) = (a_start) to (a_end): z is invariant."""
+    (a0, s0), (a1, s1) = a_start, a_end
+    z = (x_t - a0 * MEAN) / np.sqrt(a0 ** 2 * STD ** 2 + s0 ** 2)
+    return a1 * s_end * MEAN + np.sqrt((a1 * s_end) ** 2 * STD ** 2 + s1 ** 2) * z
+
+
+def test_zero_terminal_snr_first_step_is_the_ddim_limit():
+    """alpha = 0 at t = 999: lambda = -inf; the step is finite, equals DDIM's, and the sampler ends near the
+    diffusers clamp (alphas_cumprod[-1] = 2**-24) and on the exact ODE end point."""
+    from common.schedulers.ddim import make_ddim_schedule
+
+    ac = _zsnr_ac()
+    den = _gaussian_v(ac)
+    x_t = RNG.standard_normal((2, 3, 4))
+    s = make_dpmpp_2m_schedule(ac, 10, final_alpha=float(ac[0]))
+    assert s.timesteps[0] == 999 and s.alpha[0] == 0 and s.coefficients(0)["lambda"] == -np.inf
+    dd = make_ddim_schedule(ac, 10, timesteps=s.timesteps)
+    out = den(x_t, np.array([999]))
+    ours, d0, h0 = dpmpp_2m_step(x_t, out, 0, s, prediction="v")
+    ref, x0 = ddim_step(x_t, out, 0, dd, prediction="v")
+    assert h0 == np.inf and np.isfinite(ours).all()
+    np.testing.assert_allclose(d0, MEAN, rtol=1e-6, atol=1e-6)  # D at zero SNR = the data mean
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+    exact = _exact(x_t, (0.0, 1.0), (np.sqrt(ac[0]), np.sqrt(1 - ac[0])))
+    clamped = ac.copy()
+    clamped[-1] = 2.0 ** -24
+    errs, e_ddim = {}, {}
+    for n in (10, 40, 80, 160):
+        ours = sample_dpmpp_2m(den, x_t, make_dpmpp_2m_schedule(ac, n, final_alpha=float(ac[0])), disable=True)
+        diff = sample_dpmpp_2m(_gaussian_v(clamped), x_t, make_dpmpp_2m_schedule(clamped, n, final_alpha=float(ac[0])),
+                               disable=True)
+        errs[n] = np.abs(ours - exact).max()
+        # diffusers' clamp lands next to ours: their gap is a small part of the error to the exact end point
+        assert np.abs(ours - diff).max() < 0.2 * errs[n], (n, np.abs(ours - diff).max(), errs[n])
+        e_ddim[n] = np.abs(sample_ddim(den, x_t, make_ddim_schedule(ac, n, timesteps=make_dpmpp_2m_schedule(
+            ac, n).timesteps), disable=True) - exact).max()
+    assert errs[10] > errs[40] > errs[80] > errs[160] and all(errs[n] < e_ddim[n] for n in (40, 80, 160)), (errs, e_ddim)
+    assert errs[80] / errs[160] > 2.5 and e_ddim[80] / e_ddim[160] < 2.2, (errs, e_ddim)  # second vs first order
+    with pytest.raises(ValueError, match="alpha = 0"):
+        sample_dpmpp_2m(Denoiser(lambda x, t: x), x_t, s, disable=True)
+
+
+def test_dynamic_rescale_is_the_scaled_schedule_ode():
+    """DynamiCrafter's dynamic rescale (v, zero SNR, scale_arr): the first DPM steps equal the rescaled DDIM steps;
+    DPM-Solver++ converges to the exact end point of the (alpha s, sigma) ODE, second order, ahead of DDIM.
+    (This toy's narrow data make the last, long steps near t = 0 costly for both: see README "Samplers".)"""
+    from common.schedulers.ddim import dynamic_rescale_arr, make_ddim_schedule
+
+    ac = _zsnr_ac()
+    sa = dynamic_rescale_arr(0.7, 400, 1000)
+    den = _gaussian_v(ac, sa)
+    x_t = RNG.standard_normal((2, 3, 4))
+    s = make_dpmpp_2m_schedule(ac, 8, final_alpha=float(ac[0]), scale_arr=sa)
+    assert s.scale[0] == np.float32(0.7) and s.scale[-1] == 1.0
+    dd = make_ddim_schedule(ac, 8, timesteps=s.timesteps, scale_arr=sa)
+    for i in (0, 1):  # first-order steps (step 1 restarts after the zero-SNR step)
+        out = den(x_t, np.array([s.timesteps[i]]))
+        ours, _, _ = dpmpp_2m_step(x_t, out, i, s, prediction="v")
+        ref, _ = ddim_step(x_t, out, i, dd, prediction="v")
+        np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+    exact = _exact(x_t, (0.0, 1.0), (np.sqrt(ac[0]), np.sqrt(1 - ac[0])))
+    errs, e_ddim = {}, {}
+    for n in (5, 20, 80, 160):
+        errs[n] = np.abs(sample_dpmpp_2m(den, x_t, make_dpmpp_2m_schedule(ac, n, final_alpha=float(ac[0]), scale_arr=sa),
+                                         disable=True) - exact).max()
+        e_ddim[n] = np.abs(sample_ddim(den, x_t, make_ddim_schedule(ac, n, spacing="uniform_trailing", scale_arr=sa),
+                                       disable=True) - exact).max()
+    assert errs[5] > errs[20] > errs[80] > errs[160] and all(errs[n] < e_ddim[n] for n in errs), (errs, e_ddim)
+    assert errs[80] / errs[160] > 2.5 and e_ddim[80] / e_ddim[160] < 2.2, (errs, e_ddim)  # second vs first order
+    # on the log-SNR grid (DynamiCrafter's dpmpp_2m) 20 steps beat DDIM's 50 on this toy too
+    e_lam20 = np.abs(sample_dpmpp_2m(den, x_t, make_dpmpp_2m_schedule(ac, 20, spacing="logsnr", final_alpha=float(ac[0]),
+                                                                      scale_arr=sa), disable=True) - exact).max()
+    e_ddim50 = np.abs(sample_ddim(den, x_t, make_ddim_schedule(ac, 50, spacing="uniform_trailing", scale_arr=sa),
+                                  disable=True) - exact).max()
+    assert e_lam20 < e_ddim50, (e_lam20, e_ddim50)
+    # without the scale the same model lands elsewhere: the scale is not a no-op
+    plain = sample_dpmpp_2m(den, x_t, make_dpmpp_2m_schedule(ac, 160, final_alpha=float(ac[0])), disable=True)
+    assert np.abs(plain - exact).max() > 10 * errs[160]
+
+
+def test_convergence_helpers():
+    from common.schedulers.convergence import convergence_errors, format_table, relative_error
+
+    x_t = RNG.standard_normal((2, 3, 4))
+
+    def run(sampler, n):
+        s = make_dpmpp_2m_schedule(AC, n)
+        return (sample_dpmpp_2m(gaussian_eps, x_t, s, disable=True) if sampler == "dpmpp_2m"
+                else sample_ddim(gaussian_eps, x_t, fine_ddim(s.timesteps), disable=True))
+
+    errs = convergence_errors(run, {"ddim": (10, 40), "dpmpp_2m": (10,)}, ("ddim", 200))
+    assert errs["ddim"][10] > errs["ddim"][40] and errs["dpmpp_2m"][10] < errs["ddim"][10]
+    assert relative_error(run("ddim", 40), run("ddim", 200)) == errs["ddim"][40]
+    table = format_table(errs, "toy")
+    assert "| steps | ddim | dpmpp_2m |" in table and "| 40 |" in table and table.rstrip().endswith("| - |")
+
+
+def test_logsnr_grid():
+    """Uniform in lambda between t = n-1 (n-2 at zero SNR) and the end point, integer, strictly descending, >= 1."""
+    from common.schedulers.ddim import ldm_alphas_cumprod
+    from common.schedulers.dpm_solver import logsnr_timesteps
+
+    plain = ldm_alphas_cumprod("linear", 1000, 0.00085, 0.012)
+    for ac in (plain, _zsnr_ac()):
+        for n in (1, 2, 5, 25, 50, 200):
+            ts = logsnr_timesteps(ac, n, float(ac[0]))
+            assert len(ts) == n and ts[0] == 999 and ts[-1] >= 1 and np.all(np.diff(ts) < 0), (n, ts)
+    ts = logsnr_timesteps(plain, 10, float(plain[0]))
+    lam = 0.5 * np.log(plain[np.append(ts, 0)] / (1 - plain[np.append(ts, 0)]))
+    d = np.diff(lam)  # equal strides, up to the rounding to integer timesteps (coarse in lambda near t = 0)
+    assert np.all(np.abs(d[:-2] / d.mean() - 1) < 0.05) and np.all(np.abs(d / d.mean() - 1) < 0.2), lam
+    s = make_dpmpp_2m_schedule(plain, 10, spacing="logsnr", final_alpha=float(plain[0]))
+    assert s.timesteps.tolist() == ts.tolist()

@@ -34,6 +34,8 @@ def test_list(capsys):
     (["run", "animatediff", "--weights", "/no/such/folder"], "(--weights"),
     (["run", "animatediff", "--motion_module", "mm.ckpt"], "--motion_module needs a weights folder"),
     (["run", "videocomposer", "--style_image", "/no/such.png"], "(--style_image)"),
+    (["run", "svd", "--sampler", "heun"], "--sampler"),
+    (["run", "dynamicrafter", "--sampler", "dpmpp_2m", "--num_inference_steps", "1000"], "dpmpp_2m takes at most 999"),
     (["run", "nosuchmodel"], "unknown model"),
     (["run", "--from", "/no/such.json"], "(--from)"),
     (["convert", "dropletvideo"], "needs no conversion"),
@@ -88,6 +90,16 @@ def test_every_model_tiny(tmp_path):
         rec = read_sidecar(tmp_path / f"{name}.json")
         assert rec["model"] == name and rec["random_weights"] and rec["frames"]["count"] == t
         assert set(rec["settings"]) == set(get_spec(name).params())
+
+
+@pytest.mark.slow
+def test_dpmpp_2m_through_the_specs(tmp_path):
+    """``--sampler dpmpp_2m`` reaches DynamiCrafter's and SVD's pipelines and the run record."""
+    for name, t in (("dynamicrafter", 16), ("svd", 3)):
+        s = {"num_inference_steps": 1, "num_frames": t, "sampler": "dpmpp_2m"}
+        res = execute(plan(name, s, output_dir=tmp_path, formats=("mp4",), name=name, use_env=False), log=None)
+        assert res.frames.shape[0] == t and np.isfinite(res.frames).all(), name
+        assert read_sidecar(tmp_path / f"{name}.json")["settings"]["sampler"] == "dpmpp_2m"
 
 
 @pytest.mark.slow

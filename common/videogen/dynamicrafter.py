@@ -18,7 +18,7 @@ _LATER = {"timestep_spacing": "uniform_trailing", "guidance_rescale": 0.7}  # th
 def _release(h, w, fs, **more):
     d = dict(height=h, width=w, frame_stride=fs, num_frames=16, num_inference_steps=50, guidance_scale=7.5,
              eta=1.0, seed=123, fps=8, mode="pynative", attention_chunk_size=0, negative_prompt="",
-             timestep_spacing="uniform", guidance_rescale=0.0, application="none")
+             timestep_spacing="uniform", guidance_rescale=0.0, application="none", sampler="ddim")
     d.update(more)
     return d
 
@@ -59,6 +59,9 @@ class DynamiCrafterSpec(ModelSpec):
                              "resampler has queries for exactly that many)")
         if s["image"] is None:
             raise InputError("a picture is required (--image)")
+        if s["sampler"] == "dpmpp_2m" and s["num_inference_steps"] >= cfg.diffusion.timesteps:
+            raise InputError(f"--num_inference_steps {s['num_inference_steps']}: dpmpp_2m takes at most "
+                             f"{cfg.diffusion.timesteps - 1} steps")
         if weights:
             find_weight_file(Path(weights), ("model.ckpt", "model.safetensors"), "DynamiCrafter checkpoint")
 
@@ -95,7 +98,8 @@ class DynamiCrafterSpec(ModelSpec):
         else:
             video = np.repeat(first[:, None], t, 1)  # (3, T, H, W)
         out = pipe(s["prompt"] or "", video[None], num_frames=t, negative_prompt=s["negative_prompt"] or None,
-                   num_inference_steps=s["num_inference_steps"], guidance_scale=s["guidance_scale"], eta=s["eta"],
+                   num_inference_steps=s["num_inference_steps"], guidance_scale=s["guidance_scale"],
+                   sampler=s["sampler"], eta=s["eta"] if s["sampler"] == "ddim" else None,
                    timestep_spacing=s["timestep_spacing"], guidance_rescale=s["guidance_rescale"],
                    frame_stride=s["frame_stride"], seed=s["seed"], loop=app == "loop", interp=app == "interp",
                    progress=False, callback=step_callback(callback, s["num_inference_steps"]))
@@ -117,8 +121,10 @@ SPEC = DynamiCrafterSpec(
           "guidance_scale", "seed", "fps", "mode", "attention_chunk_size"),
     extras=(Param("frame_stride", int, "frame stride (256: larger = more motion, 1..6) or FPS condition (512 / 1024: "
                   "smaller = more motion)", lo=1, hi=1000),
-            Param("eta", float, "DDIM eta (0 = deterministic)", lo=0, hi=1),
-            Param("timestep_spacing", str, "DDIM timestep spacing", choices=("uniform", "uniform_trailing")),
+            Param("sampler", str, "ddim = the original's DDIM; dpmpp_2m = DPM-Solver++ 2M, deterministic (DDIM eta 0's "
+                  "result in about half the steps; eta and timestep_spacing do not apply)", choices=("ddim", "dpmpp_2m")),
+            Param("eta", float, "DDIM eta (0 = deterministic; ddim only: dpmpp_2m is always deterministic)", lo=0, hi=1),
+            Param("timestep_spacing", str, "DDIM timestep spacing (ddim only)", choices=("uniform", "uniform_trailing")),
             Param("guidance_rescale", float, "guidance rescale (0 = off; 512 / 1024: 0.7)", lo=0, hi=1),
             Param("application", str, "the interpolation model's uses (release 512_interp): loop = a looping video "
                   "of the picture (one frame fewer), interp = from --image to --end_image", choices=APPLICATIONS),

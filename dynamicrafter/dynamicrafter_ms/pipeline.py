@@ -16,7 +16,11 @@ The DDIM schedule is built from the model's own float32 buffers, as the original
 (512/1024) uses ``scale_arr``. The denoiser calls the UNet on every guidance branch in one batch
 (``[cond, uncond, uncond_img]``) and combines them with :mod:`common.schedulers.guidance`
 (``cfg`` or ``cfg_two_scale``, then guidance rescale, on the raw output: v for v-models).
-The loop itself is :func:`common.schedulers.sample_ddim` (or any sampler the parameterisation allows).
+The loop itself is :func:`common.schedulers.sample_ddim` (``sampler="ddim"``, the original) or
+:func:`common.schedulers.sample_dpmpp_2m` (``sampler="dpmpp_2m"``, :func:`make_dpm_schedule`): the same guided
+denoiser (guidance, guidance rescale and the conditioning unchanged), the same end point (``alphas_cumprod[0]``),
+dynamic rescale as the data scale of the ODE, zero terminal SNR as the exact ``lambda = -inf`` first step.
+DDIM's eta has no DPM-Solver++ 2M counterpart: the DPM path is deterministic (eta 0 only).
 """
 from __future__ import annotations
 
@@ -30,12 +34,15 @@ from mindspore import ops
 from common.pipeline_utils import VideoOutput, check_output_type, frames_from_decoded, numpy_generator
 from common.schedulers.ddim import DDIMSchedule, make_ddim_schedule, sample_ddim
 from common.schedulers.denoiser import Denoiser
+from common.schedulers.dpm_solver import DPMSolverSchedule, make_dpmpp_2m_schedule, sample_dpmpp_2m
 from common.schedulers.guidance import cfg, cfg_two_scale, guided_denoiser
 
 from .model import DynamiCrafter, image_latent_condition
 
 #: the timestep spacings of the original sampler.
 SPACINGS = ("uniform", "uniform_trailing")
+#: ``ddim`` = the original's DDIMSampler; ``dpmpp_2m`` = DPM-Solver++ 2M on the same ODE (deterministic).
+SAMPLERS = ("ddim", "dpmpp_2m")
 
 
 def make_schedule(model, steps: int, spacing: str = "uniform", eta: float = 1.0) -> DDIMSchedule:
@@ -56,13 +63,49 @@ def make_schedule(model, steps: int, spacing: str = "uniform", eta: float = 1.0)
     return sched
 
 
+def make_dpm_schedule(model, steps: int) -> DPMSolverSchedule:
+    """The DPM-Solver++ 2M schedule of ``model``: ``steps`` model calls from t = n-1 (where both DDIM spacings
+    start in the many-step limit) on a grid uniform in log-SNR (:func:`common.schedulers.dpm_solver.logsnr_timesteps`;
+    a grid uniform in t leaves the last steps long log-SNR strides and converged only at first order on the
+    v-prediction models), ending where the original's DDIM ends (``alphas_cumprod[0]``, not a clean sample),
+    with the model's ``scale_arr`` as the data scale when ``use_dynamic_rescale`` (512/1024). Zero-terminal-SNR
+    models (``alphas_cumprod[n-1] = 0``) take the exact ``lambda = -inf`` first step."""
+    n = model.num_timesteps
+    if steps < 1 or steps >= n:
+        raise ValueError(f"ddim_steps must be in [1, {n - 1}] for dpmpp_2m, got {steps}")
+    ac = model.buffer("alphas_cumprod").astype(np.float64)
+    scale_arr = model.buffer("scale_arr") if model.use_dynamic_rescale else None
+    return make_dpmpp_2m_schedule(ac, steps, spacing="logsnr", final_alpha=float(ac[0]), scale_arr=scale_arr)
+
+
+def sample(fn: Denoiser, x, schedule, noise=None, progress: bool = True, callback=None):
+    """Run ``fn`` from ``x`` under the sampler of ``schedule``: a :class:`DDIMSchedule` (:func:`make_schedule`,
+    ``noise`` = its eta > 0 draws) or a :class:`DPMSolverSchedule` (:func:`make_dpm_schedule`)."""
+    if isinstance(schedule, DPMSolverSchedule):
+        return sample_dpmpp_2m(fn, x, schedule, disable=not progress, callback=callback)
+    return sample_ddim(fn, x, schedule, noise=noise, disable=not progress, callback=callback)
+
+
+def sampler_schedule(model, sampler: str, steps: int, spacing: str = "uniform", eta: float | None = None):
+    """The schedule of ``sampler`` (:data:`SAMPLERS`): DDIM with ``spacing`` and ``eta`` (None = 1.0, the
+    original's default), or DPM-Solver++ 2M (``spacing`` unused; ``eta`` must be None or 0)."""
+    if sampler == "ddim":
+        return make_schedule(model, steps, spacing, 1.0 if eta is None else eta)
+    if sampler == "dpmpp_2m":
+        if eta:
+            raise ValueError(f"eta={eta}: dpmpp_2m is deterministic (DDIM eta 0); DDIM's stochastic eta has no "
+                             "DPM-Solver++ 2M counterpart")
+        return make_dpm_schedule(model, steps)
+    raise ValueError(f"sampler {sampler!r}: expected one of {SAMPLERS}")
+
+
 def _tile(x, n: int):
     """(b, ...) -> (n*b, ...) by concatenating n copies along the batch."""
     return x if n == 1 else ops.concat([x] * n, axis=0)
 
 
 def denoiser(model, cond, uncond=None, guidance_scale: float = 1.0, guidance_rescale: float = 0.0,
-             uncond_img=None, cfg_img: float | None = None) -> Denoiser:
+             uncond_img=None, cfg_img: float | None = None, apply=None) -> Denoiser:
     """The guided :class:`~common.schedulers.denoiser.Denoiser` of DynamiCrafter (prediction = the model's
     ``parameterization``, eps or v; int timesteps), every branch in ONE UNet call.
 
@@ -75,7 +118,10 @@ def denoiser(model, cond, uncond=None, guidance_scale: float = 1.0, guidance_res
         uncond_img / cfg_img: two-scale guidance (``DDIMSampler_multicond``, :func:`cfg_two_scale`):
             ``u + cfg_img (u_img - u) + g (c - u_img)`` with ``u_img`` = text "" + the real image tokens
             (``cfg_img`` None: the guidance scale).
+        apply: the model call ``apply(x, t, c_concat, context, fs)`` (default ``model.apply_model``; e.g. an
+            ``ms.jit`` compiled ``model.model.construct``).
     """
+    apply = model.apply_model if apply is None else apply
     branches = {"cond": cond}
     guidance = None
     if uncond is not None and guidance_scale != 1.0:
@@ -92,7 +138,7 @@ def denoiser(model, cond, uncond=None, guidance_scale: float = 1.0, guidance_res
 
     def model_fn(x, t, branch):
         c, k = (stacked, n) if branch is None else (conds[branch], 1)
-        return model.apply_model(_tile(x, k), _tile(t, k), c["c_concat"], c["context"], c["fs"])  # (k*b, 4, T, h, w)
+        return apply(_tile(x, k), _tile(t, k), c["c_concat"], c["context"], c["fs"])  # (k*b, 4, T, h, w)
 
     return guided_denoiser(model_fn, tuple(branches), guidance, prediction=model.parameterization)
 
@@ -196,8 +242,9 @@ class DynamiCrafterPipeline:
         image_guidance_scale: float | None = None,
         multiple_cond_cfg: bool = False,
         guidance_rescale: float = 0.0,
-        eta: float = 1.0,
+        eta: float | None = None,
         timestep_spacing: str = "uniform",
+        sampler: str = "ddim",
         frame_stride: int | None = None,
         text_input: bool = True,
         loop: bool = False,
@@ -227,8 +274,11 @@ class DynamiCrafterPipeline:
                 ``image_guidance_scale`` (``--cfg_img``; default: the guidance scale); on with
                 ``multiple_cond_cfg`` or a given ``image_guidance_scale``.
             guidance_rescale: (0.0) 0.7 for 512/1024.
-            eta: (1.0) DDIM eta (``--ddim_eta``); 0 = deterministic.
-            timestep_spacing: ("uniform") or "uniform_trailing" (512/1024).
+            eta: (None = 1.0, the original's) DDIM eta (``--ddim_eta``); 0 = deterministic. ``dpmpp_2m``: None or 0.
+            timestep_spacing: ("uniform") or "uniform_trailing" (512/1024); DDIM only (dpmpp_2m starts at
+                t = n-1, where both start in the many-step limit, on a log-SNR-uniform grid).
+            sampler: ("ddim") the original's DDIM, or "dpmpp_2m": DPM-Solver++ 2M, deterministic, on the same
+                ODE and end point (:func:`make_dpm_schedule`): about half the steps for DDIM's (eta 0) result.
             frame_stride: (None = the UNet's default_fs) frame stride (256) or fps (512/1024) conditioning.
             text_input: (True) use the prompts; False = empty prompts (image-only animation).
             loop / interp: condition on the first AND last frame latents (others zero).
@@ -238,7 +288,7 @@ class DynamiCrafterPipeline:
             encode_noise: (B, 4, T, h, w) VAE posterior draws (drawn when None).
             step_noise_draws: per-step noise for eta > 0 (``[i]`` indexed; drawn when None).
             output_type: ("np") decoded frames, or "latent" (no decoding; ``frames`` None).
-            callback: called after each DDIM step with ``{"x", "i", "t", "denoised"}``.
+            callback: called after each sampler step with ``{"x", "i", "t", "denoised"}``.
             progress: show the DDIM progress bar.
 
         Returns:
@@ -248,6 +298,7 @@ class DynamiCrafterPipeline:
         model = self.model
         check_output_type(output_type)
         prompts, videos = self.check_inputs(prompt, image, num_frames, height, width, num_inference_steps)
+        schedule = sampler_schedule(model, sampler, num_inference_steps, timestep_spacing, eta)  # bad options first
         rng = numpy_generator(seed, generator)
         b, _, t = videos.shape[:3]
         cond, uncond, uncond_img = self.encode_conditions(
@@ -255,14 +306,14 @@ class DynamiCrafterPipeline:
             image_guidance_scale=image_guidance_scale, multiple_cond_cfg=multiple_cond_cfg, frame_stride=frame_stride,
             text_input=text_input, loop=loop, interp=interp, encode_noise=encode_noise, generator=rng)
         fn = denoiser(model, cond, uncond, float(guidance_scale), guidance_rescale, uncond_img, image_guidance_scale)
-        schedule = make_schedule(model, num_inference_steps, timestep_spacing, eta)
 
         noise_shape = (b, model.unet.out_channels, t) + tuple(cond["c_concat"].shape[3:])
-        noise = step_noise(noise_shape, step_noise_draws, rng) if schedule.eta > 0 else None
+        stochastic = isinstance(schedule, DDIMSchedule) and schedule.eta > 0
+        noise = step_noise(noise_shape, step_noise_draws, rng) if stochastic else None
         finals, frames = [], []
         for _ in range(num_videos_per_prompt):
             x_t = latents if latents is not None else rng.standard_normal(noise_shape).astype(np.float32)
-            x = sample_ddim(fn, _tensor(x_t), schedule, noise=noise, disable=not progress, callback=callback)
+            x = sample(fn, _tensor(x_t), schedule, noise=noise, progress=progress, callback=callback)
             finals.append(x.asnumpy())
             if output_type == "np":
                 frames.append(frames_from_decoded(model.decode_first_stage(x).asnumpy(), 1, 2))  # (B, T, H, W, 3)

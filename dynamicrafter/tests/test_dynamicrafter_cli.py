@@ -69,6 +69,17 @@ def test_cli_writes_a_playable_video(cli_cfg, one_picture, tmp_path):
     assert (tmp_path / "out" / "samples_separate" / "pic_sample0.gif").stat().st_size > 0
 
 
+def test_cli_dpmpp_2m_writes_a_video_and_records_the_sampler(cli_cfg, one_picture, tmp_path):
+    import json
+
+    assert main(_args(cli_cfg[1], one_picture, tmp_path / "out", "--random_init", "--sampler", "dpmpp_2m",
+                      "--frame_stride", "24")) == 0
+    mp4 = tmp_path / "out" / "samples_separate" / "pic_sample0.mp4"
+    assert read_video_frames(mp4).shape == (2, 64, 64, 3)
+    settings = json.loads(mp4.with_suffix(".json").read_text())["settings"]
+    assert settings["sampler"] == "dpmpp_2m" and settings["ddim_eta"] is None
+
+
 @pytest.mark.parametrize("mode,pictures,frames", [("--interp", 2, 4), ("--loop", 1, 3)])
 def test_cli_interp_and_loop_write_playable_videos(interp_cfg, tmp_path, mode, pictures, frames):
     """``--interp`` (one picture pair) and ``--loop`` end to end, with run_application.sh's options;
@@ -138,6 +149,9 @@ def test_cli_with_a_checkpoint_is_deterministic(cli_cfg, one_picture, tmp_path, 
     (["--random_init", "--frame_stride", "0"], "--frame_stride must be >= 1, got 0"),
     (["--random_init", "--attention_chunk", "-1"], "--attention_chunk must be >= 0 (0 = auto), got -1"),
     (["--random_init", "--ddim_steps", "0"], "--ddim_steps must be >= 1, got 0"),
+    (["--random_init", "--sampler", "dpmpp_2m", "--ddim_eta", "1.0"],
+     "--ddim_eta 1.0: --sampler dpmpp_2m is deterministic (DDIM eta 0)"),
+    (["--random_init", "--sampler", "dpmpp_2m", "--ddim_steps", "1000"], "dpmpp_2m takes at most 999 steps"),
 ])
 def test_bad_flags(capsys, cli_cfg, one_picture, tmp_path, flags, message):
     assert message in _error(capsys, _args(cli_cfg[0], one_picture, tmp_path, *flags))

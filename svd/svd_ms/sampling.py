@@ -18,10 +18,13 @@ import numpy as np
 from mindspore import ops
 
 from common.schedulers.denoiser import Denoiser
+from common.schedulers.dpm_solver import dpmpp_2m_schedule_from_sigmas, sample_dpmpp_2m
 from common.schedulers.edm import edm_sigmas, sample_euler_edm
 from common.schedulers.guidance import cfg_per_frame, guided_denoiser, linear_frame_scales
 
 COND_KEYS = ("crossattn", "vector", "concat")
+#: ``euler`` = sgm's EulerEDMSampler (the release); ``dpmpp_2m`` = DPM-Solver++ 2M on the same EDM sigmas.
+SAMPLERS = ("euler", "dpmpp_2m")
 
 
 def denoiser(model_denoiser: Callable, cond: dict, uncond: dict, num_frames: int, min_scale: float = 1.0,
@@ -69,8 +72,10 @@ def denoiser(model_denoiser: Callable, cond: dict, uncond: dict, num_frames: int
 def sample_svd(model_denoiser: Callable, noise, cond: dict, uncond: dict, num_frames: int, num_steps: int,
                sigma_min: float = 0.002, sigma_max: float = 700.0, rho: float = 7.0, min_scale: float = 1.0,
                max_scale: float = 2.5, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = float("inf"),
-               s_noise: float = 1.0, disable: bool = False, callback: Callable | None = None, split_cfg: bool = False):
-    """EulerEDMSampler + EDMDiscretization + LinearPredictionGuider, as sgm's ``sampler(denoiser, noise, c, uc)``.
+               s_noise: float = 1.0, disable: bool = False, callback: Callable | None = None, split_cfg: bool = False,
+               sampler: str = "euler"):
+    """EulerEDMSampler + EDMDiscretization + LinearPredictionGuider, as sgm's ``sampler(denoiser, noise, c, uc)``;
+    or DPM-Solver++ 2M (``sampler="dpmpp_2m"``) on the same sigmas, start and guided denoiser.
 
     Args:
         model_denoiser: see :func:`denoiser`.
@@ -80,12 +85,21 @@ def sample_svd(model_denoiser: Callable, noise, cond: dict, uncond: dict, num_fr
         s_churn / s_tmin / s_tmax / s_noise: EDM churn (0 = deterministic, the release).
         disable: hide the progress bar. callback: per-step callback (see ``sample_euler_edm``).
         split_cfg: the two guidance branches as two denoiser calls (see :func:`denoiser`).
+        sampler: ``"euler"`` (sgm's EulerEDMSampler, the release) or ``"dpmpp_2m"`` (deterministic: refuses
+            ``s_churn > 0``; its callback gets ``{"x", "i", "t", "sigma", "denoised"}``, ``t`` = sigma).
     Returns:
         (samples (B*T, 4, h, w), sigmas (num_steps + 1,) np.float32).
     """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler {sampler!r}: expected one of {SAMPLERS}")
+    if sampler == "dpmpp_2m" and s_churn > 0:
+        raise ValueError(f"s_churn={s_churn}: dpmpp_2m is deterministic; EDM churn needs the euler sampler")
     sigmas = edm_sigmas(num_steps, sigma_min, sigma_max, rho)
     fn = denoiser(model_denoiser, cond, uncond, num_frames, min_scale, max_scale, split_cfg=split_cfg)
     x = noise * float(np.sqrt(1.0 + np.float64(sigmas[0]) ** 2))
+    if sampler == "dpmpp_2m":
+        cb = None if callback is None else (lambda d: callback({**d, "sigma": d["t"]}))
+        return sample_dpmpp_2m(fn, x, dpmpp_2m_schedule_from_sigmas(sigmas), disable=disable, callback=cb), sigmas
     x = sample_euler_edm(fn, x, sigmas, s_churn=s_churn, s_tmin=s_tmin, s_tmax=s_tmax, s_noise=s_noise,
                          disable=disable, callback=callback, desc="SVD sampling")
     return x, sigmas

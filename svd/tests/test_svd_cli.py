@@ -25,9 +25,10 @@ def test_help_explains_every_flag():
     text = " ".join(r.stdout.split())
     for flag in ("--SVD.config", "--SVD.checkpoint", "--SVD.num_frames", "--SVD.fps", "--SVD.motion_bucket_id",
                  "--SVD.noise_aug_strength", "--SVD.decode_chunk_size", "--image", "--seed", "--output_dir", "--mode",
-                 "--num_steps", "--attn_chunk_size", "--ff_chunk_size", "--split_cfg"):
+                 "--num_steps", "--attn_chunk_size", "--ff_chunk_size", "--split_cfg", "--sampler"):
         assert flag in text
     assert "fps_id = fps - 1" in text and "more motion" in text and "RANDOM" in text
+    assert "DPM-Solver++ 2M" in text and "EulerEDMSampler" in text
 
 
 def test_random_demo_writes_a_real_mp4_and_says_so(tmp_path):
@@ -58,11 +59,15 @@ def test_checkpoint_run_resizes_the_image(tiny_model, tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (70, 140, 3), dtype=np.uint8)).save(img)
     r = _run(f"--SVD.config={TINY_CONFIG}", f"--SVD.checkpoint={ckpt}", "--SVD.num_frames=2", "--SVD.fps=8",
              "--SVD.decode_chunk_size=1", f"--image={img}", "--num_steps=1", f"--output_dir={tmp_path}", "--seed=3",
-             "--no_progress", "--split_cfg", "--ff_chunk_size=50", "--attn_chunk_size=16")
+             "--no_progress", "--split_cfg", "--ff_chunk_size=50", "--attn_chunk_size=16", "--sampler=dpmpp_2m")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resizing to 128x64" in r.stderr and "loaded" in r.stderr and "RANDOM" not in r.stdout
+    assert "1 dpmpp_2m steps" in r.stdout
     (mp4,) = tmp_path.glob("*.mp4")
     assert read_video_frames(mp4).shape == (2, 64, 128, 3)
+    import json
+
+    assert json.loads(mp4.with_suffix(".json").read_text())["settings"]["sampler"] == "dpmpp_2m"
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +96,7 @@ def faults(tmp_path_factory):
     (["--output_dir={d}/a_file/sub"], "output folder {d}/a_file/sub lies below the file {d}/a_file (--output_dir)"),
     (["--mode=fast"], "argument --mode: 'fast' is not 0, 1, graph or pynative (see --help)"),
     (["--SVD.fps=fast"], "argument --SVD.fps: invalid float value: 'fast' (see --help)"),
+    (["--sampler=heun"], "argument --sampler: invalid choice: 'heun'"),
 ])
 def test_bad_input_is_one_line_before_any_work(args, message, faults, tmp_path):
     out = tmp_path / "out"

@@ -10,6 +10,8 @@
 # (e.g. --mode graph --save_gif --ddim_steps 25). Real checkpoints run in PyNative mode by default
 # (graph mode is ~1.7x faster per UNet call but its UNet graph alone peaks at ~16 GB on CPU, plus the VAE and
 # encoders: pass --mode graph on a machine with more than 24 GB, or an accelerator; README "Speed and memory").
+# DDIM eta is the original's 1.0 (inference.py's default for --sampler ddim). Faster, deterministic:
+#   sh scripts/run/run_infer.sh 512 model.ckpt --sampler dpmpp_2m --ddim_steps 25   (README: Samplers)
 # Run from the dynamicrafter/ folder (the script cds there itself).
 set -e
 cd "$(dirname "$0")/../.."
@@ -66,7 +68,6 @@ python inference.py \
     --bs 1 --height ${H} --width ${W} \
     --unconditional_guidance_scale 7.5 \
     --ddim_steps 50 \
-    --ddim_eta 1.0 \
     --prompt_dir ${prompt_dir} \
     --text_input \
     --video_length 16 \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Image-to-video.  bash scripts/run/run_infer.sh [svd|svd_xt|svd_xt_1_1] [CHECKPOINT] [IMAGE] [extra flags]
 # Without a checkpoint: the tiny random model on the bundled image (a smoke test; it says so).
+# Extra flags go to image_to_video.py, e.g. --sampler dpmpp_2m --num_steps 15 (README: Samplers).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 version="${1:-svd}"; ckpt="${2:-}"; image="${3:-}"
