@@ -43,6 +43,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--ddim_eta", type=float, default=None,
                    help="DDIM eta, 0 = deterministic (default 1.0, the original's: stochastic); --sampler dpmpp_2m "
                         "is deterministic and takes no eta other than 0")
+    p.add_argument("--split_cfg", action="store_true",
+                   help="[ms] run the guidance branches (conditional, unconditional) as separate UNet calls of one "
+                        "batch each instead of one call of all: the UNet's activation memory of one branch (in graph "
+                        "mode one compiled graph of the smaller batch), the same work and numbers")
     p.add_argument("--sampler", choices=("ddim", "dpmpp_2m"), default="ddim",
                    help="[ms] ddim = the original's DDIM (default); dpmpp_2m = DPM-Solver++ 2M on the same ODE, end point, "
                         "guidance, guidance rescale and dynamic rescale: deterministic (= DDIM eta 0), about half the "
@@ -279,7 +283,7 @@ def run(args) -> list[Path]:
             guidance_scale=args.unconditional_guidance_scale, image_guidance_scale=args.cfg_img,
             multiple_cond_cfg=args.multiple_cond_cfg, frame_stride=args.frame_stride, text_input=args.text_input,
             negative_prompt=args.negative_prompt or None, timestep_spacing=args.timestep_spacing,
-            guidance_rescale=args.guidance_rescale, loop=args.loop, interp=args.interp,
+            guidance_rescale=args.guidance_rescale, loop=args.loop, interp=args.interp, split_cfg=args.split_cfg,
             num_videos_per_prompt=args.n_samples, generator=rng, progress=not args.no_progress)
         n = args.n_samples
         for j, name in enumerate(filenames[s:s + args.bs]):
@@ -308,7 +312,7 @@ def pipeline_options(args, text_input: bool | None = None) -> dict:
                 image_guidance_scale=args.cfg_img, multiple_cond_cfg=args.multiple_cond_cfg,
                 frame_stride=args.frame_stride, text_input=args.text_input if text_input is None else text_input,
                 negative_prompt=args.negative_prompt or None, timestep_spacing=args.timestep_spacing,
-                guidance_rescale=args.guidance_rescale, progress=not args.no_progress)
+                guidance_rescale=args.guidance_rescale, split_cfg=args.split_cfg, progress=not args.no_progress)
 
 
 def _write(video, path: Path, args) -> list[Path]:

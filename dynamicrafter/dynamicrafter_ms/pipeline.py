@@ -105,7 +105,7 @@ def _tile(x, n: int):
 
 
 def denoiser(model, cond, uncond=None, guidance_scale: float = 1.0, guidance_rescale: float = 0.0,
-             uncond_img=None, cfg_img: float | None = None, apply=None) -> Denoiser:
+             uncond_img=None, cfg_img: float | None = None, apply=None, split: bool = False) -> Denoiser:
     """The guided :class:`~common.schedulers.denoiser.Denoiser` of DynamiCrafter (prediction = the model's
     ``parameterization``, eps or v; int timesteps), every branch in ONE UNet call.
 
@@ -120,6 +120,8 @@ def denoiser(model, cond, uncond=None, guidance_scale: float = 1.0, guidance_res
             (``cfg_img`` None: the guidance scale).
         apply: the model call ``apply(x, t, c_concat, context, fs)`` (default ``model.apply_model``; e.g. an
             ``ms.jit`` compiled ``model.model.construct``).
+        split: one UNet call per guidance branch (batch b) instead of one call of all of them (batch k*b): the
+            activation memory of one branch, the same work; in graph mode one compiled graph serves every branch.
     """
     apply = model.apply_model if apply is None else apply
     branches = {"cond": cond}
@@ -140,7 +142,7 @@ def denoiser(model, cond, uncond=None, guidance_scale: float = 1.0, guidance_res
         c, k = (stacked, n) if branch is None else (conds[branch], 1)
         return apply(_tile(x, k), _tile(t, k), c["c_concat"], c["context"], c["fs"])  # (k*b, 4, T, h, w)
 
-    return guided_denoiser(model_fn, tuple(branches), guidance, prediction=model.parameterization)
+    return guided_denoiser(model_fn, tuple(branches), guidance, prediction=model.parameterization, split=split)
 
 
 def step_noise(shape, noise=None, generator: np.random.Generator | None = None):
@@ -245,6 +247,7 @@ class DynamiCrafterPipeline:
         eta: float | None = None,
         timestep_spacing: str = "uniform",
         sampler: str = "ddim",
+        split_cfg: bool = False,
         frame_stride: int | None = None,
         text_input: bool = True,
         loop: bool = False,
@@ -279,6 +282,8 @@ class DynamiCrafterPipeline:
                 t = n-1, where both start in the many-step limit, on a log-SNR-uniform grid).
             sampler: ("ddim") the original's DDIM, or "dpmpp_2m": DPM-Solver++ 2M, deterministic, on the same
                 ODE and end point (:func:`make_dpm_schedule`): about half the steps for DDIM's (eta 0) result.
+            split_cfg: (False) one UNet call per guidance branch instead of one stacked call (``--split_cfg``):
+                less activation memory (graph mode: one compiled graph of batch B), the same numbers.
             frame_stride: (None = the UNet's default_fs) frame stride (256) or fps (512/1024) conditioning.
             text_input: (True) use the prompts; False = empty prompts (image-only animation).
             loop / interp: condition on the first AND last frame latents (others zero).
@@ -305,7 +310,8 @@ class DynamiCrafterPipeline:
             prompts, videos, negative_prompt=negative_prompt, guidance_scale=guidance_scale,
             image_guidance_scale=image_guidance_scale, multiple_cond_cfg=multiple_cond_cfg, frame_stride=frame_stride,
             text_input=text_input, loop=loop, interp=interp, encode_noise=encode_noise, generator=rng)
-        fn = denoiser(model, cond, uncond, float(guidance_scale), guidance_rescale, uncond_img, image_guidance_scale)
+        fn = denoiser(model, cond, uncond, float(guidance_scale), guidance_rescale, uncond_img, image_guidance_scale,
+                      split=split_cfg)
 
         noise_shape = (b, model.unet.out_channels, t) + tuple(cond["c_concat"].shape[3:])
         stochastic = isinstance(schedule, DDIMSchedule) and schedule.eta > 0

@@ -89,6 +89,25 @@ def test_other_samplers_run_the_dynamicrafter_denoiser(tiny_model):
         sample_euler_edm(fn, x, [1.0, 0.0], disable=True)
 
 
+def test_split_cfg_calls_each_branch_alone_with_the_same_result(tiny_model):
+    """--split_cfg: one UNet call per branch (batch b) instead of one stacked call; the same guided output up to
+    float32 rounding (kernels of another batch size sum in another order: ~1e-6 of the output's scale)."""
+    rng = np.random.default_rng(5)
+    c, u, ui = _branch(rng), _branch(rng), _branch(rng)
+    x = ms.Tensor(rng.standard_normal((1, 4, 2, 8, 8)).astype(np.float32))
+    t = ms.Tensor(np.array([500], np.int64))
+    calls = []
+    apply = lambda *a: calls.append(a[0].shape[0]) or tiny_model.apply_model(*a)  # noqa: E731
+    for kw in ({}, {"uncond_img": ui, "cfg_img": 2.0}):  # CFG (2 branches) and two-scale CFG (3)
+        calls.clear()
+        whole = denoiser(tiny_model, c, u, 7.5, 0.7, apply=apply, **kw)(x, t).asnumpy()
+        n = calls[0]
+        calls.clear()
+        split = denoiser(tiny_model, c, u, 7.5, 0.7, apply=apply, split=True, **kw)(x, t).asnumpy()
+        assert calls == [1] * n and n == (3 if kw else 2)
+        np.testing.assert_allclose(split, whole, rtol=0, atol=1e-5 * np.abs(whole).max())
+
+
 def test_float16_denoiser(tiny_dir):
     from dynamicrafter_ms.config import DynamiCrafterConfig
     from dynamicrafter_ms.model import DynamiCrafter
