@@ -90,6 +90,15 @@ def ldm_unet_renames(cfg: UNet3DConfig) -> list[tuple[str, str, str]]:
     return rows
 
 
+def vae_key(key: str, value):
+    """A ``first_stage_model.`` key of an LDM single file as the VAE's own key (prefix removed), with the mid
+    block's attention stored by some exports as Linear ``[C, C]`` reshaped to the 1x1 conv ``[C, C, 1, 1]``."""
+    name = key[len(VAE_PREFIX):]
+    if ".mid.attn_1." in name and name.endswith(".weight") and not name.endswith("norm.weight") and value.ndim == 2:
+        value = value.reshape(value.shape + (1, 1))
+    return name, value
+
+
 def split_ldm_checkpoint(sd: dict, source: str = "LDM checkpoint") -> dict[str, dict]:
     """Split an LDM single file into ``unet`` / ``vae`` / ``text_encoder`` (prefixes removed) and
     ``ignored`` (DDPM buffers, EMA bookkeeping); any other key is an error."""
@@ -101,10 +110,7 @@ def split_ldm_checkpoint(sd: dict, source: str = "LDM checkpoint") -> dict[str, 
         elif k.startswith(UNET_PREFIX):
             parts["unet"][k[len(UNET_PREFIX):]] = v
         elif k.startswith(VAE_PREFIX):
-            name = k[len(VAE_PREFIX):]
-            if ".mid.attn_1." in name and name.endswith(".weight") and not name.endswith("norm.weight") \
-                    and v.ndim == 2:  # some exports store the VAE attention as Linear [C, C]
-                v = v.reshape(v.shape + (1, 1))
+            name, v = vae_key(k, v)
             parts["vae"][name] = v
         elif k.startswith(TEXT_PREFIX):
             name = k[len(TEXT_PREFIX):]

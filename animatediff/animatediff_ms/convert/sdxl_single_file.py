@@ -16,7 +16,7 @@ import re
 import numpy as np
 
 from ..config import ConfigError
-from .ldm import LDM_EXTRAS
+from .ldm import LDM_EXTRAS, vae_key
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -52,10 +52,7 @@ def split_sgm_checkpoint(sd: dict, source: str = "SDXL checkpoint") -> dict[str,
         elif k.startswith(UNET_PREFIX):
             parts["unet"][k[len(UNET_PREFIX):]] = v
         elif k.startswith(VAE_PREFIX):
-            name = k[len(VAE_PREFIX):]
-            if ".mid.attn_1." in name and name.endswith(".weight") and not name.endswith("norm.weight") \
-                    and v.ndim == 2:  # some exports store the VAE attention as Linear [C, C]
-                v = v.reshape(v.shape + (1, 1))
+            name, v = vae_key(k, v)
             parts["vae"][name] = v
         elif k.startswith(TEXT_PREFIX):
             name = k[len(TEXT_PREFIX):]

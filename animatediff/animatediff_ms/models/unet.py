@@ -34,6 +34,21 @@ def _fold_residual(r, num_frames: int):
     return frames_to_batch(r)
 
 
+def up_path(up_blocks, x, skips: tuple, per_level: int, temb, context, num_frames: int):
+    """The decoder half: each up block takes the last ``per_level`` skips (deepest first) and upsamples to the size
+    of the next skip. Skips come as a tuple (not recomputed under gradient checkpointing)."""
+    n = len(up_blocks)
+    for i in range(n):
+        level = skips[len(skips) - per_level:]
+        skips = skips[:len(skips) - per_level]
+        size = None
+        if i < n - 1:
+            nxt = skips[len(skips) - 1]
+            size = (nxt.shape[2], nxt.shape[3])
+        x = up_blocks[i](x, level, temb, context, num_frames, size)
+    return x
+
+
 class UNet3DConditionModel(nn.Cell):
     """eps-prediction UNet over videos ``(b, c, f, h, w)`` conditioned on one text embedding per video.
 
@@ -126,14 +141,6 @@ class UNet3DConditionModel(nn.Cell):
         x = self._block(self.mid_block, x, temb, context, f)
         if mid_block_additional_residual is not None:
             x = x + _fold_residual(mid_block_additional_residual, f)
-        for i in range(self.num_levels):
-            k = self.layers_per_up_block
-            level = skips[len(skips) - k:]
-            skips = skips[:len(skips) - k]
-            size = None
-            if i < self.num_levels - 1:
-                nxt = skips[len(skips) - 1]
-                size = (nxt.shape[2], nxt.shape[3])
-            x = self.up_blocks[i](x, level, temb, context, f, size)  # skips come as a tuple: not recomputed
+        x = up_path(self.up_blocks, x, skips, self.layers_per_up_block, temb, context, f)
         x = self.conv_out(self.conv_act(self.conv_norm_out(x, f)))
         return batch_to_frames(x, f)  # (b, c_out, f, h, w)

@@ -26,6 +26,7 @@ from common.nn import (
 
 from ..config_sdxl import UNetSDXLConfig
 from .resnet import VideoGroupNorm
+from .unet import up_path
 from .unet_blocks import DownBlock3D, MidBlock3D, UpBlock3D, _BlockOptions
 
 
@@ -113,14 +114,6 @@ class UNetSDXLMotionModel(nn.Cell):
             x, s = self.down_blocks[i](x, temb, context, f)
             skips = skips + s
         x = self.mid_block(x, temb, context, f)
-        for i in range(self.num_levels):
-            k = self.layers_per_up_block
-            level = skips[len(skips) - k:]
-            skips = skips[:len(skips) - k]
-            size = None
-            if i < self.num_levels - 1:
-                nxt = skips[len(skips) - 1]
-                size = (nxt.shape[2], nxt.shape[3])
-            x = self.up_blocks[i](x, level, temb, context, f, size)
+        x = up_path(self.up_blocks, x, skips, self.layers_per_up_block, temb, context, f)
         x = self.conv_out(self.conv_act(self.conv_norm_out(x, f)))
         return batch_to_frames(x, f)  # (b, c_out, f, h, w)
