@@ -24,6 +24,7 @@ import argparse
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -216,7 +217,7 @@ def match_and_write(model, sd: dict[str, Any], args, *, rename=None, label: str 
 
 def run_converter(convert: Callable[[argparse.Namespace], Any], parser: argparse.ArgumentParser,
                   argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv``, check ``--src`` exists, run ``convert(args)``; returns the exit status.
+    """Parse ``argv``, check ``--src`` exists, run ``convert(args)`` and print its time; returns the exit status.
 
     Bad input (``ValueError``, which every checkpoint / config error of this repository is, or
     ``OSError``) prints one line ``error: ...`` and returns 2; ``--debug`` re-raises it instead.
@@ -226,7 +227,9 @@ def run_converter(convert: Callable[[argparse.Namespace], Any], parser: argparse
     try:
         if not Path(args.src).exists():
             raise FileNotFoundError(f"no such file or folder (--src {args.src})")
+        t = time.perf_counter()
         convert(args)
+        print(f"done in {time.perf_counter() - t:.1f} s")
     except (ValueError, OSError) as e:
         if args.debug:
             raise

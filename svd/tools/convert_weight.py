@@ -16,7 +16,6 @@ step is optional (a converted .ckpt loads faster and holds only what SVD uses).
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from common.cli import converter_parser, match_and_write, run_converter
@@ -35,11 +34,9 @@ def convert(args) -> Path:
 
     from common.checkpoint import read_state_dict
 
-    t = time.time()
     with no_init_parameters():  # shapes only: nothing is allocated
         model = SVDModel.from_config_file(args.config)
     target = match_and_write(model, read_state_dict(args.src), args, rename=RENAME_TABLE)
-    print(f"done in {time.time() - t:.1f} s")
     return target
 
 

@@ -16,7 +16,6 @@ released names, load the same way.
 """
 from __future__ import annotations
 
-import time
 from functools import partial
 from pathlib import Path
 
@@ -64,8 +63,6 @@ def convert(args) -> Path:
     from videocomposer_ms.config import load_config
     from videocomposer_ms.weights import read_weights
 
-
-    t = time.time()
     cfg = load_config(args.config)
     with no_init_parameters():  # shapes only: nothing is allocated
         net, rename, pre = _part(args.kind, cfg)
@@ -74,9 +71,7 @@ def convert(args) -> Path:
         sd = pre(sd)
     if callable(rename):
         rename = rename(sd)
-    target = match_and_write(net, sd, args, rename=rename, label=args.kind)
-    print(f"done in {time.time() - t:.1f} s")
-    return target
+    return match_and_write(net, sd, args, rename=rename, label=args.kind)
 
 
 def main(argv=None) -> int:
