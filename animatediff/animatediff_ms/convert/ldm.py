@@ -99,33 +99,49 @@ def vae_key(key: str, value):
     return name, value
 
 
-def split_ldm_checkpoint(sd: dict, source: str = "LDM checkpoint") -> dict[str, dict]:
-    """Split an LDM single file into ``unet`` / ``vae`` / ``text_encoder`` (prefixes removed) and
-    ``ignored`` (DDPM buffers, EMA bookkeeping); any other key is an error."""
-    parts = {"unet": {}, "vae": {}, "text_encoder": {}, "ignored": {}}
+def text_model_key(name: str) -> str:
+    """A CLIP text-tower key with the ``text_model.`` level that files saved by old transformers lack."""
+    return name if name.startswith("text_model.") else "text_model." + name
+
+
+def split_single_file(sd: dict, rows, ignore, source: str, what: str, kind: str) -> dict[str, dict]:
+    """Split a single-file checkpoint by key prefix.
+
+    ``rows``: ``(part, prefix, rename)``; the first row whose prefix starts a key takes it, with the prefix
+    removed and then ``rename(name, value) -> (part, name, value)`` when given (``part`` may be ``"ignored"``).
+    ``ignore(key)``: keys kept under ``ignored`` whole. Any other key is an error naming it (``what``: the
+    parts in words); a part with no key means the file is not a ``kind`` single-file checkpoint."""
+    parts = {part: {} for part, _, _ in rows} | {"ignored": {}}
     unknown = []
     for k, v in sd.items():
-        if LDM_EXTRAS.match(k):
+        if ignore(k):
             parts["ignored"][k] = v
-        elif k.startswith(UNET_PREFIX):
-            parts["unet"][k[len(UNET_PREFIX):]] = v
-        elif k.startswith(VAE_PREFIX):
-            name, v = vae_key(k, v)
-            parts["vae"][name] = v
-        elif k.startswith(TEXT_PREFIX):
-            name = k[len(TEXT_PREFIX):]
-            if not name.startswith("text_model."):  # files saved by old transformers lack the text_model level
-                name = "text_model." + name
-            parts["text_encoder"][name] = v
+            continue
+        for part, prefix, rename in rows:
+            if k.startswith(prefix):
+                name = k[len(prefix):]
+                if rename is not None:
+                    part, name, v = rename(name, v)
+                parts[part][name] = v
+                break
         else:
             unknown.append(k)
     if unknown:
-        raise ConfigError(f"{source}: {len(unknown)} keys are neither UNet, VAE, text encoder nor LDM schedule "
-                          f"buffers, e.g. '{unknown[0]}'")
-    for part, prefix in (("unet", UNET_PREFIX), ("vae", VAE_PREFIX), ("text_encoder", TEXT_PREFIX)):
+        raise ConfigError(f"{source}: {len(unknown)} keys are neither {what}, e.g. '{unknown[0]}'")
+    for part, prefix, _ in rows:
         if not parts[part]:
-            raise ConfigError(f"{source}: no '{prefix}*' keys -- not a Stable Diffusion single-file checkpoint")
+            raise ConfigError(f"{source}: no '{prefix}*' keys -- not {kind} single-file checkpoint")
     return parts
+
+
+def split_ldm_checkpoint(sd: dict, source: str = "LDM checkpoint") -> dict[str, dict]:
+    """Split an LDM single file into ``unet`` / ``vae`` / ``text_encoder`` (prefixes removed) and
+    ``ignored`` (DDPM buffers, EMA bookkeeping); any other key is an error."""
+    rows = (("unet", UNET_PREFIX, None),
+            ("vae", VAE_PREFIX, lambda name, v: ("vae", *vae_key(VAE_PREFIX + name, v))),
+            ("text_encoder", TEXT_PREFIX, lambda name, v: ("text_encoder", text_model_key(name), v)))
+    return split_single_file(sd, rows, LDM_EXTRAS.match, source,
+                             "UNet, VAE, text encoder nor LDM schedule buffers", "a Stable Diffusion")
 
 
 # ----------------------------------------------------------------------------------------------- VAE

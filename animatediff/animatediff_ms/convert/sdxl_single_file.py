@@ -16,7 +16,7 @@ import re
 import numpy as np
 
 from ..config import ConfigError
-from .ldm import LDM_EXTRAS, vae_key
+from .ldm import LDM_EXTRAS, split_single_file, text_model_key, vae_key
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -41,36 +41,19 @@ OPEN_CLIP_TO_HF = (
 _IN_PROJ = re.compile(r"^transformer\.resblocks\.(\d+)\.attn\.in_proj_(weight|bias)$")
 
 
+def _text2_key(name: str, value):
+    return ("ignored", TEXT2_PREFIX + name, value) if name in TEXT2_UNUSED else ("text_encoder_2", name, value)
+
+
 def split_sgm_checkpoint(sd: dict, source: str = "SDXL checkpoint") -> dict[str, dict]:
     """``unet`` / ``vae`` / ``text_encoder`` / ``text_encoder_2`` (prefixes removed) and ``ignored`` (DDPM
     buffers, EMA bookkeeping, ``logit_scale``); any other key is an error naming it."""
-    parts = {"unet": {}, "vae": {}, "text_encoder": {}, "text_encoder_2": {}, "ignored": {}}
-    unknown = []
-    for k, v in sd.items():
-        if LDM_EXTRAS.match(k) or k in SGM_EXTRAS:
-            parts["ignored"][k] = v
-        elif k.startswith(UNET_PREFIX):
-            parts["unet"][k[len(UNET_PREFIX):]] = v
-        elif k.startswith(VAE_PREFIX):
-            name, v = vae_key(k, v)
-            parts["vae"][name] = v
-        elif k.startswith(TEXT_PREFIX):
-            name = k[len(TEXT_PREFIX):]
-            parts["text_encoder"][name if name.startswith("text_model.") else "text_model." + name] = v
-        elif k.startswith(TEXT2_PREFIX):
-            name = k[len(TEXT2_PREFIX):]
-            (parts["ignored"] if name in TEXT2_UNUSED else parts["text_encoder_2"])[
-                k if name in TEXT2_UNUSED else name] = v
-        else:
-            unknown.append(k)
-    if unknown:
-        raise ConfigError(f"{source}: {len(unknown)} keys are neither SDXL UNet, VAE, text encoders nor schedule "
-                          f"buffers, e.g. '{unknown[0]}'")
-    for part, prefix in (("unet", UNET_PREFIX), ("vae", VAE_PREFIX), ("text_encoder", TEXT_PREFIX),
-                         ("text_encoder_2", TEXT2_PREFIX)):
-        if not parts[part]:
-            raise ConfigError(f"{source}: no '{prefix}*' keys -- not an SDXL single-file checkpoint")
-    return parts
+    rows = (("unet", UNET_PREFIX, None),
+            ("vae", VAE_PREFIX, lambda name, v: ("vae", *vae_key(VAE_PREFIX + name, v))),
+            ("text_encoder", TEXT_PREFIX, lambda name, v: ("text_encoder", text_model_key(name), v)),
+            ("text_encoder_2", TEXT2_PREFIX, _text2_key))
+    return split_single_file(sd, rows, lambda k: bool(LDM_EXTRAS.match(k)) or k in SGM_EXTRAS, source,
+                             "SDXL UNet, VAE, text encoders nor schedule buffers", "an SDXL")
 
 
 def open_clip_text_to_hf(sd: dict, source: str = "conditioner.embedders.1.model") -> dict:
