@@ -93,7 +93,7 @@ def test_config_refusals(tmp_path):
 
 
 def test_step_list_and_schedule():
-    from videocomposer_ms.sampler import step_list, videocomposer_schedule
+    from videocomposer_ms.pipeline import step_list, videocomposer_schedule
 
     assert step_list(3).tolist() == [999, 667, 334, 1]  # S not dividing 1000: one extra step
     assert step_list(50).tolist()[:2] == [981, 961] and step_list(50).tolist()[-1] == 1

@@ -77,7 +77,7 @@ class Adapter(GoldenAdapter):
         return {"out": self.unet(_t(i["x"]), _t(i["t"], np.int64), **kwargs)}
 
     def check_ddim_sample(self, c):
-        from .sampler import sample, step_list
+        from .pipeline import sample, step_list
 
         p, i = c.params, c.inputs
         if p["beta_schedule"] != "linear_sd" or (p["init_beta"], p["last_beta"]) != (0.00085, 0.012):

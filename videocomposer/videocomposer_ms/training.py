@@ -44,7 +44,7 @@ from common.train import DataLoader
 from .data import center_crop_v2, clip_image, misc_transform, resize_motion, to_unit
 from .masks import random_mask
 from .motion import MotionVectorError, extract_motion_vectors, start_index
-from .sampler import INIT_BETA, LAST_BETA
+from .pipeline import INIT_BETA, LAST_BETA
 from .train_config import VCTrainConfig
 from .unet import KEEP_ORDER, UNetSDTemporal
 
