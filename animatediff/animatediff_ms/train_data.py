@@ -1,7 +1,7 @@
 """The original ``WebVid10M`` training clips (``animatediff/data/dataset.py``), on the shared WebVid pieces.
 
 A CSV row ``videoid, name, page_dir`` is the clip ``<video_folder>/<videoid>.mp4`` with the caption ``name``.
-Without a CSV (``csv_path`` empty) ``video_folder`` is a folder dataset, and a ``csv_path`` naming a folder
+Without a CSV (``csv_path`` empty or null) ``video_folder`` is a folder dataset, and a ``csv_path`` naming a folder
 is one: every ``*.mp4`` under it with a same-named ``.txt`` caption beside it and/or a ``captions.csv``
 (``video,caption``; :func:`common.train.webvid.read_video_folder`). One draw, as the original:
 
