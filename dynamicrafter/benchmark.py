@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from common.bench import machine_info, machine_line, peak_rss_gib, reference_env, run_child, time_calls
+from common.bench import machine_info, machine_line, peak_rss_gib, reference_env, run_child, time_calls, update_json
 
 os.environ.setdefault("GLOG_v", "3")
 HERE = Path(__file__).resolve().parent
@@ -302,8 +302,9 @@ def main(argv=None) -> int:
         print(f"(torch {ref['torch']}, {ref['threads']} threads, its 4096^2 matmul: "
               f"{ref['torch_matmul_gflops']:.0f} GFLOP/s)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine, "matmul_gflops": peak, "flops_per_call": flops,
-                                               "results": results, "reference": ref}, indent=1))
+        for key, value in {"machine": machine, "matmul_gflops": peak, "flops_per_call": flops, "results": results,
+                           "reference": ref}.items():
+            update_json(args.json, key, value)  # other keys (e.g. e2e) stay
     return 0
 
 
