@@ -14,7 +14,8 @@ One video as ``scripts/run/run_infer.sh`` makes it (the original's ``run.sh`` se
 * ``vae_decode``: the T latents through the VAE decoder.
 
 Ours runs the encoders and the VAE in PyNative (as ``inference.py`` does in both modes). The original needs
-``einops``, ``open_clip_torch`` and ``kornia`` in the interpreter; its towers are built with ``version=None``
+``einops``, ``open_clip_torch`` and ``kornia`` in the interpreter (``pytorch_lightning`` and ``cv2`` get stand-ins:
+:data:`REF_STUBS`); its towers are built with ``version=None``
 (random weights, nothing downloaded). ``--tiny``: ours only, every part in one process, no results file unless
 ``--json``; on the repository's tiny demo config unless ``--config`` names another (a smoke test).
 """
@@ -156,8 +157,11 @@ def ref_part(part: str, config: Path, frames, runs: int) -> dict:
                  "UNet, cond then uncond: 2 calls of batch 1 (the original's DDIM)")
 
 
-#: the original's utils/utils.py imports cv2 for functions never called here: an empty one stands in
-REF_STUBS = {"cv2.py": "# stand-in: imported by the original utils/utils.py, unused here\n"}
+#: the original's utils/utils.py imports cv2 for functions never called here: an empty one stands in; its
+#: AutoencoderKL is a pytorch_lightning LightningModule of which only the torch.nn.Module part runs here
+REF_STUBS = {"cv2.py": "# stand-in: imported by the original utils/utils.py, unused here\n",
+             "pytorch_lightning/__init__.py": "# stand-in: the original AutoencoderKL's base, used as a torch Module\n"
+                                              "import torch\n\n\nclass LightningModule(torch.nn.Module):\n    pass\n"}
 
 
 def worker(args) -> dict:
