@@ -31,7 +31,15 @@ import sys
 import time
 from pathlib import Path
 
-from common.bench import machine_info, machine_line, peak_rss_gib, reference_env, run_child, time_calls, update_json
+from common.bench import (
+    machine_info,
+    machine_line,
+    peak_rss_gib,
+    reference_env,
+    run_child,
+    time_calls,
+    update_json,
+)
 
 os.environ.setdefault("GLOG_v", "3")
 HERE = Path(__file__).resolve().parent

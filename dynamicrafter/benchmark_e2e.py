@@ -28,7 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from common.bench import E2E_PARTS, machine_info, machine_line, reference_env, run_e2e_parts, time_part, update_json
+from common.bench import (
+    E2E_PARTS,
+    machine_info,
+    machine_line,
+    reference_env,
+    run_e2e_parts,
+    time_part,
+    update_json,
+)
 
 HERE = Path(__file__).resolve().parent
 TINY = HERE / "configs" / "inference_256_tiny_demo.yaml"

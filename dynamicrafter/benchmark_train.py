@@ -13,7 +13,6 @@ Each variant runs in its own process: peak memory (max RSS) is per variant. The 
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time

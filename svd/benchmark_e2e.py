@@ -36,14 +36,14 @@ def ours_part(part: str, size: tuple[int, int], frames: int, runs: int, mode: st
               attn_chunk=None, ff_chunk=None) -> dict:
     """Our part ``part`` (module docstring) of ``config``; its :func:`common.bench.time_part` figures."""
     import mindspore as ms
-
-    from common.clip import load_open_clip_config
-    from common.nn import set_attention, set_feed_forward_chunk_size
     from svd_ms.conditioner import ImageLatentEmbedder, ImagePredictionEmbedder
     from svd_ms.config import load_svd_config
     from svd_ms.denoiser import Denoiser
     from svd_ms.temporal_vae import VideoAutoencoder
     from svd_ms.video_unet import VideoUNet
+
+    from common.clip import load_open_clip_config
+    from common.nn import set_attention, set_feed_forward_chunk_size
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     ms.runtime.launch_blocking()

@@ -3,7 +3,15 @@ from __future__ import annotations
 
 import sys
 
-from common.bench import machine_info, machine_line, peak_rss_gib, reference_env, run_child, stub_modules, time_calls
+from common.bench import (
+    machine_info,
+    machine_line,
+    peak_rss_gib,
+    reference_env,
+    run_child,
+    stub_modules,
+    time_calls,
+)
 
 
 def test_machine_names_the_cpu_model():
