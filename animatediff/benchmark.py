@@ -9,8 +9,14 @@ Cases, each in its own subprocess (so the peak resident memory, ``ru_maxrss``, i
 mid-block module; torch threads = the CPU count). Inputs: sample ``(2, 4, 16, s, s)``, timesteps
 ``[501, 501]``, text ``(2, 77, 768)`` (diffusers' model takes it repeated per frame, ``(32, 77, 768)``).
 One warm-up call (for graph mode: the compilation), then ``--repeats`` timed calls (median reported).
-Results go to stdout as a table and to ``--out`` (JSON). torch and diffusers are only needed for the
-``diffusers`` case (``pip install --no-deps diffusers==0.42.1`` plus ``huggingface_hub``).
+Results go to stdout as a table and to ``--out`` (JSON; its other keys, e.g. ``e2e``, are kept). torch and diffusers
+are only needed for the ``diffusers`` case (``pip install --no-deps diffusers==0.42.1`` plus ``huggingface_hub``).
+
+``--e2e``: time per video instead (text encoder, one guided step, VAE decode, each at full size in its own process;
+``fixed + --steps x step``, ours against diffusers; the ``e2e`` key of ``--out``): see ``benchmark_e2e.py``.
+
+    python benchmark.py --e2e                 # 512x512 x 16 frames, 25 steps, step in graph mode
+    python benchmark.py --e2e --tiny --size 64 --frames 2 --out /tmp/e2e.json   # smoke test (tiny sizes)
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.bench import machine_info, machine_line, peak_rss_gib
+from common.bench import machine_info, machine_line, peak_rss_gib, update_json
 
 HERE = Path(__file__).resolve().parent
 FRAMES = 16
@@ -154,9 +160,35 @@ def main(argv=None) -> int:
                     help="ours-graph only: run the CFG batch of 2 as this many sequential calls of one graph "
                          "(2 = batch 1: half the activation memory, for machines where the whole batch's graph "
                          "does not fit; same total work)")
-    ap.add_argument("--out", default=str(HERE / "benchmark_results.json"))
+    ap.add_argument("--out", default=None, help="results JSON (default benchmark_results.json; --e2e --tiny: none)")
+    ap.add_argument("--e2e", action="store_true", help="time per video (text encoder, guided step x --steps, VAE "
+                    "decode); see benchmark_e2e.py")
+    ap.add_argument("--size", type=int, default=512, help="--e2e: frame size in pixels (default 512)")
+    ap.add_argument("--frames", type=int, default=FRAMES, help=f"--e2e: frames (default {FRAMES})")
+    ap.add_argument("--steps", type=int, default=25, help="--e2e: denoising steps (default 25, the prompt configs')")
+    ap.add_argument("--mode", choices=["pynative", "graph"], default="graph", help="--e2e: our step's mode (graph)")
+    ap.add_argument("--decode_chunk", type=int, default=16,
+                    help="--e2e: diffusers' frames per VAE decoder call (decode_chunk_size, default 16)")
+    ap.add_argument("--tiny", action="store_true", help="--e2e on tiny random sizes, parts in one process, ours only")
+    ap.add_argument("--tiny_ref", action="store_true", help="--e2e --tiny: diffusers' parts too")
+    ap.add_argument("--e2e_worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--e2e_parts", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--_case", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.e2e:
+        import importlib.util  # the sibling script, found by its path
+
+        spec = importlib.util.spec_from_file_location("ad_benchmark_e2e", Path(__file__).with_name("benchmark_e2e.py"))
+        be = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(be)
+        if min(args.steps, args.frames, args.decode_chunk) < 1 or args.size % 64 or args.size < 64 or args.repeats < 0:
+            ap.error("--e2e: --steps, --frames, --decode_chunk must be >= 1, --size a multiple of 64, --repeats >= 0")
+        args.runs = args.repeats
+        if args.e2e_worker:
+            print(json.dumps(be.worker(args, _fill_random)))
+            return 0
+        return be.run(Path(__file__).resolve(), args)
+    args.out = args.out or str(HERE / "benchmark_results.json")
     if args._case:  # child process: one case, one JSON line
         size = args.sizes[0]
         r = case_diffusers(size, args.repeats) if args._case == "diffusers" else \
@@ -177,7 +209,8 @@ def main(argv=None) -> int:
             results.append(r)
             print(json.dumps(r), flush=True)
     meta = dict(machine_info(), cpu_count=os.cpu_count(), frames=FRAMES, cfg_batch=2)
-    Path(args.out).write_text(json.dumps(dict(meta=meta, results=results), indent=1))
+    update_json(args.out, "meta", meta)
+    update_json(args.out, "results", results)  # other keys (e.g. e2e) stay
     print(f"\n{machine_line(meta)}")
     print("\n| size | case | warm-up / compile (s) | call (s) | peak RSS (MiB) | ours / diffusers |")
     print("|---|---|---|---|---|---|")

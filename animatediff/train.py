@@ -221,7 +221,9 @@ def run(args, cfg) -> int:
     dataset = WebVid10M(cfg.train_data, seed=cfg.global_seed, check=not args.no_video_check)  # bad row: exit 2
     per_step = cfg.train_batch_size * world
     if len(dataset) < per_step:
-        raise InputError(f"train_data.csv_path {cfg.train_data.csv_path}: {len(dataset)} videos cannot fill one batch "
+        src = (f"train_data.csv_path {cfg.train_data.csv_path}" if cfg.train_data.csv_path
+               else f"train_data.video_folder {cfg.train_data.video_folder}")
+        raise InputError(f"{src}: {len(dataset)} videos cannot fill one batch "
                          f"of train_batch_size {cfg.train_batch_size} x {world} processes")
     if cfg.unet_checkpoint_path:
         check_unet_checkpoint(cfg)

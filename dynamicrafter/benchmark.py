@@ -10,6 +10,10 @@ GFLOP/s of the counted matmul/conv/attention work, that as a fraction of this ma
 matmul rate (a 4096^2 MindSpore matmul measured in the same run), and with ``REF_SRC`` the
 original's time and our/its ratio. ``--json out.json`` writes the figures.
 
+``--e2e``: time per video instead (text / image encoders, VAE encode and decode, one guided DDIM step, each at full
+size in its own process; ``fixed + --steps x step``, ours against the original with ``REF_SRC``; written under the
+``e2e`` key of benchmark_results.json): see ``benchmark_e2e.py``. ``--e2e --tiny`` runs it on the tiny demo config.
+
 ``--train``: one fine-tuning step instead (1 video x 16 frames; PyNative and graph, each with and without
 gradient checkpointing; time and peak memory; the original's step with ``REF_SRC``): see ``benchmark_train.py``.
 
@@ -27,7 +31,15 @@ import sys
 import time
 from pathlib import Path
 
-from common.bench import machine_info, machine_line, peak_rss_gib, reference_env, run_child, time_calls
+from common.bench import (
+    machine_info,
+    machine_line,
+    peak_rss_gib,
+    reference_env,
+    run_child,
+    time_calls,
+    update_json,
+)
 
 os.environ.setdefault("GLOG_v", "3")
 HERE = Path(__file__).resolve().parent
@@ -209,6 +221,16 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default="pynative,pynative+ckpt,graph,graph+ckpt",
                    help="--train: comma list of pynative, graph, each optionally +ckpt (gradient checkpointing)")
     p.add_argument("--train_frames", type=int, default=16, help="--train: frames of the video (default 16)")
+    p.add_argument("--e2e", action="store_true", help="time per video (encoders, VAE, one guided step x --steps); "
+                   "see benchmark_e2e.py")
+    p.add_argument("--steps", type=int, default=50, help="--e2e: DDIM steps of a video (default 50, run_infer.sh's)")
+    p.add_argument("--mode", choices=["pynative", "graph"], default="graph",
+                   help="--e2e: our denoiser step in graph (ms.jit, default) or PyNative mode")
+    p.add_argument("--frames", type=int, default=None, help="--e2e: frames (default the config's temporal_length)")
+    p.add_argument("--tiny", action="store_true", help="--e2e on the tiny demo config, ours only, parts in one process")
+    p.add_argument("--timeout", type=float, default=None, help="--e2e: seconds per child process (default none)")
+    p.add_argument("--e2e_worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--e2e_parts", default=None, help=argparse.SUPPRESS)
     p.add_argument("--variant", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--count", action="store_true", help=argparse.SUPPRESS)
@@ -217,6 +239,18 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     CONFIG, SHAPE, CHUNK = Path(args.config), tuple(int(v) for v in args.shape.split(",")), args.attention_chunk
     SPLIT = args.split
+    if args.e2e:
+        import importlib.util  # the sibling script, found by its path (as --train's)
+
+        spec = importlib.util.spec_from_file_location("dc_benchmark_e2e", Path(__file__).with_name("benchmark_e2e.py"))
+        be = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(be)
+        if args.steps < 1 or args.runs < 0 or args.split not in (1, 2) or (args.frames is not None and args.frames < 1):
+            p.error("--e2e: --steps and --frames must be >= 1, --runs >= 0, --split 1 or 2")
+        if args.e2e_worker:
+            print(json.dumps(be.worker(args)))
+            return 0
+        return be.run(Path(__file__).resolve(), args, HERE / "configs" / "inference_256_v1.0.yaml")
     if args.train:
         import importlib.util  # the sibling script, found by its path (this file may be loaded from anywhere)
 
@@ -276,8 +310,9 @@ def main(argv=None) -> int:
         print(f"(torch {ref['torch']}, {ref['threads']} threads, its 4096^2 matmul: "
               f"{ref['torch_matmul_gflops']:.0f} GFLOP/s)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine, "matmul_gflops": peak, "flops_per_call": flops,
-                                               "results": results, "reference": ref}, indent=1))
+        for key, value in {"machine": machine, "matmul_gflops": peak, "flops_per_call": flops, "results": results,
+                           "reference": ref}.items():
+            update_json(args.json, key, value)  # other keys (e.g. e2e) stay
     return 0
 
 

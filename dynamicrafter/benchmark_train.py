@@ -13,7 +13,6 @@ Each variant runs in its own process: peak memory (max RSS) is per variant. The 
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -193,5 +192,8 @@ def run_all(script: Path, config: Path, variants, frames: int, runs: int, json_p
             continue
         print(f"{r['variant']:16s} {r['median_s']:14.2f} {r['first_call_s']:12.2f} {r['peak_rss_gb']:12.2f} {r['loss']:10.4g}")
     if json_path:
-        Path(json_path).write_text(json.dumps({"machine": machine, "config": str(config), "frames": frames, "results": rows}, indent=1))
+        from common.bench import update_json
+
+        for key, value in {"machine": machine, "config": str(config), "frames": frames, "results": rows}.items():
+            update_json(json_path, key, value)  # other keys (e.g. e2e) stay
     return rows

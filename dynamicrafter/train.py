@@ -9,6 +9,7 @@ Data parallel (one process per device; CPU works too; Ascend rank tables: script
     msrun --worker_num=8 --local_worker_num=8 --master_port=8118 --join=True --log_dir=msrun_log \\
         python train.py -c configs/training_512_v1.0/config.yaml ...
 
+Data: a WebVid CSV (meta_path) or a folder of mp4s with captions (meta_path null or a folder; see README).
 Every key of the YAML can be set as --section.key=value (a YAML value). Re-running with the same
 --output_dir resumes exactly from its newest checkpoint. Demo data: python scripts/make_demo_videos.py.
 """
@@ -134,7 +135,8 @@ def run(args, tf, cfg) -> int:
     dp = tf.data.params
     dataset = WebVidDataset(dp.train.params, seed=args.seed, check=not args.no_video_check)  # bad rows: exit 2 here
     if len(dataset) < dp.batch_size * world:
-        raise ValueError(f"{dp.train.params.meta_path}: {len(dataset)} videos cannot fill one batch of "
+        tp = dp.train.params
+        raise ValueError(f"{tp.meta_path or 'data_dir ' + tp.data_dir}: {len(dataset)} videos cannot fill one batch of "
                          f"data.params.batch_size {dp.batch_size} x {world} processes")
     out = prepare_output_dir(args.output_dir or default_output_dir(args.config), "--output_dir")
 

@@ -16,6 +16,13 @@ Measured, each in its own process (peak RSS = that process: weights + activation
   ``--train_frames`` frames; ``train_ours_graph`` compiles forward + backward with ``ms.jit`` as
   ``train.py`` does with ``environment.mode: 0``. ``--recompute``: gradient checkpointing on both sides.
 
+``--e2e``: time per video instead (CLIP image encoder, VAE encode, one guided step, temporal VAE decode, each at full
+size in its own process; ``fixed + --steps x step``, ours against diffusers; the ``e2e`` key of ``--out``, default
+benchmark_results.json): see ``benchmark_e2e.py``.
+
+    python benchmark.py --e2e                                 # 576x1024 x 14 frames, 25 steps, step in graph mode
+    python benchmark.py --e2e --tiny --size 64x64 --frames 2  # smoke test (configs/svd_tiny.yaml, ours only)
+
 torch and diffusers are imported only here, as references (``pip install --no-deps diffusers``).
 """
 from __future__ import annotations
@@ -28,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from common.bench import machine_info, machine_line, mem_available_gib, peak_rss_gib
+from common.bench import machine_info, machine_line, mem_available_gib, peak_rss_gib, update_json
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("ours_pynative", "ours_graph", "diffusers", "train_ours", "train_ours_graph", "train_diffusers")
@@ -244,9 +251,36 @@ def main(argv=None) -> int:
     ap.add_argument("--split", type=int, default=1,
                     help="ours_pynative / ours_graph: run the CFG batch of 2 videos as this many sequential calls "
                          "(of one graph in graph mode; 2 = one video per call: half the activation memory, the same work)")
-    ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--out", default=None, help="write the results as JSON here (its other keys are kept)")
+    ap.add_argument("--e2e", action="store_true", help="time per video (image encoder, VAE encode, guided step x "
+                    "--steps, VAE decode); see benchmark_e2e.py")
+    ap.add_argument("--size", default="576x1024", help="--e2e: HxW in pixels (default 576x1024)")
+    ap.add_argument("--steps", type=int, default=25, help="--e2e: sampling steps (default 25, svd.yaml's)")
+    ap.add_argument("--mode", choices=["pynative", "graph"], default="graph", help="--e2e: our step's mode (graph)")
+    ap.add_argument("--decode_chunk", type=int, default=0, help="--e2e: frames per VAE decoder call (default 0 = all)")
+    ap.add_argument("--config", default=None, help="--e2e: our model config (default configs/svd.yaml; --tiny: "
+                    "configs/svd_tiny.yaml)")
+    ap.add_argument("--tiny", action="store_true", help="--e2e on configs/svd_tiny.yaml, ours only, one process")
+    ap.add_argument("--e2e_worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--e2e_parts", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.e2e:
+        import importlib.util  # the sibling script, found by its path
+
+        spec = importlib.util.spec_from_file_location("svd_benchmark_e2e", Path(__file__).with_name("benchmark_e2e.py"))
+        be = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(be)
+        hw = a.size.split("x")
+        if len(hw) != 2 or not all(v.isdigit() and int(v) % 64 == 0 and int(v) > 0 for v in hw):
+            ap.error(f"--size {a.size}: give HxW in pixels, both multiples of 64")
+        if min(a.steps, a.frames) < 1 or a.decode_chunk < 0 or a.repeats < 0:
+            ap.error("--e2e: --steps and --frames must be >= 1, --decode_chunk and --repeats >= 0")
+        a.config = a.config or str(HERE / "configs" / ("svd_tiny.yaml" if a.tiny else "svd.yaml"))
+        if a.e2e_worker:
+            print(json.dumps(be.worker(a)), flush=True)
+            os._exit(0)  # as --child: MindSpore 2.7.1 can deadlock in tensor destructors at exit
+        return be.run(Path(__file__).resolve(), a)
     for size in a.sizes:
         hw = size.split("x")
         if len(hw) != 2 or not all(v.isdigit() and int(v) % 64 == 0 for v in hw):
@@ -281,7 +315,8 @@ def main(argv=None) -> int:
     print(machine_line(machine))
     print(_table(results))
     if a.out:
-        Path(a.out).write_text(json.dumps({"machine": machine, "args": vars(a), "results": results}, indent=1))
+        for key, value in {"machine": machine, "args": vars(a), "results": results}.items():
+            update_json(a.out, key, value)  # other keys (e.g. e2e) stay
     return 0
 
 

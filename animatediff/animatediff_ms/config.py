@@ -329,14 +329,16 @@ class TrainDataConfig:
     """``train_data`` of the training yaml: the original's ``WebVid10M`` dataset.
 
     Attributes:
-        csv_path: WebVid CSV with the columns ``videoid,name,page_dir`` (``name`` is the caption).
+        csv_path: WebVid CSV with the columns ``videoid,name,page_dir`` (``name`` is the caption); empty or null = no CSV:
+            ``video_folder`` is a folder dataset (every *.mp4 under it, its caption in a same-named .txt beside it
+            or in ``captions.csv``); a folder = a folder dataset there.
         video_folder: the clips, ``<video_folder>/<videoid>.mp4`` (``page_dir`` is not part of the path).
         sample_size: frame size, one int (square) or ``[H, W]``: short side resized to H, centre crop to H x W.
         sample_stride: frames between two sampled frames (shortened, as the original, for a short clip).
         sample_n_frames: frames per clip (at most the motion module's ``temporal_position_encoding_max_len``).
     """
 
-    csv_path: str = ""
+    csv_path: str | None = ""
     video_folder: str = ""
     sample_size: int | tuple[int, int] = 256
     sample_stride: int = 4

@@ -1,7 +1,9 @@
 """The original ``WebVid10M`` training clips (``animatediff/data/dataset.py``), on the shared WebVid pieces.
 
 A CSV row ``videoid, name, page_dir`` is the clip ``<video_folder>/<videoid>.mp4`` with the caption ``name``.
-One draw, as the original:
+Without a CSV (``csv_path`` empty or null) ``video_folder`` is a folder dataset, and a ``csv_path`` naming a folder
+is one: every ``*.mp4`` under it with a same-named ``.txt`` caption beside it and/or a ``captions.csv``
+(``video,caption``; :func:`common.train.webvid.read_video_folder`). One draw, as the original:
 
 * ``clip_length = min(n, (sample_n_frames - 1) * sample_stride + 1)`` frames of the ``n`` in the video, from a
   start uniform in ``[0, n - clip_length]``, and ``sample_n_frames`` indices ``linspace(start, start + clip_length
@@ -21,7 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from common.train import DataLoader
-from common.train.webvid import BadVideoError, check_exists, probe_video, read_clip_frames, read_webvid_csv
+from common.train.webvid import (
+    BadVideoError,
+    check_exists,
+    probe_video,
+    read_clip_frames,
+    read_video_folder,
+    read_webvid_csv,
+)
 from common.video_io import center_crop, resize_short_side
 
 from .config import TrainDataConfig
@@ -50,20 +59,25 @@ class WebVid10M:
 
     def __init__(self, data: TrainDataConfig, seed: int = 0, check: bool = True):
         self.data, self.seed = data, int(seed)
-        folder = Path(data.video_folder)
-        rows = read_webvid_csv(data.csv_path, lambda r: folder / f"{r['videoid']}.mp4", what="--train_data.csv_path")
-        self.clips = []  # [path, caption, frames (-1: not probed yet), csv line]
-        for line, path, caption in rows:
-            where = self._where(line)
+        self.clips = []  # [path, caption, frames (-1: not probed yet), where (the errors' prefix)]
+        for where, path, caption in self.rows(data):
             if check:
                 n = self._probe(path, where)
             else:
                 check_exists(path, where)
                 n = -1
-            self.clips.append([path, caption, n, line])
+            self.clips.append([path, caption, n, where])
 
-    def _where(self, line: int) -> str:
-        return f"train_data.csv_path {self.data.csv_path}:{line}"
+    @staticmethod
+    def rows(data: TrainDataConfig) -> list[tuple[str, Path, str]]:
+        """``[(where, video, caption)]``: the CSV's rows, or a folder dataset (module docstring)."""
+        if not data.csv_path:
+            return read_video_folder(data.video_folder, what="train_data.video_folder")
+        if Path(data.csv_path).is_dir():
+            return read_video_folder(data.csv_path, what="train_data.csv_path")
+        folder = Path(data.video_folder)
+        rows = read_webvid_csv(data.csv_path, lambda r: folder / f"{r['videoid']}.mp4", what="--train_data.csv_path")
+        return [(f"train_data.csv_path {data.csv_path}:{line}", path, caption) for line, path, caption in rows]
 
     @staticmethod
     def _probe(path: Path, where: str) -> int:
@@ -92,12 +106,12 @@ class WebVid10M:
         """Clip ``index`` as drawn in ``epoch``."""
         clip = self.clips[int(index)]
         if clip[2] < 0:  # built with check=False: probed when first drawn
-            clip[2] = self._probe(clip[0], self._where(clip[3]))
-        path, caption, n, line = clip
+            clip[2] = self._probe(clip[0], clip[3])
+        path, caption, n, where = clip
         rng = np.random.default_rng([self.seed, int(epoch), int(index)])
         idx = clip_indices(n, self.data.sample_n_frames, self.data.sample_stride, rng)
         flip = bool(rng.random() < 0.5)
-        frames = read_clip_frames(path, idx, self._where(line))
+        frames = read_clip_frames(path, idx, where)
         return self.transform(np.ascontiguousarray(frames), flip), caption
 
 

@@ -327,3 +327,32 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     # the same operations run again in the backward pass: equal up to the order of a few float32 sums
     for a, b in zip(*grads):
         np.testing.assert_allclose(b.asnumpy(), a.asnumpy(), rtol=0, atol=1e-7)
+
+
+def test_folder_dataset_trains_and_bad_folders_are_one_line(setup, capsys, tmp_path):
+    """Without a CSV (csv_path empty) video_folder is a folder of mp4s with .txt captions: one step trains; an empty
+    folder, a video without a caption, an unreadable mp4 are one line naming the file."""
+    from animatediff_ms.train_data import WebVid10M
+
+    folder = make_demo_webvid(tmp_path / "clips", n=2, frames=8, size=(64, 80), layout="folder")
+    cfg_data = type("D", (), {"csv_path": "", "video_folder": str(folder)})
+    assert [c for _, _, c in WebVid10M.rows(cfg_data)] == [(folder / f"{i}.txt").read_text().strip()
+                                                            for i in (1000, 1001)]
+    out = tmp_path / "run"
+    rc = train.main(["-c", str(DEMO), *setup["base"], "--train_data.csv_path=", f"--train_data.video_folder={folder}",
+                     "--max_train_steps=1", f"--output_dir={out}"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "2 videos, 1 process(es), 1 steps" in err, err[-2000:]
+    (tmp_path / "empty").mkdir()
+    nocap = tmp_path / "nocap"
+    nocap.mkdir()
+    (nocap / "a.mp4").write_bytes((folder / "1000.mp4").read_bytes())
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "junk.mp4").write_bytes(b"junk")
+    (broken / "junk.txt").write_text("junk\n")
+    assert "train_data.video_folder" in _bad(setup, capsys, "--train_data.csv_path=",
+                                             f"--train_data.video_folder={tmp_path / 'empty'}")
+    assert "a.mp4 has no caption" in _bad(setup, capsys, f"--train_data.csv_path={nocap}")
+    err = _bad(setup, capsys, f"--train_data.csv_path={broken}")
+    assert "cannot read video" in err and "junk.mp4" in err

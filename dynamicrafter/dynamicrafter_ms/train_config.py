@@ -21,8 +21,10 @@ _LIGHTNING = "a PyTorch Lightning setting with no counterpart in this port"
 class WebVidParams:
     """``data.params.train.params`` (``lvdm.data.webvid.WebVid``).
 
-    data_dir: dataset root; a clip is ``<data_dir>/videos/<page_dir>/<videoid>.mp4``.
-    meta_path: the CSV with the columns ``videoid``, ``name`` (the caption) and ``page_dir``.
+    data_dir: dataset root; a CSV row's clip is ``<data_dir>/videos/<page_dir>/<videoid>.mp4``; with meta_path null,
+        a folder dataset (every *.mp4 under it, captions in a same-named .txt beside each or in captions.csv).
+    meta_path: the CSV with the columns ``videoid``, ``name`` (the caption) and ``page_dir``; a folder = a folder
+        dataset there (data_dir unused); null = data_dir is a folder dataset.
     subsample: use only this many rows (a seeded random subset); null = all.
     video_length: frames per clip (T).
     resolution: [H, W] of the frames (an int = square).
@@ -37,7 +39,7 @@ class WebVidParams:
     """
 
     data_dir: str = "data"
-    meta_path: str = "data/metadata.csv"
+    meta_path: str | None = None
     subsample: int | None = None
     video_length: int = 16
     resolution: Any = field(default_factory=lambda: [256, 512])

@@ -1,8 +1,15 @@
 """WebVid-style training clips (``lvdm.data.webvid.WebVid``), decoded with ffmpeg (``common.video_io``).
 
-The CSV has a header with (at least) ``videoid``, ``name`` (the caption) and ``page_dir``; a clip is
-``<data_dir>/videos/<page_dir>/<videoid>.mp4``. Rows with an empty field are dropped (the original's
-``dropna``). A sample draws, as the original:
+Two dataset forms, chosen by ``meta_path``:
+
+* a CSV file (the original's form): a header with (at least) ``videoid``, ``name`` (the caption) and ``page_dir``;
+  a clip is ``<data_dir>/videos/<page_dir>/<videoid>.mp4``. Rows with an empty field are dropped (the original's
+  ``dropna``).
+* ``meta_path`` null (or absent) -> ``data_dir`` is a folder dataset; ``meta_path`` naming a folder -> that folder
+  is (``data_dir`` unused). A folder dataset is every ``*.mp4`` under it with a same-named ``.txt`` caption beside
+  it and/or a ``captions.csv`` (``video,caption``): :func:`common.train.webvid.read_video_folder`.
+
+Both forms sample the same way. A sample draws, as the original:
 
 * the stride ``s``: ``frame_stride``, or with ``random_fs`` uniform in ``[frame_stride_min, frame_stride]``;
   with ``fixed_fps`` scaled to ``int(s * fps / fixed_fps)`` (at least 1);
@@ -16,7 +23,8 @@ to ``(3, T, H, W)`` in [-1, 1]. Every draw comes from ``default_rng([seed, epoch
 same on every rank and after a resume (the original draws from Python's global ``random``).
 
 Every row is checked when the dataset is built (before any training): the file exists, ffmpeg reads it, and
-it has at least ``video_length * frame_stride`` frames; otherwise :class:`BadVideoError` names the CSV line.
+it has at least ``video_length * frame_stride`` frames; otherwise :class:`BadVideoError` names the CSV line (a
+folder dataset: the folder's key and the video).
 """
 from __future__ import annotations
 
@@ -33,22 +41,25 @@ from common.train.webvid import (
     check_exists,
     probe_video,
     read_clip_frames,
+    read_video_folder,
     read_webvid_csv,
 )
 from common.video_io import center_crop, resize_center_crop
 
-__all__ = ["COLUMNS", "BadVideoError", "MetadataError", "Clip", "read_csv", "WebVidDataset", "WebVidLoader"]
+__all__ = ["COLUMNS", "BadVideoError", "MetadataError", "Clip", "read_csv", "read_rows", "WebVidDataset",
+           "WebVidLoader"]
 
 
 @dataclass
 class Clip:
-    """One usable row: ``path``, ``caption``, ``frames`` (count), ``fps`` and its 1-based CSV ``line``."""
+    """One usable row: ``path``, ``caption``, ``frames`` (count), ``fps`` and ``where`` it comes from (the errors'
+    prefix: ``<csv>:<line>``, or ``data_dir <folder>`` for a folder dataset)."""
 
     path: Path
     caption: str
     frames: int
     fps: float
-    line: int
+    where: str
 
 
 def read_csv(meta_path, data_dir, subsample: int | None = None) -> list[tuple[int, Path, str]]:
@@ -56,6 +67,16 @@ def read_csv(meta_path, data_dir, subsample: int | None = None) -> list[tuple[in
     <videoid>.mp4``; the shared reader :func:`common.train.webvid.read_webvid_csv`)."""
     return read_webvid_csv(meta_path, lambda r: Path(data_dir) / "videos" / r["page_dir"] / f"{r['videoid']}.mp4",
                            subsample, what="meta_path")
+
+
+def read_rows(params) -> list[tuple[str, Path, str]]:
+    """``[(where, video path, caption)]`` of the train set by the rule of the module docstring (CSV or folder)."""
+    if params.meta_path is None:
+        return read_video_folder(params.data_dir, params.subsample, what="data_dir")
+    if Path(params.meta_path).is_dir():
+        return read_video_folder(params.meta_path, params.subsample, what="meta_path")
+    return [(f"{params.meta_path}:{line}", path, caption)
+            for line, path, caption in read_csv(params.meta_path, params.data_dir, params.subsample)]
 
 
 class WebVidDataset:
@@ -72,20 +93,18 @@ class WebVidDataset:
 
     def __init__(self, params, seed: int = 0, check: bool = True):
         self.p, self.seed = params, int(seed)
-        rows = read_csv(params.meta_path, params.data_dir, params.subsample)
         need = params.video_length * params.frame_stride
         self.clips = []
-        for line, path, caption in rows:
-            where = f"{params.meta_path}:{line}"
+        for where, path, caption in read_rows(params):
             if not check:
                 check_exists(path, where)
-                self.clips.append(Clip(path, caption, -1, 0.0, line))
+                self.clips.append(Clip(path, caption, -1, 0.0, where))
                 continue
             n, fps = probe_video(path, where)
             if n < need:
                 raise BadVideoError(f"{where}: video {path} has {n} frames, fewer than video_length x frame_stride = "
                                     f"{params.video_length} x {params.frame_stride} = {need}")
-            self.clips.append(Clip(path, caption, n, fps, line))
+            self.clips.append(Clip(path, caption, n, fps, where))
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -134,7 +153,7 @@ class WebVidDataset:
     def get(self, index: int, epoch: int = 0):
         """Sample ``index`` as drawn in ``epoch``."""
         clip = self.clips[int(index)]
-        where = f"{self.p.meta_path}:{clip.line}"
+        where = clip.where
         if clip.frames < 0:  # not probed at start
             clip.frames, clip.fps = probe_video(clip.path, where)
         rng = np.random.default_rng([self.seed, int(epoch), int(index)])

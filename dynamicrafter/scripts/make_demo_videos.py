@@ -19,13 +19,18 @@ def main(argv=None) -> int:
     p.add_argument("--width", type=int, default=512, help="width (default 512)")
     p.add_argument("--fps", type=float, default=24.0, help="frame rate (default 24)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--layout", choices=["page_dir", "folder"], default="page_dir",
+                   help="page_dir: <out>/videos/<page_dir>/<id>.mp4 + results.csv (WebVid, meta_path); folder: "
+                        "<out>/<id>.mp4 + <id>.txt captions (a folder dataset, meta_path null) (default page_dir)")
 
     def _main(a):
         args = p.parse_args(a)
         if min(args.n, args.frames, args.height, args.width) < 1 or args.fps <= 0:
             raise ValueError("--n, --frames, --height, --width and --fps must be positive")
-        csv = make_demo_webvid(args.out, args.n, args.frames, (args.height, args.width), args.fps, args.seed)
-        print(f"wrote {args.n} videos and {csv}")
+        out = make_demo_webvid(args.out, args.n, args.frames, (args.height, args.width), args.fps, args.seed,
+                               layout=args.layout)
+        print(f"wrote {args.n} videos and {out}" if args.layout == "page_dir" else
+              f"wrote {args.n} videos with their .txt captions to {out}")
         return 0
 
     return run_cli(_main, argv)

@@ -125,3 +125,37 @@ def test_benchmark_train_runs_on_a_tiny_config(dc, tiny_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         bench.main(["--train", "--variants", "eager"])
     assert e.value.code == 2 and "--variants ['eager'] not in" in capsys.readouterr().err
+
+
+def test_folder_dataset_trains_and_bad_folders_are_one_line(dc, train_setup):
+    """A folder of mp4s with .txt captions (meta_path null -> data_dir is the folder) trains 2 steps; an empty
+    folder, a video without a caption and an unreadable mp4 (meta_path naming the folder) are one line each."""
+    from common.train.webvid import make_demo_webvid
+
+    s = train_setup
+    folder = make_demo_webvid(s.root / "folder", n=2, frames=8, size=(48, 80), fps=16, layout="folder")
+    (s.root / "empty").mkdir()
+    nocap = s.root / "nocap"
+    nocap.mkdir()
+    (nocap / "a.mp4").write_bytes((folder / "1000.mp4").read_bytes())
+    broken = s.root / "broken"
+    broken.mkdir()
+    (broken / "junk.mp4").write_bytes(b"junk")
+    (broken / "junk.txt").write_text("a broken clip\n")
+    good = _start(_cmd(dc, s.config, s.root / "folder_run", "--lightning.trainer.accumulate_grad_batches=1",
+                       "--data.params.train.params.meta_path=null", f"--data.params.train.params.data_dir={folder}"),
+                  s.root / "folder.log", s.root)
+    cases = [(s.root / "empty", "error: meta_path", "empty: no .mp4 videos in it"),
+             (nocap, "a.mp4 has no caption", "a.txt"),
+             (broken, f"error: meta_path {broken}: cannot read video", "junk.mp4")]
+    procs = [subprocess.Popen(_cmd(dc, s.config, s.root / "never", f"--data.params.train.params.meta_path={d}"),
+                              cwd=s.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for d, _, _ in cases]
+    for p, (d, m1, m2) in zip(procs, cases):
+        _, err = p.communicate(timeout=300)
+        lines = err.strip().splitlines()
+        assert p.returncode == 2 and len(lines) == 1 and m1 in lines[0] and m2 in lines[0], (d, err[-2000:])
+    _wait(good, s.root / "folder.log")
+    assert "2 videos" in (s.root / "folder.log").read_text()
+    steps = [json.loads(ln) for ln in (s.root / "folder_run" / "train_log.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in steps] == [1, 2] and all(np.isfinite(m["loss"]) for m in steps)
+    assert not (s.root / "never").exists()
