@@ -36,8 +36,16 @@ PARSER = converter_parser(
     __doc__, src_help="the released weights folder DropletVideo-V1.0-weights",
     config_help="with a single --kind: the component's config.json to check the weights against (default: the "
                 "one in --src)",
-    kinds=KINDS, kind_help="which component(s) to convert (default all)")
+    kinds=KINDS)
 PARSER.set_defaults(kind="all")
+_HELP = {  # this converter writes a folder (not DIR/<src stem>.ckpt), and --kind has a default
+    "output_dir": "instead of --target: write a weights folder in the released layout there (a .ckpt per component "
+                  "beside its config.json, plus model_index.json, scheduler/, tokenizer/)",
+    "kind": "which component(s) to convert (default all)",
+    "target": "with a single --kind: the MindSpore checkpoint to write; '.ckpt' is appended if missing",
+}
+for _action in PARSER._actions:
+    _action.help = _HELP.get(_action.dest, _action.help)
 
 
 def _build(name: str, config: Path):
