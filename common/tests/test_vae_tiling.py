@@ -74,7 +74,7 @@ def test_tiled_decode_equals_untiled_with_the_frame_statistics_and_a_margin_beyo
 
     Tolerance: the same float32 operations on the same numbers, except that a convolution's accumulation order
     may change with the tensor's width (oneDNN blocking), worth a few ulp (6e-8 relative) per layer, and the blend
-    ``sum(w_i x_i) / sum(w_i)`` of values equal up to that, another 2 ulp. Over the decoder's ~15 layers with
+    ``sum(w_i x_i) / sum(w_i)`` of values equal up to that, another 2 ulp. Over the decoder's 11 convolutions with
     gains of order one that is < 1e-6 x max|ref|; 1e-5 x max|ref| leaves a factor 10 for platform differences
     (e.g. AVX-512 versus AVX2 kernels); measured 2e-8. The margin is what makes it exact: the difference is
     1e-2 x max|ref| at margin 0 (blend ramps at the tile edges, where the zero padding acts), 3e-4 at 8 pixels,
