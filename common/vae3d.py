@@ -376,55 +376,73 @@ class AutoencoderKLCausal3D(nn.Cell):
         mean, logvar = ops.split(h, h.shape[1] // 2, axis=1)
         return mean, ops.clamp(logvar, -30.0, 20.0)
 
-    def decode(self, z, tile: tuple[int, int] | None = None, overlap: tuple[int, int] | None = None):
+    def decode(self, z, tile: tuple[int, int] | None = None, overlap: tuple[int, int] | None = None,
+               margin: tuple[int, int] | None = None):
         """(B, C, f, h, w) unscaled latents -> (B, 3, F_out, h*s, w*s), not clamped.
 
         Args:
             z: the latents.
             tile: (th, tw) latent rows/columns per spatial tile (a memory knob beyond the original's untiled
-                default; None = untiled). Each tile is decoded whole in time (with the usual chunks and caches),
-                neighbours overlap by ``overlap`` latents and are blended linearly over the overlap
-                (:func:`tiled_decode`). GroupNorm statistics are per tile, so the result differs slightly from
-                the untiled one.
+                default; None = untiled). Each tile is decoded whole in time (with the usual chunks and caches)
+                and neighbours overlap by ``overlap`` latents (:func:`tiled_decode`). GroupNorm statistics are
+                per tile and the convolutions see zeros past a tile's edge, so the result differs from the
+                untiled one (dropletvideo/README.md has the figures).
             overlap: (oh, ow) latents shared by neighbouring tiles (default a quarter of the tile).
+            margin: (mh, mw) pixels at each shared tile edge that are discarded (weight 0) because the
+                convolutions' zero padding corrupts them; the rest of the overlap is blended linearly. Default
+                a quarter of the overlap, so half the overlap is blended.
         """
         if tile is None:
             return self._run(self.decoder, z, self.decode_chunk_latents)
         th, tw = tile
         oh, ow = overlap if overlap is not None else (th // 4, tw // 4)
+        s = self.config.spatial_factor
+        mh, mw = margin if margin is not None else (oh * s // 4, ow * s // 4)
         dec = lambda t: self._run(self.decoder, ms.Tensor(np.ascontiguousarray(t)), self.decode_chunk_latents).asnumpy()  # noqa: E731
-        return ms.Tensor(tiled_decode(dec, z.asnumpy(), (th, tw), (oh, ow), self.config.spatial_factor))
+        return ms.Tensor(tiled_decode(dec, z.asnumpy(), (th, tw), (oh, ow), s, (mh, mw)))
 
 
-def _blend_weights(n: int, blend: int, head: bool, tail: bool) -> np.ndarray:
-    """(n,) weights of one tile along one axis: a linear ramp 0..1 over the first ``blend`` samples (``head``,
-    a neighbour before it) and 1..0 over the last ``blend`` (``tail``); neighbouring ramps sum to 1."""
+def _blend_weights(n: int, margin: int, blend: int, head: bool, tail: bool) -> np.ndarray:
+    """(n,) weights of one tile along one axis. At an edge shared with a neighbour (``head``: one before it,
+    ``tail``: one after it) the outer ``margin`` samples get weight 0 and the next ``blend`` a linear ramp up
+    to 1; the neighbour's ramp runs the other way over the same samples when the overlap is
+    ``2 * margin + blend`` (the caller divides by the summed weights in any case)."""
     w = np.ones(n, np.float32)
-    if blend > 0:
-        ramp = (np.arange(blend, dtype=np.float32) + 0.5) / blend
+    ramp = np.concatenate([np.zeros(margin, np.float32), (np.arange(blend, dtype=np.float32) + 0.5) / max(blend, 1)])
+    k = margin + blend
+    if k > 0:
         if head:
-            w[:blend] *= ramp
+            w[:k] *= ramp
         if tail:
-            w[-blend:] *= ramp[::-1]
+            w[-k:] *= ramp[::-1]
     return w
 
 
-def tiled_decode(decode, z: np.ndarray, tile: tuple[int, int], overlap: tuple[int, int], scale: int) -> np.ndarray:
+def tiled_decode(decode, z: np.ndarray, tile: tuple[int, int], overlap: tuple[int, int], scale: int,
+                 margin: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Decode ``z`` (B, C, f, h, w) in overlapping spatial tiles and blend them.
 
     Args:
         decode: latents (B, C, f, th, tw) -> pixels (B, 3, F, th*scale, tw*scale) (numpy in, numpy out).
-        tile / overlap: tile size and overlap in latents per axis (overlap < tile).
+        tile / overlap: tile size and overlap in latents per axis (overlap < tile). Tiles start every
+            ``tile - overlap`` latents; the last one is moved back to end at the frame's edge (every tile is
+            whole, so its GroupNorm statistics come from a full tile).
         scale: pixels per latent.
+        margin: (default 0) pixels per axis dropped at each shared tile edge, ``2 * margin < overlap * scale``:
+            the pixels nearest a tile's inner edge are the ones its convolutions' zero padding corrupts. The
+            remaining ``overlap * scale - 2 * margin`` pixels of each overlap are blended with linear ramps.
     Returns:
-        (B, 3, F, h*scale, w*scale): sum over tiles of (tile pixels x weights) / sum of weights, the weights
-        linear ramps over each overlap, so a decoder that works pixel by pixel gives exactly the untiled result.
+        (B, 3, F, h*scale, w*scale): sum over tiles of (tile pixels x weights) / sum of weights, so a decoder
+        that works pixel by pixel gives exactly the untiled result, and a decoder whose receptive field reaches
+        less than ``margin`` pixels (with the same normalisation statistics) does too.
     """
     h, w = z.shape[-2:]
     starts = []
-    for n, t, o in ((h, tile[0], overlap[0]), (w, tile[1], overlap[1])):
+    for n, t, o, m in ((h, tile[0], overlap[0], margin[0]), (w, tile[1], overlap[1], margin[1])):
         if t <= 0 or not 0 <= o < t:
             raise ValueError(f"tile {tile} / overlap {overlap}: need tile > overlap >= 0")
+        if m < 0 or (m > 0 and 2 * m >= o * scale):
+            raise ValueError(f"margin {margin}: need 0 <= 2 * margin < overlap * scale ({overlap} x {scale})")
         s = list(range(0, max(n - o, 1), t - o))
         starts.append([min(a, max(n - t, 0)) for a in s])
     out = weight = None
@@ -436,8 +454,8 @@ def tiled_decode(decode, z: np.ndarray, tile: tuple[int, int], overlap: tuple[in
                 out = np.zeros(px.shape[:3] + (h * scale, w * scale), np.float32)
                 weight = np.zeros((h * scale, w * scale), np.float32)
             ph, pw = px.shape[-2:]
-            wy = _blend_weights(ph, overlap[0] * scale, i > 0, i + tile[0] < h)
-            wx = _blend_weights(pw, overlap[1] * scale, j > 0, j + tile[1] < w)
+            wy = _blend_weights(ph, margin[0], overlap[0] * scale - 2 * margin[0], i > 0, i + tile[0] < h)
+            wx = _blend_weights(pw, margin[1], overlap[1] * scale - 2 * margin[1], j > 0, j + tile[1] < w)
             ww = wy[:, None] * wx[None, :]
             out[..., i * scale:i * scale + ph, j * scale:j * scale + pw] += px * ww
             weight[i * scale:i * scale + ph, j * scale:j * scale + pw] += ww

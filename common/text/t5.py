@@ -267,18 +267,23 @@ class T5EncoderModel(nn.Cell):
 T5_RENAME = [(r"^encoder\.embed_tokens\.weight$", None, "tied to shared.weight (the same tensor)")]
 
 
-def load_t5_encoder(folder) -> T5EncoderModel:
+def load_t5_encoder(folder, weights=None) -> T5EncoderModel:
     """Build from ``folder/config.json`` and load the weights (sharded through ``*.index.json`` or one file),
     every key accounted for (:func:`common.checkpoint.load_state_dict_into` raises on any difference).
     The parameters get no initial values and safetensors are read lazily: memory peaks at the model plus one
-    tensor."""
+    tensor.
+
+    Args:
+        folder: the ``text_encoder/`` folder (``config.json``; the weights unless ``weights`` is given).
+        weights: (default None: ``folder``) another weights file or folder, e.g. a converted MindSpore ``.ckpt``.
+    """
     from mindspore.nn.utils import no_init_parameters
 
     folder = Path(folder)
     cfg = T5Config.from_json(folder / "config.json")
     with no_init_parameters():  # no random init of what the file overwrites
         model = T5EncoderModel(cfg)
-    sd = read_state_dict(folder, lazy=True)  # one tensor in memory at a time
+    sd = read_state_dict(folder if weights is None else weights, lazy=True)  # one tensor at a time
     load_state_dict_into(model, sd, rename=T5_RENAME, source=str(folder))
     model.set_train(False)
     return model

@@ -100,9 +100,9 @@ def get_parser() -> argparse.ArgumentParser:
                         "video each instead of one call of two: half the activation memory, the same work")
     p.add_argument("--vae_tile_size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
                    help="[ms] decode the video in overlapping spatial tiles of HEIGHT x WIDTH pixels (multiples of the "
-                        "VAE factor, 8): less decoder memory at large sizes; tiles overlap by a quarter and are "
-                        "blended, their norms see only the tile so the video differs slightly (default: untiled, "
-                        "as the original)")
+                        "VAE factor, 8): less decoder memory at large sizes; tiles overlap by a quarter, the middle "
+                        "of each overlap is blended, their norms see only the tile so the video differs slightly "
+                        "(README: VAE tiling) (default: untiled, as the original)")
     p.add_argument("--no_progress", action="store_true", help="[ms] hide the progress bar")
     p.add_argument("--debug", action="store_true", help="[ms] show the traceback of an error instead of one line")
     return p

@@ -7,6 +7,9 @@
     transformer/config.json + diffusion_pytorch_model.safetensors
     vae/config.json + diffusion_pytorch_model.safetensors
 
+The same layout converted by ``tools/convert_weight.py`` loads the same way: a component folder holding the
+MindSpore checkpoint :data:`CONVERTED` names (``transformer/diffusion_pytorch_model.ckpt`` ...) is read from it.
+
 Every component is built from its config and loaded through :func:`common.checkpoint.load_state_dict_into`
 with the explicit rename tables below; any missing, unexpected or mis-shaped key stops the load with one
 line naming the first one. :func:`check_folder` validates the layout (files, shard index) before any
@@ -27,8 +30,8 @@ from common.vae3d import AutoencoderKLCausal3D, CausalVAEConfig
 
 from .transformer import DropletVideoTransformer3DModel, TransformerConfig
 
-__all__ = ["TRANSFORMER_RENAME", "VAE_RENAME", "check_folder", "read_config", "load_transformer", "load_vae",
-           "load_text_encoder", "load_tokenizer", "scheduler_config"]
+__all__ = ["TRANSFORMER_RENAME", "VAE_RENAME", "CONVERTED", "check_folder", "check_component", "weights_path",
+           "read_config", "read_config_file", "load_transformer", "load_vae", "load_text_encoder", "load_tokenizer", "scheduler_config"]
 
 #: The transformer's parameter names are the released ones: no row is needed. (The sinusoidal
 #: ``pos_embedding`` of the original is a non-persistent buffer, never in the file.)
@@ -37,6 +40,10 @@ TRANSFORMER_RENAME: list[tuple] = []
 VAE_RENAME: list[tuple] = []
 
 _COMPONENTS = ("scheduler", "text_encoder", "tokenizer", "transformer", "vae")
+#: the MindSpore checkpoint ``tools/convert_weight.py`` writes into each component folder (loaded instead of the
+#: released files when present)
+CONVERTED = {"transformer": "diffusion_pytorch_model.ckpt", "vae": "diffusion_pytorch_model.ckpt",
+             "text_encoder": "model.ckpt"}
 
 
 def _json(path: Path) -> dict:
@@ -62,20 +69,34 @@ def check_folder(folder) -> Path:
         _json(root / name / "config.json")
     if not (root / "tokenizer" / "spiece.model").is_file():
         raise CheckpointError(f"{root / 'tokenizer'}: missing spiece.model")
-    for name in ("transformer", "vae"):
-        if not any((root / name / f).is_file() for f in ("diffusion_pytorch_model.safetensors",
-                                                         "diffusion_pytorch_model.bin")):
-            indexes = list((root / name).glob("*.index.json"))
-            if not indexes:
-                raise CheckpointError(f"{root / name}: no diffusion_pytorch_model.safetensors (or index)")
-            _check_index(indexes[0])
-    te = root / "text_encoder"
-    indexes = sorted(te.glob("*.index.json"))
+    for name in ("transformer", "vae", "text_encoder"):
+        check_component(root, name)
+    return root
+
+
+def check_component(root, name: str) -> Path:
+    """The weights of component ``name`` (``transformer``, ``vae``, ``text_encoder``) under ``root``: the converted
+    checkpoint (:data:`CONVERTED`), one released file, or a shard index whose every shard is there. Returns what
+    :func:`weights_path` reads; raises CheckpointError (one line) without reading any weight."""
+    sub = Path(root) / name
+    if not sub.is_dir():
+        raise CheckpointError(f"{root}: missing the {name}/ folder")
+    if (sub / CONVERTED[name]).is_file():
+        return sub / CONVERTED[name]
+    singles = (("model.safetensors", "pytorch_model.bin") if name == "text_encoder" else
+               ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"))
+    indexes = sorted(sub.glob("*.index.json"))  # read before a single file, as common.checkpoint does
     if indexes:
         _check_index(indexes[0])
-    elif not any(te.glob("*.safetensors")) and not any(te.glob("*.bin")):
-        raise CheckpointError(f"{te}: no weight file or *.index.json")
-    return root
+    elif not any((sub / f).is_file() for f in singles):
+        raise CheckpointError(f"{sub}: no {singles[0]}, *.index.json or converted {CONVERTED[name]}")
+    return sub
+
+
+def weights_path(root, name: str) -> Path:
+    """What the loaders read for component ``name``: its converted ``.ckpt`` when present, else the folder."""
+    sub = Path(root) / name
+    return sub / CONVERTED[name] if (sub / CONVERTED[name]).is_file() else sub
 
 
 def _check_index(index: Path) -> None:
@@ -90,14 +111,20 @@ def _check_index(index: Path) -> None:
 
 def read_config(folder, name: str):
     """The typed config of ``transformer`` or ``vae`` from ``<folder>/<name>/config.json``."""
-    path = Path(folder) / name / "config.json"
+    return read_config_file(Path(folder) / name / "config.json", name)
+
+
+def read_config_file(path, name: str):
+    """The typed config of ``transformer`` or ``vae`` from the config.json ``path`` (unknown keys refused)."""
     cls = {"transformer": TransformerConfig, "vae": CausalVAEConfig}[name]
-    return from_mapping(cls, _json(path), str(path))
+    return from_mapping(cls, _json(Path(path)), str(path))
 
 
 def _load(model, sub: Path, rename) -> None:
-    """Every tensor of ``sub`` into ``model``, one at a time (lazy safetensors: the file is never all in memory)."""
-    load_state_dict_into(model, read_state_dict(sub, lazy=True), rename=rename, source=str(sub))
+    """Every tensor of ``sub`` (or its converted ``.ckpt``) into ``model``, one at a time for safetensors (lazy:
+    the file is never all in memory; a MindSpore ``.ckpt`` is read whole)."""
+    src = weights_path(sub.parent, sub.name)
+    load_state_dict_into(model, read_state_dict(src, lazy=True), rename=rename, source=str(src))
     model.set_train(False)
 
 
@@ -125,8 +152,8 @@ def load_vae(folder) -> AutoencoderKLCausal3D:
 
 
 def load_text_encoder(folder):
-    """The T5 encoder of ``text_encoder/`` (sharded through its index)."""
-    return load_t5_encoder(Path(folder) / "text_encoder")
+    """The T5 encoder of ``text_encoder/`` (sharded through its index, or its converted ``model.ckpt``)."""
+    return load_t5_encoder(Path(folder) / "text_encoder", weights_path(folder, "text_encoder"))
 
 
 def load_tokenizer(folder) -> T5Tokenizer:
