@@ -164,10 +164,36 @@ def _tensor(x, dtype=ms.float32):
 
 
 class DynamiCrafterPipeline:
-    """Callable image(+text)-to-video pipeline around a loaded :class:`DynamiCrafter`."""
+    """Callable image(+text)-to-video pipeline around a loaded :class:`DynamiCrafter`.
 
-    def __init__(self, model: DynamiCrafter):
+    Args:
+        model: the loaded model (eval mode).
+        jit: (False) compile the UNet call (``model.model.construct``, :meth:`unet_apply`) with ``ms.jit``
+            once and reuse it for every step, both guidance branches and every later call of the same shapes;
+            the encoders and the VAE stay eager (PyNative), so no graph of theirs holds buffers. False: all
+            eager (``--mode pynative``).
+    """
+
+    def __init__(self, model: DynamiCrafter, jit: bool = False):
         self.model = model
+        self.jit = bool(jit)
+        self._compiled = None
+
+    def unet_apply(self):
+        """The UNet call ``apply(x, t, c_concat, context, fs)`` handed to :func:`denoiser`: the one ``ms.jit``
+        compiled ``model.model.construct`` of this pipeline with ``jit``, else the eager ``model.apply_model``."""
+        if not self.jit:
+            return self.model.apply_model
+        if self._compiled is None:
+            self._compiled = ms.jit(self.model.model.construct)
+        return self._compiled
+
+    def release_graph(self) -> None:
+        """Drop the compiled UNet graph and its buffers (``ms.ms_memory_recycle``: every compiled graph of this
+        process); the next sampling compiles it again."""
+        if self._compiled is not None:
+            self._compiled = None
+            ms.ms_memory_recycle()
 
     def check_inputs(self, prompt, image, num_frames, height, width, num_inference_steps):
         """Raise ValueError naming the bad argument; returns (prompts, videos (B, 3, T, H, W))."""
@@ -311,7 +337,7 @@ class DynamiCrafterPipeline:
             image_guidance_scale=image_guidance_scale, multiple_cond_cfg=multiple_cond_cfg, frame_stride=frame_stride,
             text_input=text_input, loop=loop, interp=interp, encode_noise=encode_noise, generator=rng)
         fn = denoiser(model, cond, uncond, float(guidance_scale), guidance_rescale, uncond_img, image_guidance_scale,
-                      split=split_cfg)
+                      apply=self.unet_apply(), split=split_cfg)
 
         noise_shape = (b, model.unet.out_channels, t) + tuple(cond["c_concat"].shape[3:])
         stochastic = isinstance(schedule, DDIMSchedule) and schedule.eta > 0
