@@ -7,10 +7,10 @@ release's layout otherwise), the release's
 VAE (full size) and the tiny demo encoders (``configs/inference_256_tiny_demo.yaml``'s open_clip archs), random
 weights, and runs the pipeline at 256x256 x ``frames`` with CFG 7.5 (stacked branches) in each mode, each in its
 own process (:func:`common.bench.run_child`). The child reports the resident memory at each stage:
-``rss_after_sample`` (the sampler done, the compiled graph still alive in ``graph``), ``peak_sample`` (peak up
-to there) and ``peak_total`` (after the VAE decode). ``graph`` = the pipeline's ``jit=True`` (PyNative context,
-only the UNet call compiled); ``graph_release`` = the same with :meth:`DynamiCrafterPipeline.release_graph`
-called before the decode. Never full size.
+``peak_sample`` (the sampler done), ``rss_before_decode`` (the compiled graph still alive in ``graph``) and
+``peak_total`` (after the VAE decode). ``graph`` = the pipeline's ``jit=True`` (PyNative context, only the UNet
+call compiled) with ``release_before_decode=False``; ``graph_release`` = the pipeline's default, the graph
+released (:meth:`DynamiCrafterPipeline.release_graph`) before the decode. Never full size.
 """
 from __future__ import annotations
 
@@ -68,15 +68,13 @@ def child(mode: str, args) -> dict:
     model = DynamiCrafter(cfg)
     model.set_train(False)
     rss_built = rss_gib()
-    pipe = DynamiCrafterPipeline(model, jit=mode != "pynative")
-    image = np.random.default_rng(0).uniform(-1, 1, (1, 3, 256, 256)).astype(np.float32)
+    pipe = DynamiCrafterPipeline(model, jit=mode != "pynative", release_before_decode=mode == "graph_release")
+    image = np.random.default_rng(0).uniform(-1, 1, (1, 3, args.size, args.size)).astype(np.float32)
     t0 = time.perf_counter()
     out = pipe("a boat", image, num_frames=args.frames, num_inference_steps=args.steps, guidance_scale=7.5,
                eta=0.0, seed=1, progress=False, output_type="latent")
     sample_s = time.perf_counter() - t0
     rss_sample, peak_sample = rss_gib(), peak_rss_gib()
-    if mode == "graph_release":
-        pipe.release_graph()
     rss_release = rss_gib()
     t0 = time.perf_counter()
     model.decode_first_stage(ms.Tensor(out.latents)).asnumpy()
@@ -91,6 +89,7 @@ def main() -> None:
     p.add_argument("--model_channels", type=int, default=96,
                    help="UNet width, a multiple of 32 (default 96; the release's 320)")
     p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--size", type=int, default=256, help="height = width in pixels (default 256)")
     p.add_argument("--steps", type=int, default=2, help="DDIM steps (default 2)")
     p.add_argument("--modes", default="pynative,graph,graph_release")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -103,7 +102,7 @@ def main() -> None:
     print(machine_line())
     for mode in args.modes.split(","):
         cmd = [sys.executable, __file__, "--child", mode, "--model_channels", str(args.model_channels), "--frames",
-               str(args.frames), "--steps", str(args.steps)]
+               str(args.frames), "--steps", str(args.steps), "--size", str(args.size)]
         r = run_child(cmd, label=mode)
         print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()}), flush=True)
 
