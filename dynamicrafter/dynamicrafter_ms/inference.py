@@ -88,7 +88,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="[ms] allow a height/width other than the size the checkpoint was trained at")
     p.add_argument("--attention_chunk", "--attention_chunk_size", dest="attention_chunk", type=int, default=0,
                    help="[ms] attention queries per chunk (memory bound; 0 = auto: none up to 32x32 latents, "
-                        "512 above, 128 above 2560 latent pixels; graph mode: at most 256 where the free memory is short)")
+                        "512 above, 128 above 2560 latent pixels; graph mode: at most 256 where the free memory "
+                        "is short)")
     p.add_argument("--ff_chunk", "--feed_forward_chunk_size", dest="ff_chunk", type=int, default=0,
                    help="[ms] feed-forward tokens per chunk (memory bound; 0 = auto: none, 4096 in graph mode where "
                         "even --split_cfg is estimated not to fit the free memory)")
@@ -246,13 +247,15 @@ def attention_chunk(args) -> int | None:
     return args.attention_chunk or attention_chunk_for((args.height // 8) * (args.width // 8))
 
 
-#: The graph-mode UNet's peak memory while sampling, from full-size figures of the 256 release (docs/performance.md):
-#: the UNet graph alone (benchmark.py, attention chunks of 256) peaked at 12.2 GiB at batch 1 and 15.8 GiB at the
-#: CFG batch 2 of 16 x 32 x 32 latents, so one branch adds 3.6 GiB and the UNet's weights and batch-independent
-#: buffers take 8.6; the OpenCLIP ViT-H towers and the VAE add 4.0 GiB of weights (1.07 B parameters, float32). The 512
-#: and 1024 releases have the same UNet, so the figures scale with the latent pixels.
+#: The graph-mode UNet's peak memory while sampling, from full-size figures of the 256 release
+#: (docs/performance.md): the UNet graph alone (benchmark.py, attention chunks of 256, 2-core Intel Xeon) peaked
+#: at 12.2 GiB at batch 1 and 15.8 GiB at the CFG batch 2 of 16 x 32 x 32 latents, so one branch adds 3.6 GiB
+#: and the UNet's weights and batch-independent buffers take 8.6; the OpenCLIP ViT-H towers and the VAE add
+#: 4.0 GiB of weights (1.07 B parameters, float32). The 512 and 1024 releases have the same UNet, so the
+#: figures scale with the latent pixels.
 GRAPH_MEMORY = MemoryModel(fixed_gib=12.6, per_branch_gib=3.6, ref_pixels=16 * 32 * 32,
-                           source="DynamiCrafter-256 UNet graph 12.2 / 15.8 GiB at batch 1 / 2, + 4.0 GiB encoders, VAE")
+                           source="DynamiCrafter-256 UNet graph 12.2 / 15.8 GiB at batch 1 / 2 + 4.0 GiB "
+                                  "encoders and VAE")
 
 
 def guidance_branches(args) -> int:

@@ -56,11 +56,11 @@ def child(mode: str, args) -> dict:
     import tempfile
 
     import mindspore as ms
-
-    from common.bench import peak_rss_gib
     from dynamicrafter_ms.config import DynamiCrafterConfig
     from dynamicrafter_ms.model import DynamiCrafter
     from dynamicrafter_ms.pipeline import DynamiCrafterPipeline
+
+    from common.bench import peak_rss_gib
 
     ms.runtime.launch_blocking()
     ms.set_seed(0)
