@@ -197,9 +197,9 @@ class DynamiCrafterPipeline:
     def release_graph(self) -> None:
         """Drop the compiled UNet graph and what it holds: ``ms.ms_memory_recycle`` (every compiled graph of this
         process), then the freed heap handed back to the system (glibc ``malloc_trim``, where there is one); the
-        next sampling compiles again. Measured (``scripts/unet_graph_memory.py``, 64-channel UNet, 8 x 128 x 128):
-        the graph held 1.57 GiB more than PyNative after sampling; this gives back 0.45 GiB of it, and the VAE
-        decode then stays below the sampling peak (2.96 GiB, against 3.21 without)."""
+        next sampling compiles again. Measured (``scripts/unet_graph_memory.py``, docs/performance.md): of the
+        2.6 GiB a 96-channel UNet graph (16 x 256 x 256) holds beyond PyNative after sampling, this gives back
+        0.45 GiB; the rest stays with the process."""
         if self._compiled is None:
             return
         self._compiled = None
