@@ -77,7 +77,8 @@ def plan_memory(model: MemoryModel, latent_hw: tuple[int, int], frames: int, bra
     """Choose split_cfg and the chunks for one video of ``frames`` x ``latent_hw`` latents.
 
     Rule: budget = ``budget_fraction`` x available memory (``common.bench.mem_available_gib()`` when None; 0.85
-    leaves room for the allocator's slack and the run-to-run spread, measured 5-10 % between runs); the
+    is a chosen margin, not a measured one: the estimates are linear fits of two UNet-only figures and leave out
+    the allocator's slack and the buffers a graph keeps after its last call); the
     attention chunk follows :func:`attention_chunk_for`; the branches run stacked when
     ``model.estimate(branches)`` fits the budget, else split (one compiled graph of batch 1); when even
     ``model.estimate(1)`` does not fit, feed-forward chunks of :data:`FF_CHUNK` tokens and attention chunks of
