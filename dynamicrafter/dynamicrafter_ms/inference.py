@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.memory_plan import MemoryModel
+
 DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -43,10 +45,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--ddim_eta", type=float, default=None,
                    help="DDIM eta, 0 = deterministic (default 1.0, the original's: stochastic); --sampler dpmpp_2m "
                         "is deterministic and takes no eta other than 0")
-    p.add_argument("--split_cfg", action="store_true",
+    p.add_argument("--split_cfg", action="store_true", default=None,
                    help="[ms] run the guidance branches (conditional, unconditional) as separate UNet calls of one "
                         "batch each instead of one call of all: the UNet's activation memory of one branch (in graph "
-                        "mode one compiled graph of the smaller batch), the same work and numbers")
+                        "mode one compiled graph of the smaller batch), the same work and numbers (default: auto in "
+                        "graph mode, from the latent size and the free memory; off in pynative)")
+    p.add_argument("--no_split_cfg", dest="split_cfg", action="store_false",
+                   help="[ms] every guidance branch in one UNet call, whatever the free memory")
     p.add_argument("--sampler", choices=("ddim", "dpmpp_2m"), default="ddim",
                    help="[ms] ddim = the original's DDIM (default); dpmpp_2m = DPM-Solver++ 2M on the same ODE, end point, "
                         "guidance, guidance rescale and dynamic rescale: deterministic (= DDIM eta 0), about half the "
@@ -73,8 +78,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="looping video (interp model: first and last frame latents of the one picture; saves T-1 frames)")
     p.add_argument("--interp", action="store_true",
                    help="frame interpolation (interp model): pictures in sorted pairs (start, end), one prompt per pair")
-    p.add_argument("--mode", type=str, default="pynative", choices=["pynative", "graph"],
-                   help="[ms] MindSpore execution mode (default pynative; graph compiles the networks first)")
+    p.add_argument("--mode", type=str, default="graph", choices=["pynative", "graph"],
+                   help="[ms] graph (default): the UNet call compiled once (ms.jit) and reused for every step and "
+                        "guidance branch, the encoders and the VAE run eagerly; pynative: everything eager")
     p.add_argument("--dtype", type=str, default="float32", choices=DTYPES, help="[ms] UNet compute dtype")
     p.add_argument("--fps", type=int, default=8, help="[ms] frame rate of the saved video (default 8)")
     p.add_argument("--save_gif", action="store_true", help="[ms] also write a .gif beside each .mp4")
@@ -82,7 +88,11 @@ def get_parser() -> argparse.ArgumentParser:
                    help="[ms] allow a height/width other than the size the checkpoint was trained at")
     p.add_argument("--attention_chunk", "--attention_chunk_size", dest="attention_chunk", type=int, default=0,
                    help="[ms] attention queries per chunk (memory bound; 0 = auto: none up to 32x32 latents, "
-                        "512 above, 128 above 2560 latent pixels)")
+                        "512 above, 128 above 2560 latent pixels; graph mode: at most 256 where the free memory "
+                        "is short)")
+    p.add_argument("--ff_chunk", "--feed_forward_chunk_size", dest="ff_chunk", type=int, default=0,
+                   help="[ms] feed-forward tokens per chunk (memory bound; 0 = auto: none, 4096 in graph mode where "
+                        "even --split_cfg is estimated not to fit the free memory)")
     p.add_argument("--no_progress", action="store_true", help="[ms] hide the progress bar")
     p.add_argument("--debug", action="store_true", help="[ms] on an error, show the traceback instead of one line")
     return p
@@ -124,8 +134,9 @@ def check_args(args, cfg) -> None:
     for name in ("video_length", "ddim_steps", "bs", "n_samples", "fps", "frame_stride"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.attention_chunk < 0:
-        raise UsageError(f"--attention_chunk must be >= 0 (0 = auto), got {args.attention_chunk}")
+    for name in ("attention_chunk", "ff_chunk"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name} must be >= 0 (0 = auto), got {getattr(args, name)}")
     if args.ddim_eta is not None and not 0.0 <= args.ddim_eta:
         raise UsageError(f"--ddim_eta must be >= 0, got {args.ddim_eta}")
     if args.sampler == "dpmpp_2m" and args.ddim_eta:
@@ -231,8 +242,44 @@ def save_results_separate(frames: np.ndarray, filename: str, savedir: Path, fps:
 
 def attention_chunk(args) -> int | None:
     """The query chunk that bounds the attention score matrices: ``--attention_chunk`` or a size-based default."""
-    tokens = (args.height // 8) * (args.width // 8)
-    return args.attention_chunk or (None if tokens <= 1024 else 512 if tokens <= 2560 else 128)
+    from common.memory_plan import attention_chunk_for
+
+    return args.attention_chunk or attention_chunk_for((args.height // 8) * (args.width // 8))
+
+
+#: The graph-mode UNet's peak memory while sampling, from full-size figures of the 256 release
+#: (docs/performance.md): the UNet graph alone (benchmark.py, attention chunks of 256, 2-core Intel Xeon) peaked
+#: at 12.2 GiB at batch 1 and 15.8 GiB at the CFG batch 2 of 16 x 32 x 32 latents, so one branch adds 3.6 GiB
+#: and the UNet's weights and batch-independent buffers take 8.6; the OpenCLIP ViT-H towers and the VAE add
+#: 4.0 GiB of weights (1.07 B parameters, float32). The 512 and 1024 releases have the same UNet, so the
+#: figures scale with the latent pixels.
+GRAPH_MEMORY = MemoryModel(fixed_gib=12.6, per_branch_gib=3.6, ref_pixels=16 * 32 * 32,
+                           source="DynamiCrafter-256 UNet graph 12.2 / 15.8 GiB at batch 1 / 2 + 4.0 GiB "
+                                  "encoders and VAE")
+
+
+def guidance_branches(args) -> int:
+    """UNet branches per step: 1 without guidance, 3 with two-scale guidance, else 2 (as the pipeline builds)."""
+    if args.unconditional_guidance_scale == 1.0:
+        return 1
+    return 3 if (args.multiple_cond_cfg or args.cfg_img is not None) and args.cfg_img != 1.0 else 2
+
+
+def memory_knobs(args, available_gib: float | None = None):
+    """``(split_cfg, attention_chunk, ff_chunk)``: the flags where given, else in graph mode the plan of
+    :func:`common.memory_plan.plan_memory` for this size and the free memory (pynative: stacked branches, the
+    attention size rule, no feed-forward chunks). Returns the plan too (None in pynative)."""
+    from common.memory_plan import plan_memory
+
+    plan = None
+    split, chunk, ff = False, attention_chunk(args), None
+    if args.mode == "graph":
+        plan = plan_memory(GRAPH_MEMORY, (args.height // 8, args.width // 8), args.video_length * args.bs,
+                           guidance_branches(args), available_gib=available_gib)
+        split, chunk, ff = plan.split_cfg, plan.attention_chunk, plan.ff_chunk
+    if args.split_cfg is not None:
+        split = args.split_cfg
+    return split, args.attention_chunk or chunk, args.ff_chunk or ff, plan
 
 
 def run(args) -> list[Path]:
@@ -240,12 +287,12 @@ def run(args) -> list[Path]:
     import mindspore as ms
 
     from common.cli import prepare_output_dir
-    from common.nn import set_attention
+    from common.nn import set_attention, set_feed_forward_chunk_size
 
     from .data import load_data_prompts
     from .pipeline import DynamiCrafterPipeline
 
-    ms.set_context(mode=ms.GRAPH_MODE if args.mode == "graph" else ms.PYNATIVE_MODE)
+    ms.set_context(mode=ms.PYNATIVE_MODE)  # graph mode compiles the UNet call alone (DynamiCrafterPipeline(jit=True))
     if ms.get_context("device_target") == "CPU":
         # synchronous op launch: on a few CPU cores the asynchronous dispatch pipeline costs more
         # than it hides (the tiny UNet runs ~5x faster in PyNative); numbers are unchanged
@@ -253,8 +300,12 @@ def run(args) -> list[Path]:
     seed = args.seed if args.seed >= 0 else int(np.random.SeedSequence().entropy % 2 ** 31)
     ms.set_seed(seed)
     rng = np.random.default_rng(seed)
-    chunk = attention_chunk(args)
     read_config(args)  # every flag checked, then the inputs and the output folder, before any weight is read
+    split, chunk, ff, plan = memory_knobs(args)  # the free memory before any weight is read
+    args.split_cfg = split
+    print(f">>> {args.mode} mode: split_cfg={split}, attention chunk {chunk}, feed-forward chunk {ff}"
+          + ("" if plan is None else f" (estimated peak {plan.estimate_gib:.1f} GiB, budget {plan.budget_gib:.1f} GiB"
+             + ("" if plan.fits else "; not measured to fit") + ")"))
     if args.keyframes is not None:
         from common.cli import check_picture
 
@@ -264,13 +315,15 @@ def run(args) -> list[Path]:
         out_dir = prepare_output_dir(Path(args.savedir) / "samples_separate", "--savedir")
         model, cfg = build_model(args)
         set_attention(model, "math", chunk_size=chunk)
-        return run_keyframes(args, DynamiCrafterPipeline(model), keyframes, out_dir, seed)
+        set_feed_forward_chunk_size(model.unet, ff)
+        return run_keyframes(args, DynamiCrafterPipeline(model, jit=args.mode == "graph"), keyframes, out_dir, seed)
     filenames, videos, prompts = load_data_prompts(args.prompt_dir, (args.height, args.width), args.video_length,
                                                    interp=args.interp)
     out_dir = prepare_output_dir(Path(args.savedir) / "samples_separate", "--savedir")
     model, cfg = build_model(args)
     set_attention(model, "math", chunk_size=chunk)
-    pipe = DynamiCrafterPipeline(model)
+    set_feed_forward_chunk_size(model.unet, ff)
+    pipe = DynamiCrafterPipeline(model, jit=args.mode == "graph")
     if args.extend:
         return run_extend(args, pipe, filenames, videos, prompts, out_dir, seed)
     print(f"Inference with {args.video_length} frames; {len(prompts)} prompts from {args.prompt_dir}")

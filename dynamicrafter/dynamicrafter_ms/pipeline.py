@@ -24,8 +24,10 @@ DDIM's eta has no DPM-Solver++ 2M counterpart: the DPM path is deterministic (et
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import functools
+import gc
 
 import mindspore as ms
 import numpy as np
@@ -164,10 +166,49 @@ def _tensor(x, dtype=ms.float32):
 
 
 class DynamiCrafterPipeline:
-    """Callable image(+text)-to-video pipeline around a loaded :class:`DynamiCrafter`."""
+    """Callable image(+text)-to-video pipeline around a loaded :class:`DynamiCrafter`.
 
-    def __init__(self, model: DynamiCrafter):
+    Args:
+        model: the loaded model (eval mode).
+        jit: (False) compile the UNet call (``model.model.construct``, :meth:`unet_apply`) with ``ms.jit``
+            once and reuse it for every step, both guidance branches and every later call of the same shapes;
+            the encoders and the VAE stay eager (PyNative), so no graph of theirs holds buffers. False: all
+            eager (``--mode pynative``).
+        release_before_decode: (True) with ``jit``, :meth:`release_graph` after the sampling of a call's videos
+            and before their VAE decode (the graph's buffers are not held while the VAE decodes; the next call
+            compiles again: at full size ~50 s against ~55 s per UNet call x 2 x 50 steps).
+    """
+
+    def __init__(self, model: DynamiCrafter, jit: bool = False, release_before_decode: bool = True):
         self.model = model
+        self.jit = bool(jit)
+        self.release_before_decode = bool(release_before_decode)
+        self._compiled = None
+
+    def unet_apply(self):
+        """The UNet call ``apply(x, t, c_concat, context, fs)`` handed to :func:`denoiser`: the one ``ms.jit``
+        compiled ``model.model.construct`` of this pipeline with ``jit``, else the eager ``model.apply_model``."""
+        if not self.jit:
+            return self.model.apply_model
+        if self._compiled is None:
+            self._compiled = ms.jit(self.model.model.construct)
+        return self._compiled
+
+    def release_graph(self) -> None:
+        """Drop the compiled UNet graph and what it holds: ``ms.ms_memory_recycle`` (every compiled graph of this
+        process), then the freed heap handed back to the system (glibc ``malloc_trim``, where there is one); the
+        next sampling compiles again. Measured (``scripts/unet_graph_memory.py``, docs/performance.md): of the
+        2.6 GiB a 96-channel UNet graph (16 x 256 x 256) holds beyond PyNative after sampling, this gives back
+        0.45 GiB; the rest stays with the process."""
+        if self._compiled is None:
+            return
+        self._compiled = None
+        ms.ms_memory_recycle()
+        gc.collect()
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc: the memory stays with the process's allocator
+            pass
 
     def check_inputs(self, prompt, image, num_frames, height, width, num_inference_steps):
         """Raise ValueError naming the bad argument; returns (prompts, videos (B, 3, T, H, W))."""
@@ -311,18 +352,20 @@ class DynamiCrafterPipeline:
             image_guidance_scale=image_guidance_scale, multiple_cond_cfg=multiple_cond_cfg, frame_stride=frame_stride,
             text_input=text_input, loop=loop, interp=interp, encode_noise=encode_noise, generator=rng)
         fn = denoiser(model, cond, uncond, float(guidance_scale), guidance_rescale, uncond_img, image_guidance_scale,
-                      split=split_cfg)
+                      apply=self.unet_apply(), split=split_cfg)
 
         noise_shape = (b, model.unet.out_channels, t) + tuple(cond["c_concat"].shape[3:])
         stochastic = isinstance(schedule, DDIMSchedule) and schedule.eta > 0
         noise = step_noise(noise_shape, step_noise_draws, rng) if stochastic else None
-        finals, frames = [], []
-        for _ in range(num_videos_per_prompt):
+        finals = []
+        for _ in range(num_videos_per_prompt):  # every video sampled first, then decoded (the same draws)
             x_t = latents if latents is not None else rng.standard_normal(noise_shape).astype(np.float32)
-            x = sample(fn, _tensor(x_t), schedule, noise=noise, progress=progress, callback=callback)
-            finals.append(x.asnumpy())
-            if output_type == "np":
-                frames.append(frames_from_decoded(model.decode_first_stage(x).asnumpy(), 1, 2))  # (B, T, H, W, 3)
+            finals.append(sample(fn, _tensor(x_t), schedule, noise=noise, progress=progress,
+                                 callback=callback).asnumpy())
+        if self.release_before_decode:
+            self.release_graph()
+        frames = [frames_from_decoded(model.decode_first_stage(ms.Tensor(x)).asnumpy(), 1, 2)  # (B, T, H, W, 3)
+                  for x in finals] if output_type == "np" else []
 
         def prompt_major(arrs):  # n x (B, ...) -> (B*n, ...), video j of prompt i at i*n + j
             return np.stack(arrs, axis=1).reshape((-1,) + arrs[0].shape[1:])

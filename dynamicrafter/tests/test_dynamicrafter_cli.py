@@ -54,6 +54,11 @@ def _args(cfg, prompts, savedir, *extra):
             "--text_input", "--no_progress", *extra]
 
 
+#: the tests of other features run eagerly: each graph-mode run compiles its model's UNet (~15 s here); the
+#: default graph path is run by test_cli_writes_a_playable_video and checked against PyNative in the pipeline tests
+PYNATIVE = ("--mode", "pynative")
+
+
 def _error(capsys, argv) -> str:
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -69,11 +74,31 @@ def test_cli_writes_a_playable_video(cli_cfg, one_picture, tmp_path):
     assert (tmp_path / "out" / "samples_separate" / "pic_sample0.gif").stat().st_size > 0
 
 
+def test_cli_memory_knobs_follow_the_free_memory_and_the_flags(cli_cfg, one_picture, tmp_path):
+    """Graph mode (the default) asks common.memory_plan (the 256 release's figures): 256x256 x 16 frames with CFG
+    runs stacked with 64 GiB free and split with 22 GiB (budget 18.7: stacked 19.8, split 16.2 GiB estimated);
+    320x512 with 22 GiB adds feed-forward chunks and attention chunks of 256; flags win; pynative: stacked."""
+    from dynamicrafter_ms.inference import get_parser, memory_knobs
+
+    def knobs(*flags, free):
+        args = get_parser().parse_args(_args(cli_cfg[0], one_picture, tmp_path, "--video_length", "16", *flags))
+        return memory_knobs(args, available_gib=free)[:3]
+
+    assert knobs("--height", "256", "--width", "256", free=64) == (False, None, None)
+    assert knobs("--height", "256", "--width", "256", free=22) == (True, None, None)
+    assert knobs("--height", "320", "--width", "512", free=22) == (True, 256, 4096)
+    assert knobs("--height", "320", "--width", "512", "--no_split_cfg", "--attention_chunk", "64", "--ff_chunk", "8",
+                 free=22) == (False, 64, 8)
+    assert knobs("--height", "256", "--width", "256", "--split_cfg", free=64) == (True, None, None)
+    assert knobs("--height", "320", "--width", "512", *PYNATIVE, free=1) == (False, 512, None)
+    assert knobs("--height", "256", "--width", "256", "--unconditional_guidance_scale", "1", free=1)[0] is False
+
+
 def test_cli_dpmpp_2m_writes_a_video_and_records_the_sampler(cli_cfg, one_picture, tmp_path):
     import json
 
     assert main(_args(cli_cfg[1], one_picture, tmp_path / "out", "--random_init", "--sampler", "dpmpp_2m",
-                      "--frame_stride", "24")) == 0
+                      "--frame_stride", "24", *PYNATIVE)) == 0
     mp4 = tmp_path / "out" / "samples_separate" / "pic_sample0.mp4"
     assert read_video_frames(mp4).shape == (2, 64, 64, 3)
     settings = json.loads(mp4.with_suffix(".json").read_text())["settings"]
@@ -88,7 +113,7 @@ def test_cli_interp_and_loop_write_playable_videos(interp_cfg, tmp_path, mode, p
     out = tmp_path / "out"
     argv = _args(interp_cfg, d, out, "--random_init", mode, "--video_length", "4", "--ddim_steps", "2",
                  "--frame_stride", "5", "--timestep_spacing", "uniform_trailing", "--guidance_rescale", "0.7",
-                 "--perframe_ae")
+                 "--perframe_ae", *PYNATIVE)
     assert main(argv) == 0
     video = read_video_frames(out / "samples_separate" / "p0_sample0.mp4")
     assert video.shape == (frames, 64, 64, 3) and video.dtype == np.uint8
@@ -132,7 +157,7 @@ def test_cli_with_a_checkpoint_is_deterministic(cli_cfg, one_picture, tmp_path, 
     outs = []
     for run in ("a", "b"):
         assert main(_args(cli_cfg[0], one_picture, tmp_path / run, "--ckpt_path", str(ckpt), "--seed", "7",
-                          "--ddim_steps", "1", "--unconditional_guidance_scale", "1.0")) == 0
+                          "--ddim_steps", "1", "--unconditional_guidance_scale", "1.0", *PYNATIVE)) == 0
         outs.append(read_video_frames(tmp_path / run / "samples_separate" / "pic_sample0.mp4"))
     np.testing.assert_array_equal(outs[0], outs[1])
 

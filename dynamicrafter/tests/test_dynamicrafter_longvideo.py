@@ -71,7 +71,7 @@ def _save(folder, n):
 
 def _common(cfg, out):
     return ["--config", str(cfg), "--savedir", str(out), "--height", "64", "--width", "64", "--ddim_steps", "2",
-            "--random_init", "--no_progress", "--any_size"]
+            "--random_init", "--no_progress", "--any_size", "--mode", "pynative"]  # eager: no UNet compile per run
 
 
 @pytest.mark.slow

@@ -7,9 +7,11 @@
 # Without CKPT and with 256: a tiny randomly initialised model (configs/inference_256_tiny_demo.yaml)
 # animates prompts/256/ with 10 DDIM steps -- a smoke test that writes a real mp4 of noise.
 # Extra flags after CKPT go to inference.py and win over the defaults here
-# (e.g. --mode graph --save_gif --ddim_steps 25). Real checkpoints run in PyNative mode by default
-# (graph mode is ~1.7x faster per UNet call but its UNet graph alone peaks at ~16 GB on CPU, plus the VAE and
-# encoders: pass --mode graph on a machine with more than 24 GB, or an accelerator; README "Speed and memory").
+# (e.g. --save_gif --ddim_steps 25). Every run uses inference.py's default graph mode: the UNet call compiled
+# once (ms.jit) and reused for every step and both guidance branches, the encoders and the VAE eager; the
+# guidance branches as one call or two (--split_cfg) and the attention / feed-forward chunks are chosen from the
+# size and the free memory (flags override: --split_cfg / --no_split_cfg, --attention_chunk, --ff_chunk).
+# --mode pynative runs everything eagerly (slower per step, less memory; README "Speed and memory").
 # DDIM eta is the original's 1.0 (inference.py's default for --sampler ddim). Faster, deterministic:
 #   sh scripts/run/run_infer.sh 512 model.ckpt --sampler dpmpp_2m --ddim_steps 25   (README: Samplers)
 # Run from the dynamicrafter/ folder (the script cds there itself).
@@ -47,10 +49,10 @@ if [ -z "$ckpt" ]; then
     echo "Real weights: model.ckpt of Doubiiu/DynamiCrafter on the Hugging Face hub (README.md, Weights)."
     config=${DEMO_CONFIG:-configs/inference_256_tiny_demo.yaml}   # DEMO_CONFIG: run_application.sh's tiny model
     weights="--random_init"
-    demo="--ddim_steps ${DEMO_STEPS:-10} --mode graph"   # random weights: a few steps exercise everything; graph is faster here
+    demo="--ddim_steps ${DEMO_STEPS:-10}"   # random weights: a few steps exercise everything
 else
     weights="--ckpt_path $ckpt"
-    demo=""                               # PyNative unless --mode graph is passed (memory: see above)
+    demo=""
 fi
 
 if [ "$res" = "256" ]; then
