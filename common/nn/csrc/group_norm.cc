@@ -1,7 +1,8 @@
 // GroupNorm forward and backward for MindSpore's Custom(func_type="aot") on CPU, float32.
 //
-// Layout: x is (N, G, Cg, S) (the caller reshapes (N, C, *) so that a group is one contiguous run of
-// D = Cg * S values); weight and bias are (C,), C = G * Cg; eps is a (1,) float32 tensor.
+// Layout: x is (N, C, *) contiguous, so that group g of sample n is one run of D = Cg * S values (Cg = C / G,
+// S = the product of the trailing sizes); weight and bias are (C,); "opts" is a (2,) float32 tensor
+// (eps, G), G being exact in float32.
 // Statistics per (n, g): the mean, then the mean squared deviation from it (two passes over a group that
 // is usually cache-resident). Each sum runs in 16 float lanes over blocks of 256 values (16 adds per lane,
 // vectorisable) and the block sums are added in double, so the rounding error stays near float32's unit
@@ -98,25 +99,32 @@ struct Dims {
   int64_t n, g, cg, s;
 };
 
-bool ReadDims(int nparam, int *ndims, int64_t **shapes, const char **dtypes, int expect, Dims *dims) {
-  if (nparam != expect || ndims[0] != 4) return false;
+// (N, G, Cg, S) of input 0 with G from opts; false when a dtype is not float32 or C is not G * Cg.
+bool ReadDims(int nparam, int expect, int *ndims, int64_t **shapes, const char **dtypes, const float *opts,
+              Dims *dims) {
+  if (nparam != expect || ndims[0] < 2) return false;
   for (int i = 0; i < nparam; ++i)
     if (std::strcmp(dtypes[i], "float32") != 0) return false;
-  *dims = {shapes[0][0], shapes[0][1], shapes[0][2], shapes[0][3]};
-  return shapes[1][0] == dims->g * dims->cg;
+  const int64_t c = shapes[0][1], g = static_cast<int64_t>(opts[1]);
+  if (g <= 0 || c % g != 0) return false;
+  int64_t s = 1;
+  for (int i = 2; i < ndims[0]; ++i) s *= shapes[0][i];
+  *dims = {shapes[0][0], g, c / g, s};
+  return true;
 }
 
 }  // namespace
 
-// inputs x (N, G, Cg, S), weight (C,), bias (C,), eps (1,); output y (N, G, Cg, S).
+// inputs x (N, C, *), weight (C,), bias (C,), opts (eps, G); output y (N, C, *).
 extern "C" int GroupNormForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                                 void *stream, void *extra) {
+  const float *opts = static_cast<const float *>(params[3]);
   Dims dm;
-  if (!ReadDims(nparam, ndims, shapes, dtypes, 5, &dm)) return 1;
+  if (!ReadDims(nparam, 5, ndims, shapes, dtypes, opts, &dm)) return 1;
   const float *x = static_cast<const float *>(params[0]);
   const float *w = static_cast<const float *>(params[1]);
   const float *bias = static_cast<const float *>(params[2]);
-  const double eps = static_cast<const float *>(params[3])[0];
+  const double eps = opts[0];
   float *y = static_cast<float *>(params[4]);
   const int64_t d = dm.cg * dm.s, groups = dm.n * dm.g;
 #pragma omp parallel for schedule(static)
@@ -138,22 +146,19 @@ extern "C" int GroupNormForward(int nparam, void **params, int *ndims, int64_t *
   return 0;
 }
 
-// inputs dy (N, G, Cg, S), x (N, G, Cg, S), weight (C,), eps (1,); outputs dx (N, G, Cg, S), dweight (C,),
+// inputs dy (N, C, *), x (N, C, *), weight (C,), opts (eps, G); outputs dx (N, C, *), dweight (C,),
 // dbias (C,). With xhat = (x - mean) * rstd over a group of D values:
 //   dx = rstd * (w dy - mean_group(w dy) - xhat * mean_group(w dy xhat)),
 //   dweight = sum over n, S of dy xhat,  dbias = sum over n, S of dy.
 extern "C" int GroupNormBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                                  void *stream, void *extra) {
+  const float *opts = static_cast<const float *>(params[3]);
   Dims dm;
-  if (nparam != 7 || ndims[0] != 4 || ndims[1] != 4) return 1;
-  for (int i = 0; i < nparam; ++i)
-    if (std::strcmp(dtypes[i], "float32") != 0) return 1;
-  dm = {shapes[0][0], shapes[0][1], shapes[0][2], shapes[0][3]};
-  if (shapes[2][0] != dm.g * dm.cg) return 1;
+  if (!ReadDims(nparam, 7, ndims, shapes, dtypes, opts, &dm)) return 1;
   const float *dy = static_cast<const float *>(params[0]);
   const float *x = static_cast<const float *>(params[1]);
   const float *w = static_cast<const float *>(params[2]);
-  const double eps = static_cast<const float *>(params[3])[0];
+  const double eps = opts[0];
   float *dx = static_cast<float *>(params[4]);
   float *dw = static_cast<float *>(params[5]);
   float *db = static_cast<float *>(params[6]);
