@@ -177,7 +177,8 @@ def census() -> dict:
     return dict(seen)
 
 
-def _table(results: dict, cases, passes) -> str:
+def _table(results: dict, cases, passes, label=None) -> str:
+    """Markdown tables (one per pass) of ``{impl: {case: {pass: s}}}``; ``label(case)``: the second column."""
     impls = [i for i in IMPLS if i in results]
     rows = []
     for p in passes:
@@ -190,7 +191,7 @@ def _table(results: dict, cases, passes) -> str:
             for i in impls:
                 v = results[i].get(name, {}).get(p)
                 cells.append("-" if v is None else f"{v:.4f}" + (f" ({v / ref:.2f})" if ref else ""))
-            rows.append(f"| {name} | {CASES.get(name, name)} | " + " | ".join(cells) + " |")
+            rows.append(f"| {name} | {label(name) if label else CASES[name]} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -237,7 +238,8 @@ def main(argv=None) -> int:
         shapes = {k: tuple(int(v) for v in k.split(",")) for k in counts}
         results = {i: _spawn(i, shapes, passes, a.runs) for i in impls}
         print(f"GroupNorm calls in one DynamiCrafter-256 UNet call (CFG batch 2 x 16 frames): {sum(counts.values())}")
-        print(_table(results, list(shapes), passes).replace("| case | shape |", "| shape | calls |"))
+        table = _table(results, list(shapes), passes, label=lambda k: counts[k])
+        print(table.replace("| case | shape |", "| shape | calls |"))
         for p in passes:
             for i in impls:
                 if all(p in results[i].get(k, {}) for k in shapes):
