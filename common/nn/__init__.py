@@ -8,6 +8,7 @@ from .attention import (
     set_attention,
 )
 from .embeddings import TimestepEmbedding, sinusoidal_position_table, timestep_embedding
+from .group_norm_kernel import GroupNormKernelError
 from .layers import (
     GEGLU,
     GELU,
@@ -20,7 +21,6 @@ from .layers import (
     linear,
     set_feed_forward_chunk_size,
 )
-from .group_norm_kernel import GroupNormKernelError
 from .norm import GroupNorm, LayerNorm, set_groupnorm_kernel
 from .rope import apply_rotary, resize_crop_region_for_grid, rotary_1d, rotary_3d
 

@@ -5,7 +5,8 @@ statistics (mean, then the mean squared deviation, float lanes summed in double 
 vectorisable float loops and OpenMP over the (batch, group) pairs. It is compiled with ``g++ -O3`` on first
 use into a cache folder (``$MSVZ_CACHE_DIR`` or ``~/.cache/msvz``; the file name carries a hash of the source,
 the flags and the CPU model, so a changed source or another machine compiles afresh), or ahead of time by
-``python -m common.nn.group_norm_kernel``.
+``python -c "from common.nn.group_norm_kernel import build_library; print(build_library())"`` (what
+``MSVZ_GROUPNORM=aot bash scripts/setup.sh`` runs).
 
 The switch (default ``"native"``: ``ops.group_norm``, portable, no compiler needed)::
 
@@ -128,7 +129,3 @@ class AotGroupNorm(nn.Cell):
 
     def bprop(self, x, weight, bias, out, dout):
         return self.backward_op(dout, x, weight, self.opts)
-
-
-if __name__ == "__main__":  # ahead-of-time build, e.g. from scripts/setup.sh
-    print(build_library())

@@ -15,7 +15,13 @@ import mindspore as ms
 from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import initializer
 
-from .group_norm_kernel import AotGroupNorm, GroupNormKernelError, check_kernel, default_kernel, set_default_kernel
+from .group_norm_kernel import (
+    AotGroupNorm,
+    GroupNormKernelError,
+    check_kernel,
+    default_kernel,
+    set_default_kernel,
+)
 
 
 class GroupNorm(nn.Cell):

@@ -142,3 +142,13 @@ def test_default_and_errors(monkeypatch):
         set_groupnorm_kernel("aot")
     assert "needs a C++ compiler" in str(e.value) and "\n" not in str(e.value)
     assert GroupNorm(8, 16).kernel == "native"  # the default path needs no compiler
+
+
+def test_non_contiguous_input():
+    """A transposed view (PyNative keeps it strided) reaches the kernel as its values, not its storage order."""
+    rng = np.random.default_rng(2)
+    a = ms.Tensor(rng.standard_normal((3, 2, 64, 5, 4)).astype(np.float32))
+    x = ms.ops.transpose(a, (1, 2, 0, 3, 4))  # (2, 64, 3, 5, 4)
+    ref = GroupNorm(8, 64)(ms.Tensor(x.asnumpy())).asnumpy()
+    out = GroupNorm(8, 64, kernel="aot")(x).asnumpy()
+    np.testing.assert_allclose(out, ref, rtol=0, atol=64 * U * float(np.abs(ref).max()))
