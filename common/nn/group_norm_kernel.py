@@ -2,9 +2,10 @@
 
 MindSpore 2.7.1's CPU GroupNorm is a scalar double-precision loop; ``csrc/group_norm.cc`` computes the same
 statistics (mean, then the mean squared deviation, float lanes summed in double per block of 256) with
-vectorisable float loops and OpenMP over the (batch, group) pairs. It is compiled with ``g++ -O3`` on first
-use into a cache folder (``$MSVZ_CACHE_DIR`` or ``~/.cache/msvz``; the file name carries a hash of the source,
-the flags and the CPU model, so a changed source or another machine compiles afresh), or ahead of time by
+vectorisable float loops and OpenMP over the (batch, group) pairs. It is compiled with
+``g++ -O3 -march=native -fopenmp`` on first use into a cache folder (``$MSVZ_CACHE_DIR`` or ``~/.cache/msvz``;
+the file name carries a hash of the source, the compiler flags and the CPU's model and instruction-set flags,
+so a changed source or another CPU compiles afresh), or ahead of time by
 ``python -c "from common.nn.group_norm_kernel import build_library; print(build_library())"`` (what
 ``MSVZ_GROUPNORM=aot bash scripts/setup.sh`` runs).
 
@@ -63,15 +64,18 @@ def set_default_kernel(kernel: str) -> None:
     _default = check_kernel(kernel)
 
 
-def _cpu_model() -> str:
+def _cpu_id() -> str:
+    """The CPU's model name and instruction-set flags (``-march=native`` builds differ by both)."""
+    found = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key = line.split(":", 1)[0].strip().lower()
+                if key in ("model name", "flags") and key not in found:
+                    found[key] = line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return ""
+    return " ".join(found.values())
 
 
 def build_library(cache_dir: str | os.PathLike | None = None) -> str:
@@ -84,7 +88,7 @@ def build_library(cache_dir: str | os.PathLike | None = None) -> str:
         raise GroupNormKernelError(f"the GroupNorm kernel 'aot' needs a C++ compiler and {cxx!r} was not found "
                                    "(install g++ or set CXX, or use MSVZ_GROUPNORM=native)")
     src = _SOURCE.read_bytes()
-    key = hashlib.sha256(src + " ".join((cxx,) + _FLAGS).encode() + _cpu_model().encode()).hexdigest()[:16]
+    key = hashlib.sha256(src + " ".join((cxx,) + _FLAGS).encode() + _cpu_id().encode()).hexdigest()[:16]
     folder = Path(cache_dir or os.environ.get("MSVZ_CACHE_DIR") or Path.home() / ".cache" / "msvz")
     lib = folder / f"group_norm_{key}.so"
     if not lib.is_file():
