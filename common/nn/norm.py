@@ -18,6 +18,7 @@ from mindspore.common.initializer import initializer
 from .group_norm_kernel import (
     AotGroupNorm,
     GroupNormKernelError,
+    build_library,
     check_kernel,
     default_kernel,
     set_default_kernel,
@@ -94,8 +95,6 @@ def set_groupnorm_kernel(kernel: str, cell: nn.Cell | None = None) -> int:
     check_kernel(kernel)
     if cell is None:
         if kernel == "aot":
-            from .group_norm_kernel import build_library
-
             build_library()  # no compiler: fail here, at the switch
         set_default_kernel(kernel)
         return 0
