@@ -24,4 +24,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   python -m pip install -q -e ".${extras}"
   touch "$stamp"
 fi
+# the optional C++ GroupNorm kernel (MSVZ_GROUPNORM=aot): compile it now rather than on first use
+if [ "${MSVZ_GROUPNORM:-native}" = aot ]; then
+  python -c "from common.nn.group_norm_kernel import build_library; print('setup: GroupNorm kernel', build_library())"
+fi
 python -c "import mindspore, common; print('setup: mindspore', mindspore.__version__, 'ready in', __import__('sys').prefix)"

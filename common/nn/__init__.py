@@ -8,6 +8,7 @@ from .attention import (
     set_attention,
 )
 from .embeddings import TimestepEmbedding, sinusoidal_position_table, timestep_embedding
+from .group_norm_kernel import GroupNormKernelError
 from .layers import (
     GEGLU,
     GELU,
@@ -20,7 +21,7 @@ from .layers import (
     linear,
     set_feed_forward_chunk_size,
 )
-from .norm import GroupNorm, LayerNorm
+from .norm import GroupNorm, LayerNorm, set_groupnorm_kernel
 from .rope import apply_rotary, resize_crop_region_for_grid, rotary_1d, rotary_3d
 
 __all__ = [
@@ -28,7 +29,7 @@ __all__ = [
     "timestep_embedding", "TimestepEmbedding", "sinusoidal_position_table",
     "linear", "conv2d", "TemporalConv", "gelu", "in_graph", "GELU", "GEGLU", "GELUProj", "FeedForward",
     "set_feed_forward_chunk_size",
-    "GroupNorm", "LayerNorm",
+    "GroupNorm", "LayerNorm", "set_groupnorm_kernel", "GroupNormKernelError",
     "LayerNormZero", "AdaLayerNorm", "apply_rotary", "resize_crop_region_for_grid", "rotary_1d", "rotary_3d",
 ]
 from .unet_blocks import (  # noqa: E402
