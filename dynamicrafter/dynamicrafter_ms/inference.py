@@ -253,9 +253,11 @@ def attention_chunk(args) -> int | None:
 #: and the UNet's weights and batch-independent buffers take 8.6; the OpenCLIP ViT-H towers and the VAE add
 #: 4.0 GiB of weights (1.07 B parameters, float32). The 512 and 1024 releases have the same UNet, so the
 #: figures scale with the latent pixels.
-GRAPH_MEMORY = MemoryModel(fixed_gib=12.6, per_branch_gib=3.6, ref_pixels=16 * 32 * 32,
-                           source="DynamiCrafter-256 UNet graph 12.2 / 15.8 GiB at batch 1 / 2 + 4.0 GiB "
-                                  "encoders and VAE")
+GRAPH_MEMORY = MemoryModel(fixed_gib=15.5, per_branch_gib=3.6, ref_pixels=16 * 32 * 32,
+                           source="the whole DynamiCrafter-256 command (16 frames, CFG, graph UNet with split "
+                                  "branches, eager encoders and VAE decode) peaked at 19.1 GiB (2-core AMD EPYC, "
+                                  "measured alone); per branch 3.6 GiB = the UNet graph's 15.8 - 12.2 GiB at batch "
+                                  "2 / 1")
 
 
 def guidance_branches(args) -> int:
