@@ -18,6 +18,10 @@ all of them in ``sample.gif`` and the config with the seeds used in ``config.yam
 
 A config none of whose entries names a weight file runs a tiny randomly initialised model (it says so; the
 SDXL one for an ``inference-sdxl*.yaml`` inference config) unless ``--pretrained_model_path`` is given.
+Graph mode by default: the UNet call compiled once per entry, split CFG and attention / feed-forward chunks chosen
+from the size and the free memory (:mod:`animatediff_ms.memory`; each entry prints its choice), ``--mode pynative``
+and the knob flags override. ``--random_init`` builds the full-size SD-1.5 model with random weights (time and
+memory at a release size, no download).
 Bad input ends with one ``error:`` line naming the fault (exit code 2).
 """
 from __future__ import annotations
@@ -39,6 +43,10 @@ def parse_args(argv=None):
     p.add_argument("--inference_config", "--inference-config", default=None,
                    help="inference yaml for entries without 'inference_config'; given explicitly it overrides "
                         "the entries' (default configs/inference/inference-v1.yaml)")
+    p.add_argument("--random_init", action="store_true",
+                   help="full-size SD-1.5 UNet (with the inference config's motion modules), VAE and text encoder with "
+                        "RANDOM weights, no weight file read (the entries' files are ignored): to measure time and "
+                        "memory at a release size; the videos are noise")
     p.add_argument("--L", "--num_frames", dest="L", type=int, default=None, help="frames (default: the entry's L, else 16)")
     p.add_argument("--W", type=int, default=None, help="width in pixels, multiple of 8 (default: entry's W, else 512)")
     p.add_argument("--H", type=int, default=None, help="height in pixels, multiple of 8 (default: entry's H, else 512)")
@@ -131,7 +139,7 @@ def _main(argv) -> int:
             raise ConfigError(f"--context_overlap {e.context_overlap}: must be below --context_length "
                               f"{e.context_length}")
     sd = Path(args.pretrained_model_path or "models/StableDiffusion/stable-diffusion-v1-5")
-    random_model = args.pretrained_model_path is None and not any(e.names_weights for e in entries)
+    random_model = args.random_init or (args.pretrained_model_path is None and not any(e.names_weights for e in entries))
     for e in entries:
         if e.uses_controlnet and not e.controlnet_path and not random_model:
             raise ConfigError(f"{args.config}[{e.index}].controlnet_path: missing (controlnet_images are given; "
@@ -168,6 +176,17 @@ def _main(argv) -> int:
         return pipe
 
     def build_pipeline(entry):
+        if args.random_init:
+            from animatediff_ms.demo import full_random_pipeline, is_sdxl_inference_config
+
+            if entry.uses_controlnet or is_sdxl_inference_config(entry.inference_config):
+                raise ConfigError(f"entry {entry.index}: --random_init builds the SD-1.5 model without a controlnet")
+            print("[animatediff] --random_init: the full-size SD-1.5 model with RANDOM weights (the videos are noise; "
+                  "for time and memory measurements)")
+            pipe = full_random_pipeline(InferenceConfig.load(entry.inference_config), jit=jit)
+            if entry.sampler:
+                pipe.scheduler.sampler = entry.sampler
+            return pipe
         if random_model:
             from animatediff_ms.demo import tiny_random_pipeline
 

@@ -2,11 +2,13 @@
 
     python image_to_video.py --SVD.config=configs/svd.yaml --SVD.checkpoint=svd.safetensors \
         --SVD.num_frames=14 --SVD.fps=7 --SVD.motion_bucket_id=127 --SVD.noise_aug_strength=0.02 \
-        --SVD.decode_chunk_size=7 --image=picture.png [--seed=42 --output_dir=./output --mode=1 --num_steps=25]
+        --SVD.decode_chunk_size=7 --image=picture.png [--seed=42 --output_dir=./output --num_steps=25]
 
 Without ``--SVD.checkpoint`` a TINY RANDOM model (configs/svd_tiny.yaml) runs on the bundled image
 (assets/demo.png) and writes a real mp4 of noise-like frames: a smoke test of the installation.
-Run ``python image_to_video.py --help`` for every flag.
+Graph mode by default (the denoiser compiled once), with split CFG and attention / feed-forward chunks chosen from
+the size and the free memory (:mod:`svd_ms.memory`); where even that is estimated not to fit, PyNative with the
+chunks, and one line says why. Run ``python image_to_video.py --help`` for every flag.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from common.memory_plan import MemoryModel, MemoryPlan, attention_chunk_for, plan_memory
 
 #: The graph-mode UNet's peak memory while sampling, from the one full-size graph figure of
-#: ``benchmark_results.json`` (2-core Intel Xeon): the SD-1.5 UNet with the v1 motion modules (1.31 B parameters,
+#: ``benchmark_results.json`` (2-core Intel Xeon): the SD-1.5 UNet with the v2 motion modules (1.31 B parameters,
 #: 5.4 GiB resident after the build) compiled as one graph of batch 1, called twice per step (``--split 2``) on
 #: 16 x 32 x 32 latents (256x256 x 16 frames), peaked at 10.9 GiB: 5.5 GiB above the weights. With no second graph
 #: figure to separate the graph's batch-independent buffers from one branch's activations, all 5.5 GiB are taken
