@@ -170,3 +170,33 @@ def test_bad_chunk_flag_is_one_line(tmp_path, capsys):
                    "--ff_chunk", "0"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("error: --ff_chunk 0: must be >= 1") and "\n" not in err, err
+
+
+def test_random_init_builds_the_sd15_layout(tmp_path, capsys, monkeypatch):
+    """``--random_init`` builds the SD-1.5 configs of :mod:`animatediff_ms.sd15` with random weights (here shrunk
+    to the demo's widths, so the test stays small) and CLIP's own tokenizer, and the run prints its knobs."""
+    import animatediff_ms.sd15 as sd15
+    from animatediff_ms.demo import CLIP_MERGES, TINY_UNET, tiny_tokenizer
+
+    from common.clip.tokenizer import get_tokenizer
+
+    text = "a corgi running on the beach, golden hour!"
+    clip = get_tokenizer()
+    want = [clip.sot_token_id, *clip.encode(text), clip.eot_token_id]
+    tok = tiny_tokenizer(CLIP_MERGES)
+    assert len(tok.vocab) == 49408 and list(tok([text], max_length=77, padding="max_length")[0][:len(want)]) == want
+    monkeypatch.setattr(sd15, "SD15_UNET", TINY_UNET)
+    monkeypatch.setattr(sd15, "SD15_VAE", {**sd15.SD15_VAE, "block_out_channels": [32, 32, 32, 32],
+                                            "layers_per_block": 1})
+    monkeypatch.setattr(sd15, "SD15_TEXT_ENCODER", {**sd15.SD15_TEXT_ENCODER, "hidden_size": 32,
+                                                    "intermediate_size": 64, "num_hidden_layers": 1,
+                                                    "num_attention_heads": 4, "projection_dim": 32})
+    cfg = write_prompt_config(tmp_path / "r.yaml", motion_module="",
+                              inference_config=str(PROJECT / "configs" / "inference" / "inference-v2.yaml"))
+    rc = t2v.main(["--config", str(cfg), "--random_init", "--output_dir", str(tmp_path / "out"), "--no_progress",
+                   "--mode", "pynative", "--H", "32", "--W", "32", "--L", "2", "--steps", "1"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "--random_init: the full-size SD-1.5 model with RANDOM weights" in out
+    assert "pynative mode: split_cfg=False, attention chunk None, feed-forward chunk None" in out
+    assert gif_frames(next((only_dir(tmp_path / "out") / "sample").glob("*.gif"))) == (2, (32, 32))
