@@ -139,7 +139,8 @@ def _main(argv) -> int:
             raise ConfigError(f"--context_overlap {e.context_overlap}: must be below --context_length "
                               f"{e.context_length}")
     sd = Path(args.pretrained_model_path or "models/StableDiffusion/stable-diffusion-v1-5")
-    random_model = args.random_init or (args.pretrained_model_path is None and not any(e.names_weights for e in entries))
+    random_model = args.random_init or (args.pretrained_model_path is None
+                                        and not any(e.names_weights for e in entries))
     for e in entries:
         if e.uses_controlnet and not e.controlnet_path and not random_model:
             raise ConfigError(f"{args.config}[{e.index}].controlnet_path: missing (controlnet_images are given; "

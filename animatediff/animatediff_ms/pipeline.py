@@ -271,8 +271,8 @@ class AnimationPipeline:
                 split_cfg: bool | None = None):
         """The sampling loop; ``latents`` (b, 4, L, h, w) -> final latents. ``callback({"i", "t", "x", ...})``
         after every step. ``control`` / ``split_cfg`` (None: the pipeline's): see :meth:`denoiser`. ``context``:
-        ``(context_length, context_overlap, schedule, fuse)`` to denoise in sliding frame windows (:mod:`common.schedulers.context`), None = all
-        frames in one call."""
+        ``(context_length, context_overlap, schedule, fuse)`` to denoise in sliding frame windows
+        (:mod:`common.schedulers.context`), None = all frames in one call."""
         sampler = sampler or self.scheduler.sampler
         x = ms.Tensor(np.asarray(latents, np.float32))
         b, num_frames = x.shape[0], x.shape[2]
