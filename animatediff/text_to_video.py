@@ -18,6 +18,10 @@ all of them in ``sample.gif`` and the config with the seeds used in ``config.yam
 
 A config none of whose entries names a weight file runs a tiny randomly initialised model (it says so; the
 SDXL one for an ``inference-sdxl*.yaml`` inference config) unless ``--pretrained_model_path`` is given.
+Graph mode by default: the UNet call compiled once per entry, split CFG and attention / feed-forward chunks chosen
+from the size and the free memory (:mod:`animatediff_ms.memory`; each entry prints its choice), ``--mode pynative``
+and the knob flags override. ``--random_init`` builds the full-size SD-1.5 model with random weights (time and
+memory at a release size, no download).
 Bad input ends with one ``error:`` line naming the fault (exit code 2).
 """
 from __future__ import annotations
@@ -39,6 +43,10 @@ def parse_args(argv=None):
     p.add_argument("--inference_config", "--inference-config", default=None,
                    help="inference yaml for entries without 'inference_config'; given explicitly it overrides "
                         "the entries' (default configs/inference/inference-v1.yaml)")
+    p.add_argument("--random_init", action="store_true",
+                   help="full-size SD-1.5 UNet (with the inference config's motion modules), VAE and text encoder with "
+                        "RANDOM weights, no weight file read (the entries' files are ignored): to measure time and "
+                        "memory at a release size; the videos are noise")
     p.add_argument("--L", "--num_frames", dest="L", type=int, default=None, help="frames (default: the entry's L, else 16)")
     p.add_argument("--W", type=int, default=None, help="width in pixels, multiple of 8 (default: entry's W, else 512)")
     p.add_argument("--H", type=int, default=None, help="height in pixels, multiple of 8 (default: entry's H, else 512)")
@@ -48,10 +56,24 @@ def parse_args(argv=None):
     p.add_argument("--save_mp4", "--save-mp4", action="store_true", help="also write .mp4 files (H.264)")
     p.add_argument("--fps", type=int, default=8, help="frames per second of the written videos (8)")
     p.add_argument("--output_dir", default="samples", help="root of the time-stamped output folder (samples)")
-    p.add_argument("--mode", choices=("pynative", "graph"), default="pynative",
-                   help="MindSpore execution of the UNet: pynative (default) or graph (compiled once, faster calls)")
-    p.add_argument("--attention_chunk_size", type=int, default=None,
-                   help="process attention queries in chunks of this size (memory bound at 512x512; default off)")
+    p.add_argument("--mode", choices=("pynative", "graph"), default="graph",
+                   help="MindSpore execution of the UNet: graph (default: the UNet call compiled once and reused for "
+                        "every step and guidance branch; text encoder and VAE eager; the graph released before the "
+                        "VAE decode) or pynative (op by op, less memory, slower)")
+    p.add_argument("--split_cfg", action="store_true", default=None,
+                   help="the unconditional and the conditional guidance branch as two UNet calls of one video each "
+                        "instead of one call of two: the activation memory of one branch (in graph mode one compiled "
+                        "graph of the smaller batch), the same work and numbers (default: auto in graph mode, from "
+                        "the latent size and the free memory; off in pynative)")
+    p.add_argument("--no_split_cfg", dest="split_cfg", action="store_false",
+                   help="both guidance branches in one UNet call, whatever the free memory")
+    p.add_argument("--attention_chunk_size", "--attention_chunk", dest="attention_chunk_size", type=int, default=None,
+                   help="attention queries per chunk (memory bound; default auto: none up to 32x32 latents "
+                        "(256x256), 512 up to 2560 latent pixels, 128 above (512x512); graph mode: at most 256 where "
+                        "even --split_cfg is estimated not to fit the free memory)")
+    p.add_argument("--ff_chunk", "--feed_forward_chunk_size", dest="ff_chunk", type=int, default=None,
+                   help="feed-forward tokens per chunk (memory bound; default auto: none, 4096 in graph mode where "
+                        "even --split_cfg is estimated not to fit the free memory)")
     p.add_argument("--seed", type=seed_type, default=None, help="override every prompt's seed")
     p.add_argument("--context_length", type=int, default=None,
                    help="long videos: denoise in sliding windows of this many frames (<= the motion module's "
@@ -73,12 +95,14 @@ def _main(argv) -> int:
     args = parse_args(argv)
     # imported here so that --help is instant
     from animatediff_ms.config import InferenceConfig
+    from animatediff_ms.memory import describe, memory_knobs
     from animatediff_ms.prompt_config import load_prompt_config
     from animatediff_ms.runner import attach_controlnet, build_entry_pipeline, make_savedir, run_prompt_config
 
     from common.cli import check_dir, check_file, check_range, prepare_output_dir
     from common.config import ConfigError
-    from common.nn import set_attention
+    from common.bench import mem_available_gib
+    from common.nn import set_attention, set_feed_forward_chunk_size
 
     default_inf = args.inference_config or "configs/inference/inference-v1.yaml"
     for k in ("H", "W"):
@@ -89,6 +113,7 @@ def _main(argv) -> int:
     check_range(args.steps, "--steps", 1, what="sampling steps")
     check_range(args.fps, "--fps", 1, what="frames per second")
     check_range(args.attention_chunk_size, "--attention_chunk_size", 1)
+    check_range(args.ff_chunk, "--ff_chunk", 1)
     check_range(args.context_length, "--context_length", 1, what="frames")
     check_range(args.context_overlap, "--context_overlap", 0, what="frames")
     check_range(args.free_init_iters, "--free_init_iters", 0)
@@ -114,7 +139,8 @@ def _main(argv) -> int:
             raise ConfigError(f"--context_overlap {e.context_overlap}: must be below --context_length "
                               f"{e.context_length}")
     sd = Path(args.pretrained_model_path or "models/StableDiffusion/stable-diffusion-v1-5")
-    random_model = args.pretrained_model_path is None and not any(e.names_weights for e in entries)
+    random_model = args.random_init or (args.pretrained_model_path is None
+                                        and not any(e.names_weights for e in entries))
     for e in entries:
         if e.uses_controlnet and not e.controlnet_path and not random_model:
             raise ConfigError(f"{args.config}[{e.index}].controlnet_path: missing (controlnet_images are given; "
@@ -123,6 +149,7 @@ def _main(argv) -> int:
         check_dir(sd, "--pretrained_model_path", "diffusers Stable Diffusion 1.5 folder (see README 'Weights')")
     out_root = prepare_output_dir(args.output_dir, "--output_dir")
     jit = args.mode == "graph"
+    free = mem_available_gib()  # before any weight is read
     import mindspore as ms
 
     if ms.get_context("device_target") == "CPU":
@@ -131,13 +158,36 @@ def _main(argv) -> int:
         ms.runtime.launch_blocking()
 
     def make_pipeline(entry):
+        # the entry's H, W, L are resolved (run_prompt_config); a context window is what one UNet call sees
+        frames = min(entry.L, entry.context_length or entry.L)
+        split, chunk, ff, plan = memory_knobs(
+            args.mode, (entry.H // 8, entry.W // 8), frames, 2 if entry.guidance_scale > 1.0 else 1,
+            split_cfg=args.split_cfg, attention_chunk=args.attention_chunk_size, ff_chunk=args.ff_chunk,
+            available_gib=free)
+        print(f"[animatediff] entry {entry.index}, {entry.H}x{entry.W} x {frames} frames: "
+              + describe(args.mode, split, chunk, ff, plan))
         pipe = build_pipeline(entry)
         for cell in (pipe.unet, pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None)):
             if cell is not None:
-                set_attention(cell, "math", args.attention_chunk_size)
+                set_attention(cell, "math", chunk)
+        set_feed_forward_chunk_size(pipe.unet, ff)
+        if pipe.controlnet is not None:
+            set_feed_forward_chunk_size(pipe.controlnet, ff)
+        pipe.split_cfg = split
         return pipe
 
     def build_pipeline(entry):
+        if args.random_init:
+            from animatediff_ms.demo import full_random_pipeline, is_sdxl_inference_config
+
+            if entry.uses_controlnet or is_sdxl_inference_config(entry.inference_config):
+                raise ConfigError(f"entry {entry.index}: --random_init builds the SD-1.5 model without a controlnet")
+            print("[animatediff] --random_init: the full-size SD-1.5 model with RANDOM weights (the videos are noise; "
+                  "for time and memory measurements)")
+            pipe = full_random_pipeline(InferenceConfig.load(entry.inference_config), jit=jit)
+            if entry.sampler:
+                pipe.scheduler.sampler = entry.sampler
+            return pipe
         if random_model:
             from animatediff_ms.demo import tiny_random_pipeline
 

@@ -8,10 +8,12 @@ command line passes the user's flags over the plan.
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import gc
 import math
 
-__all__ = ["MemoryModel", "MemoryPlan", "plan_memory", "attention_chunk_for"]
+__all__ = ["MemoryModel", "MemoryPlan", "plan_memory", "attention_chunk_for", "release_compiled_graphs"]
 
 #: feed-forward token chunk used when even the split batch's estimate does not fit: with attention chunks of
 #: 256 it took the full SVD UNet at 576x1024 x 14 frames from > 23 GiB to 18.9 GiB (docs/performance.md).
@@ -101,3 +103,18 @@ def plan_memory(model: MemoryModel, latent_hw: tuple[int, int], frames: int, bra
         return MemoryPlan(True, attention, None, split, budget, True)
     tight = min(attention or TIGHT_ATTENTION_CHUNK, TIGHT_ATTENTION_CHUNK)
     return MemoryPlan(True, tight, FF_CHUNK, split, budget, False)
+
+
+def release_compiled_graphs() -> None:
+    """Hand back what compiled graphs hold: ``ms.ms_memory_recycle()`` (every compiled graph of this process), a
+    garbage collection, then glibc's ``malloc_trim`` (where there is one). Call it after dropping the last
+    reference to an ``ms.jit`` function, before a memory-hungry eager stage (the VAE decode); the next call of
+    a new ``ms.jit`` function compiles again. (The same steps as ``DynamiCrafterPipeline.release_graph``.)"""
+    import mindspore as ms
+
+    ms.ms_memory_recycle()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the memory stays with the process's allocator
+        pass

@@ -2,11 +2,13 @@
 
     python image_to_video.py --SVD.config=configs/svd.yaml --SVD.checkpoint=svd.safetensors \
         --SVD.num_frames=14 --SVD.fps=7 --SVD.motion_bucket_id=127 --SVD.noise_aug_strength=0.02 \
-        --SVD.decode_chunk_size=7 --image=picture.png [--seed=42 --output_dir=./output --mode=1 --num_steps=25]
+        --SVD.decode_chunk_size=7 --image=picture.png [--seed=42 --output_dir=./output --num_steps=25]
 
 Without ``--SVD.checkpoint`` a TINY RANDOM model (configs/svd_tiny.yaml) runs on the bundled image
 (assets/demo.png) and writes a real mp4 of noise-like frames: a smoke test of the installation.
-Run ``python image_to_video.py --help`` for every flag.
+Graph mode by default (the denoiser compiled once), with split CFG and attention / feed-forward chunks chosen from
+the size and the free memory (:mod:`svd_ms.memory`); where even that is estimated not to fit, PyNative with the
+chunks, and one line says why. Run ``python image_to_video.py --help`` for every flag.
 """
 from __future__ import annotations
 
@@ -72,17 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "without a checkpoint: the bundled assets/demo.png")
     p.add_argument("--seed", type=seed_type, default=42, help="seed of the two Gaussian draws (image noise, start noise)")
     p.add_argument("--output_dir", default="./output", help="folder for the mp4 (created if missing)")
-    p.add_argument("--mode", type=_mode, default=1, choices=[0, 1], metavar="{0,1,graph,pynative}",
-                   help="MindSpore execution: 0 or graph = graph (the denoiser is compiled), 1 or pynative = PyNative")
-    p.add_argument("--attn_chunk_size", "--attention_chunk_size", dest="attn_chunk_size", type=int, default=None,
-                   help="attention query chunk (bounds memory of long sequences, e.g. 4096 at 576x1024); "
-                        "default: no chunking")
-    p.add_argument("--ff_chunk_size", type=int, default=None,
+    p.add_argument("--mode", type=_mode, default=None, choices=[0, 1], metavar="{0,1,graph,pynative}",
+                   help="MindSpore execution: 0 or graph = graph (the denoiser compiled once and reused for every step "
+                        "and guidance branch, released before the VAE decode), 1 or pynative = PyNative. Default: "
+                        "graph, unless the memory plan estimates that even the split, chunked graph does not fit the "
+                        "free memory (576x1024 on 24 GiB): then PyNative with the chunks, and one line says why")
+    p.add_argument("--attn_chunk_size", "--attention_chunk_size", "--attention_chunk", dest="attn_chunk_size",
+                   type=int, default=None,
+                   help="attention query chunk (bounds the score matrices of long sequences); default auto: none up "
+                        "to 32x32 latents, 512 up to 2560 latent pixels (320x512), 128 above (576x1024); at most 256 "
+                        "where even --split_cfg is estimated not to fit the free memory in graph mode")
+    p.add_argument("--ff_chunk_size", "--ff_chunk", dest="ff_chunk_size", type=int, default=None,
                    help="run the transformer feed-forwards this many tokens at a time (their GEGLU hidden layer is the "
-                        "largest tensor: 2.6 GB at 576x1024 x 14 frames x 2 branches); default: all at once")
-    p.add_argument("--split_cfg", action="store_true",
+                        "largest tensor: 2.6 GB at 576x1024 x 14 frames x 2 branches); default auto: all at once, "
+                        "4096 where even --split_cfg is estimated not to fit the free memory in graph mode")
+    p.add_argument("--split_cfg", action="store_true", default=None,
                    help="run the unconditional and conditional guidance branches as two UNet calls of one video "
-                        "each instead of one call of two: half the UNet's activation memory, the same work")
+                        "each instead of one call of two: half the UNet's activation memory, the same work; default "
+                        "auto: split where both branches in one graph are estimated not to fit the free memory")
+    p.add_argument("--no_split_cfg", dest="split_cfg", action="store_false",
+                   help="both guidance branches in one UNet call, whatever the free memory")
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     p.add_argument("--debug", action="store_true", help="on an error, show the traceback instead of one line")
     return p
@@ -132,6 +143,11 @@ def check_args(args) -> tuple[Path, Path]:
         if min(im.size) < multiple:
             raise InputError(f"{image_path} is {im.size[0]}x{im.size[1]}; both sides must be at least {multiple} "
                              "pixels (--image)")
+        w, h = im.size
+    down = 2 ** (len(cfg.first_stage_encoder.ch_mult) - 1)
+    # what the UNet will see (the memory plan): the picture cut down to multiples of `multiple`, every frame
+    args.latent_hw = ((h - h % multiple) // down, (w - w % multiple) // down)
+    args.latent_frames = args.num_frames or cfg.sampler.num_frames or 14
     check_range(args.num_frames, "--SVD.num_frames", 1, what="frames")
     check_range(args.num_steps, "--num_steps", 1, what="sampling steps")
     check_range(args.sampling_steps, "--SVD.sampling_steps", 0, what="sampling steps (0 = not set)")
@@ -156,7 +172,14 @@ def main(argv=None) -> int:
     from svd_ms.model import load_svd_model
     from svd_ms.pipeline import SVDPipeline
 
-    ms.set_context(mode=ms.PYNATIVE_MODE)
+    from svd_ms.memory import choose_knobs
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)  # graph mode compiles the denoiser alone (SVDPipeline(mode="graph"))
+    knobs = choose_knobs({0: "graph", 1: "pynative", None: None}[args.mode], args.latent_hw, args.latent_frames,
+                         split_cfg=args.split_cfg, attention_chunk=args.attn_chunk_size, ff_chunk=args.ff_chunk_size)
+    if knobs.fallback:
+        print(f"NOTE: {knobs.fallback}", file=sys.stderr)
+    print(knobs.describe())
     random_weights = args.checkpoint is None
     if random_weights:
         print(f"NOTE: no --SVD.checkpoint given: the weights are RANDOM ({config.name}); the clip shows noise, "
@@ -175,29 +198,29 @@ def main(argv=None) -> int:
     if report is not None:
         print(f"loaded {args.checkpoint}: {report.loaded} tensors, {report.ignored} unused tensors skipped "
               f"({time.time() - t0:.1f} s)", file=sys.stderr)
-    if args.attn_chunk_size:
-        set_attention(model, "math", args.attn_chunk_size)
-    if args.ff_chunk_size:
-        set_feed_forward_chunk_size(model, args.ff_chunk_size)
+    if knobs.attention_chunk:
+        set_attention(model, "math", knobs.attention_chunk)
+    if knobs.ff_chunk:
+        set_feed_forward_chunk_size(model, knobs.ff_chunk)
     scfg = model.cfg.sampler
     num_frames = args.num_frames or scfg.num_frames or 14
     num_steps = args.num_steps or args.sampling_steps or scfg.num_steps or 25
     if not 5 <= args.fps <= 30:
         print("WARNING: fps outside 5..30 (the training range) may give poor results", file=sys.stderr)
     image = prepare_image(image_path, model.downscale * 2 ** (len(model.cfg.unet.channel_mult) - 1))
-    pipe = SVDPipeline(model, mode="graph" if args.mode == 0 else "pynative")
+    pipe = SVDPipeline(model, mode=knobs.mode)
     t1 = time.time()
     out = pipe(image, num_frames=num_frames, num_inference_steps=num_steps, fps=args.fps,
                motion_bucket_id=args.motion_bucket_id, noise_aug_strength=args.noise_aug_strength,
                decode_chunk_size=args.decode_chunk_size or None, seed=args.seed, progress=not args.no_progress,
-               split_cfg=args.split_cfg, sampler=args.sampler)
+               split_cfg=knobs.split_cfg, sampler=args.sampler)
     name = datetime.now().strftime("%Y-%m-%d_%H-%M-%S") + ("_random" if random_weights else "") + ".mp4"
     path = write_video(out.frames[0], args.output_dir / name, fps=args.fps, value_range=(0, 1))
     from common.sidecar import record_script_run
 
     record_script_run(path, model="svd", script="svd/image_to_video.py", args=args, weights=[args.checkpoint],
                       seed=args.seed, seconds=time.time() - t1, config=str(config), image=str(image_path),
-                      frames=int(out.frames.shape[1]))
+                      frames=int(out.frames.shape[1]), execution=knobs.describe())
     print(f"wrote {path} ({num_frames} frames {image.shape[2]}x{image.shape[3]}, {num_steps} {args.sampler} steps, "
           f"fps_id {out.fps_id:g}, {time.time() - t1:.1f} s)" + (" -- RANDOM weights" if random_weights else ""))
     return 0

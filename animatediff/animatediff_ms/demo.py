@@ -68,6 +68,28 @@ def tiny_random_pipeline(inference_config: InferenceConfig, seed: int = 0, jit: 
     return AnimationPipeline(unet, vae, te, tok, inference_config.scheduler, jit=jit)
 
 
+#: merges of CLIP's BPE (its 49408-token vocabulary: 2 x 256 byte symbols, these merges, 2 special tokens)
+CLIP_MERGES = 49408 - 2 * 256 - 2
+
+
+def full_random_pipeline(inference_config: InferenceConfig, seed: int = 0, jit: bool = False) -> AnimationPipeline:
+    """The full-size SD-1.5 pipeline (:mod:`animatediff_ms.sd15` configs, the inference config's motion modules)
+    with random weights (each cell's own initialiser, seeded) and CLIP's tokenizer from the bundled BPE: what a
+    release run costs in time and memory, without weight files (``text_to_video.py --random_init``). The videos
+    are noise."""
+    from common.config import from_mapping
+
+    from .config import VAEConfig
+    from .sd15 import SD15_TEXT_ENCODER, SD15_UNET, SD15_VAE
+
+    ms.set_seed(seed)
+    te = CLIPTextModel(CLIPTextConfig.from_dict(SD15_TEXT_ENCODER))
+    vae = AutoencoderKL(from_mapping(VAEConfig, SD15_VAE, "SD15_VAE").ddconfig(), 4)
+    unet = UNet3DConditionModel(UNet3DConfig.from_files(SD15_UNET, inference_config.unet_additional_kwargs,
+                                                        where="SD-1.5 UNet"))
+    return AnimationPipeline(unet, vae, te, tiny_tokenizer(CLIP_MERGES), inference_config.scheduler, jit=jit)
+
+
 #: ``unet/config.json`` of the tiny SDXL UNet (SDXL schema: 3 levels, the first without attention, deeper
 #: transformer at the bottom, text_time embedding; widths 32 / 32 / 64, text width 32 + 32).
 TINY_SDXL_UNET = {

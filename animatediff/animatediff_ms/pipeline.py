@@ -21,6 +21,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import ops
 
+from common.memory_plan import release_compiled_graphs
 from common.pipeline_utils import VideoOutput, check_output_type, to_unit_range
 from common.schedulers.context import FUSE_METHODS, SCHEDULES, windowed_denoiser
 from common.schedulers.ddim import (
@@ -55,19 +56,25 @@ class AnimationPipeline:
         text_encoder: :class:`common.clip.hf_clip.CLIPTextModel`.
         tokenizer: :class:`common.clip.hf_tokenizer.CLIPTokenizer`.
         scheduler: :class:`~animatediff_ms.config.SchedulerConfig` (``noise_scheduler_kwargs`` + sampler).
-        jit: run the UNet as a compiled graph (``ms.jit``, MindSpore graph mode) instead of PyNative.
+        jit: compile the UNet call (and the controlnet's) with ``ms.jit`` once, on first use, and reuse it for
+            every step and guidance branch (``--mode graph``); the text encoder and the VAE stay eager (PyNative).
         controlnet: optional :class:`~animatediff_ms.models.SparseControlNetModel` (SparseCtrl).
+        split_cfg: default of ``__call__``'s ``split_cfg`` (the guidance branches as separate UNet calls).
+        release_before_decode: (True) with ``jit``, :meth:`release_graph` after the sampling and before the VAE
+            decode, so the graph's buffers are not held while the VAE decodes (the next call compiles again).
     """
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler: SchedulerConfig, jit: bool = False,
-                 controlnet=None):
+                 controlnet=None, split_cfg: bool = False, release_before_decode: bool = True):
         self.unet = unet
         self.vae = vae
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
         self.scheduler = scheduler
-        self.jit = jit
-        self._unet_fn = ms.jit(unet.construct) if jit else unet
+        self.jit = bool(jit)
+        self.split_cfg = bool(split_cfg)
+        self.release_before_decode = bool(release_before_decode)
+        self._compiled = {}  # "unet" / "controlnet" -> the ms.jit of that cell's construct
         self.controlnet = controlnet
         #: the condition prepared from a prompt entry (:class:`animatediff_ms.sparsectrl.SparseCondition`), if any
         self.condition = None
@@ -79,7 +86,35 @@ class AnimationPipeline:
     @controlnet.setter
     def controlnet(self, net):
         self._controlnet = net
-        self._controlnet_fn = None if net is None else (ms.jit(net.construct) if self.jit else net)
+        self._compiled.pop("controlnet", None)
+        #: a replacement of the controlnet call (None: the controlnet, compiled with ``jit``); e.g. a recorder
+        self._controlnet_fn = None
+
+    def compiled(self, name: str):
+        """The one ``ms.jit`` of ``getattr(self, name).construct`` (``"unet"`` / ``"controlnet"``), compiled on
+        first use and kept until :meth:`release_graph`."""
+        fn = self._compiled.get(name)
+        if fn is None:
+            fn = self._compiled[name] = ms.jit(getattr(self, name).construct)
+        return fn
+
+    def release_graph(self) -> None:
+        """Drop the compiled graphs and hand back what they hold (:func:`common.memory_plan.release_compiled_graphs`);
+        the next sampling compiles again."""
+        if not self._compiled:
+            return
+        self._compiled = {}
+        release_compiled_graphs()
+
+    def _run_unet(self, x, t, emb, branch, *residuals):
+        """One UNet call on ``x`` (the stacked ``[uncond, cond]`` batch when ``branch`` is None, else guidance
+        branch ``branch`` alone) with its text embeddings ``emb`` and the controlnet's residuals, if any."""
+        return (self.compiled("unet") if self.jit else self.unet)(x, t, emb, *residuals)
+
+    def _run_controlnet(self, *args):
+        if self._controlnet_fn is not None:
+            return self._controlnet_fn(*args)
+        return (self.compiled("controlnet") if self.jit else self.controlnet)(*args)
 
     @property
     def vae_scale_factor(self) -> int:
@@ -192,10 +227,12 @@ class AnimationPipeline:
         cond, mask = make_condition(images, controlnet_image_index, num_frames)
         return ms.Tensor(cond), ms.Tensor(mask)
 
-    def denoiser(self, text_embeddings, batch: int, guidance_scale: float, control=None):
+    def denoiser(self, text_embeddings, batch: int, guidance_scale: float, control=None, split_cfg: bool = False):
         """The guided :class:`~common.schedulers.denoiser.Denoiser` (eps, int timesteps): both CFG branches
-        ``[uncond, cond]`` in one UNet call, combined by :func:`common.schedulers.guidance.cfg`.
-        ``control``: ``(cond, mask, conditioning_scale)`` for the controlnet, called before every UNet call."""
+        ``[uncond, cond]`` in one UNet call (``split_cfg``: one call per branch, batch ``batch`` each: the
+        activation memory of one branch, the same work; with ``jit`` one compiled graph serves both), combined by
+        :func:`common.schedulers.guidance.cfg`. ``control``: ``(cond, mask, conditioning_scale)`` for the
+        controlnet, called before every UNet call on the same batch."""
         do_cfg = guidance_scale > 1.0
         emb = text_embeddings
         b = batch
@@ -208,34 +245,40 @@ class AnimationPipeline:
         elif not do_cfg and emb.shape[0] == 1 and b > 1:
             emb = ops.tile(emb, (b, 1, 1))
 
+        half = emb.shape[0] // 2
+        per_branch = (emb[:half], emb[half:]) if do_cfg else (emb,)  # (b*f', 77, D) each
+
         def model_fn(x, t, branch):
-            if branch is not None:
-                raise ValueError("AnimationPipeline runs both CFG branches in one call")
-            x_in = ops.concat([x, x], axis=0) if do_cfg else x
+            if branch is None:  # every branch stacked: (branches*b, 4, f, h, w)
+                x_in, e = (ops.concat([x, x], axis=0) if do_cfg else x), emb
+            else:
+                x_in, e = x, per_branch[branch]
             if control is None:
-                return self._unet_fn(x_in, t[:1], emb)
+                return self._run_unet(x_in, t[:1], e, branch)
             cond, mask, scale = control
-            down, mid = self._controlnet_fn(x_in, t[:1], emb, cond, mask, scale)
+            down, mid = self._run_controlnet(x_in, t[:1], e, cond, mask, scale)
             if self.jit:  # a tuple of tensors is a graph constant unless marked mutable (one compile, not one per call)
                 down = ms.mutable(tuple(down))
-            return self._unet_fn(x_in, t[:1], emb, down, mid)
+            return self._run_unet(x_in, t[:1], e, branch, down, mid)
 
         if do_cfg:
             return guided_denoiser(model_fn, ("uncond", "cond"), functools.partial(cfg, scale=guidance_scale),
-                                   prediction=diffusers_prediction(self._scheduler_kwargs()))
+                                   prediction=diffusers_prediction(self._scheduler_kwargs()), split=bool(split_cfg))
         return guided_denoiser(model_fn, ("cond",), prediction=diffusers_prediction(self._scheduler_kwargs()))
 
     def denoise(self, latents, text_embeddings, num_inference_steps: int, guidance_scale: float, eta: float = 0.0,
-                sampler: str | None = None, progress: bool = True, callback=None, control=None, context=None):
+                sampler: str | None = None, progress: bool = True, callback=None, control=None, context=None,
+                split_cfg: bool | None = None):
         """The sampling loop; ``latents`` (b, 4, L, h, w) -> final latents. ``callback({"i", "t", "x", ...})``
-        after every step. ``control``: see :meth:`denoiser`. ``context``: ``(context_length, context_overlap,
-        schedule, fuse)`` to denoise in sliding frame windows (:mod:`common.schedulers.context`), None = all
-        frames in one call."""
+        after every step. ``control`` / ``split_cfg`` (None: the pipeline's): see :meth:`denoiser`. ``context``:
+        ``(context_length, context_overlap, schedule, fuse)`` to denoise in sliding frame windows
+        (:mod:`common.schedulers.context`), None = all frames in one call."""
         sampler = sampler or self.scheduler.sampler
         x = ms.Tensor(np.asarray(latents, np.float32))
         b, num_frames = x.shape[0], x.shape[2]
+        split = self.split_cfg if split_cfg is None else bool(split_cfg)
         if context is None:
-            fn = self.denoiser(text_embeddings, b, guidance_scale, control)
+            fn = self.denoiser(text_embeddings, b, guidance_scale, control, split)
         else:
             length, overlap, schedule, fuse = context
 
@@ -244,7 +287,7 @@ class AnimationPipeline:
                 emb = ops.gather(text_embeddings, sel, 1) if text_embeddings.ndim == 4 else text_embeddings
                 ctl = None if control is None else (ops.gather(control[0], sel, 2), ops.gather(control[1], sel, 2),
                                                     control[2])
-                return self.denoiser(emb, b, guidance_scale, ctl)
+                return self.denoiser(emb, b, guidance_scale, ctl, split)
 
             fn = windowed_denoiser(for_frames, num_frames, length, overlap, schedule=schedule, fuse=fuse)
         if sampler == "ddim":
@@ -277,8 +320,8 @@ class AnimationPipeline:
                  context_length: int | None = None, context_overlap: int = 4, context_schedule: str = "uniform",
                  context_fuse: str = "pyramid", free_init_iters: int = 0, free_init_method: str = "butterworth",
                  free_init_order: float = 4, free_init_spatial_stop_frequency: float = 0.25,
-                 free_init_temporal_stop_frequency: float = 0.25, free_init_fast_sampling: bool = False
-                 ) -> AnimationPipelineOutput:
+                 free_init_temporal_stop_frequency: float = 0.25, free_init_fast_sampling: bool = False,
+                 split_cfg: bool | None = None) -> AnimationPipelineOutput:
         """Generate one video.
 
         Args:
@@ -309,6 +352,8 @@ class AnimationPipeline:
             free_init_method / free_init_order / free_init_spatial_stop_frequency /
                 free_init_temporal_stop_frequency: the low-pass filter (butterworth, 4, 0.25, 0.25 as diffusers).
             free_init_fast_sampling: coarse-to-fine steps, pass i runs ``steps / iters * (i + 1)`` steps.
+            split_cfg: the guidance branches as separate UNet calls of one compiled graph (less memory, the same
+                work and numbers to float32 rounding); None: the pipeline's ``split_cfg`` (``--split_cfg``).
         A ``prompt`` given as ``{frame: text}`` travels between the texts (:meth:`encode_prompt_travel`).
         """
         check_output_type(output_type)
@@ -358,8 +403,11 @@ class AnimationPipeline:
                     steps = fast_sampling_steps(num_inference_steps, iters, i)
             elif iters > 1 and free_init_fast_sampling:
                 steps = fast_sampling_steps(num_inference_steps, iters, 0)
-            out = self.denoise(x, emb, steps, guidance_scale, eta, sampler, progress, callback, control, context)
+            out = self.denoise(x, emb, steps, guidance_scale, eta, sampler, progress, callback, control, context,
+                               split_cfg)
         frames = None
         if output_type == "np":
+            if self.release_before_decode:
+                self.release_graph()
             frames = np.ascontiguousarray(self.decode_latents(out).transpose(0, 2, 3, 4, 1))  # (b, L, H, W, 3)
         return AnimationPipelineOutput(frames=frames, latents=out.asnumpy(), seed=seed, text_embeddings=emb.asnumpy())

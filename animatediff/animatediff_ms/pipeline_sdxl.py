@@ -45,19 +45,18 @@ class AnimationSDXLPipeline(AnimationPipeline):
         self.tokenizer_2 = tokenizer_2
         self.vae_scaling_factor = float(vae_scaling_factor)
         self.force_zeros_for_empty_prompt = force_zeros_for_empty_prompt
-        self._sdxl_unet_fn = ms.jit(unet.construct) if jit else unet
         self._text_embeds = None  # (branches, P) pooled text of the current call ([uncond, cond])
         self._time_ids = None  # (1, 6) of the current call
-        self._unet_fn = self._call_unet
 
-    def _call_unet(self, x, t, emb):
-        # x (branches*b, 4, f, h, w) ordered [uncond x b, cond x b]; the pooled text follows the same order
+    def _run_unet(self, x, t, emb, branch, *residuals):
+        # x (branches*b, 4, f, h, w) ordered [uncond x b, cond x b], or branch `branch` alone (b, ...); the pooled
+        # text follows the same order
         n = x.shape[0]
-        te = self._text_embeds
+        te = self._text_embeds if branch is None else self._text_embeds[branch:branch + 1]
         if te.shape[0] != n:
             te = ms.Tensor(np.repeat(te.asnumpy(), n // te.shape[0], axis=0))
         ids = ms.Tensor(np.repeat(self._time_ids, n, axis=0))
-        return self._sdxl_unet_fn(x, t, emb, te, ids)
+        return (self.compiled("unet") if self.jit else self.unet)(x, t, emb, te, ids)
 
     # ------------------------------------------------------------------------------------------ text
     def _encode_one(self, text: str):

@@ -34,7 +34,7 @@ def only_dir(root: Path) -> Path:
 
 def test_demo_config_writes_gif_mp4_and_grid(tmp_path, capsys):
     rc = t2v.main(["--config", str(PROJECT / "configs" / "prompts" / "demo.yaml"), "--output_dir", str(tmp_path),
-                   "--steps", "2", "--L", "4", "--no_progress"])
+                   "--steps", "2", "--L", "4", "--no_progress", "--mode", "pynative"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "RANDOMLY INITIALISED" in out
@@ -66,7 +66,7 @@ def test_real_format_weights_through_the_cli(tiny_weights, tmp_path, capsys, mon
                               motion_module_lora_configs=[{"path": "models/MotionLoRA/v2_lora_TinyZoom.ckpt",
                                                            "alpha": 0.5}], sampler="dpmpp_2m")
     rc = t2v.main(["--config", str(cfg), "--pretrained_model_path", str(tiny_weights["sd"]),
-                   "--output_dir", str(tmp_path / "out"), "--save_mp4", "--no_progress"])
+                   "--output_dir", str(tmp_path / "out"), "--save_mp4", "--no_progress", "--mode", "pynative"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     out = captured.out
@@ -140,3 +140,63 @@ def test_sampler_from_the_inference_config(tmp_path):
     (tmp_path / "b.yaml").write_text(src + "\nsampler: euler\n")
     with pytest.raises(ConfigError, match="sampler: 'euler' is not one of"):
         InferenceConfig.load(tmp_path / "b.yaml")
+
+
+def test_cli_memory_knobs_follow_the_free_memory_and_the_flags():
+    """Graph mode (the default) asks common.memory_plan with the 256x256 graph figures (animatediff_ms.memory):
+    256x256 x 16 frames with CFG runs stacked with 64 GiB free (17.2 GiB estimated) and split with 18 GiB (budget
+    15.3: split 11.7 GiB); 512x512 with 22 GiB (split 28.2 GiB, extrapolated) adds feed-forward chunks and
+    attention chunks of 128 (the size rule's, below 256); the flags win; pynative: stacked, the size rule."""
+    from animatediff_ms.memory import memory_knobs
+
+    def knobs(*flags, size=256, frames=16, cfg=True, free):
+        args = t2v.parse_args(["--config", "x.yaml", *flags])
+        return memory_knobs(args.mode, (size // 8, size // 8), frames, 2 if cfg else 1, split_cfg=args.split_cfg,
+                            attention_chunk=args.attention_chunk_size, ff_chunk=args.ff_chunk, available_gib=free)[:3]
+
+    assert t2v.parse_args(["--config", "x.yaml"]).mode == "graph"
+    assert knobs(free=64) == (False, None, None)
+    assert knobs(free=18) == (True, None, None)
+    assert knobs(size=512, free=22) == (True, 128, 4096)
+    assert knobs("--no_split_cfg", "--attention_chunk", "64", "--ff_chunk", "8", size=512, free=22) == (False, 64, 8)
+    assert knobs("--split_cfg", free=64) == (True, None, None)
+    assert knobs("--mode", "pynative", size=512, free=1) == (False, 128, None)
+    assert knobs(cfg=False, free=1)[0] is False
+    assert knobs(size=512, frames=8, free=64) == (False, 128, None)  # a context window of 8 frames: 28.2 GiB
+
+
+def test_bad_chunk_flag_is_one_line(tmp_path, capsys):
+    rc = t2v.main(["--config", str(PROJECT / "configs" / "prompts" / "demo.yaml"), "--output_dir", str(tmp_path),
+                   "--ff_chunk", "0"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error: --ff_chunk 0: must be >= 1") and "\n" not in err, err
+
+
+def test_random_init_builds_the_sd15_layout(tmp_path, capsys, monkeypatch):
+    """``--random_init`` builds the SD-1.5 configs of :mod:`animatediff_ms.sd15` with random weights (here shrunk
+    to the demo's widths, so the test stays small) and CLIP's own tokenizer, and the run prints its knobs."""
+    import animatediff_ms.sd15 as sd15
+    from animatediff_ms.demo import CLIP_MERGES, TINY_UNET, tiny_tokenizer
+
+    from common.clip.tokenizer import get_tokenizer
+
+    text = "a corgi running on the beach, golden hour!"
+    clip = get_tokenizer()
+    want = [clip.sot_token_id, *clip.encode(text), clip.eot_token_id]
+    tok = tiny_tokenizer(CLIP_MERGES)
+    assert len(tok.vocab) == 49408 and list(tok([text], max_length=77, padding="max_length")[0][:len(want)]) == want
+    monkeypatch.setattr(sd15, "SD15_UNET", TINY_UNET)
+    monkeypatch.setattr(sd15, "SD15_VAE", {**sd15.SD15_VAE, "block_out_channels": [32, 32, 32, 32],
+                                            "layers_per_block": 1})
+    monkeypatch.setattr(sd15, "SD15_TEXT_ENCODER", {**sd15.SD15_TEXT_ENCODER, "hidden_size": 32,
+                                                    "intermediate_size": 64, "num_hidden_layers": 1,
+                                                    "num_attention_heads": 4, "projection_dim": 32})
+    cfg = write_prompt_config(tmp_path / "r.yaml", motion_module="",
+                              inference_config=str(PROJECT / "configs" / "inference" / "inference-v2.yaml"))
+    rc = t2v.main(["--config", str(cfg), "--random_init", "--output_dir", str(tmp_path / "out"), "--no_progress",
+                   "--mode", "pynative", "--H", "32", "--W", "32", "--L", "2", "--steps", "1"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "--random_init: the full-size SD-1.5 model with RANDOM weights" in out
+    assert "pynative mode: split_cfg=False, attention chunk None, feed-forward chunk None" in out
+    assert gif_frames(next((only_dir(tmp_path / "out") / "sample").glob("*.gif"))) == (2, (32, 32))

@@ -215,7 +215,7 @@ def test_text_to_video_runs_the_sdxl_folder(world, tmp_path, capsys):
     _, _, folder, mm = world
     cfg = _prompt_config(tmp_path / "sdxl.yaml", mm)
     rc = _t2v().main(["--config", str(cfg), "--pretrained_model_path", str(folder), "--output_dir",
-                      str(tmp_path / "out"), "--no_progress"])
+                      str(tmp_path / "out"), "--no_progress", "--mode", "pynative"])
     assert rc == 0, capsys.readouterr().err
     (d,) = list((tmp_path / "out").iterdir())
     (gif,) = list((d / "sample").glob("*.gif"))
@@ -270,7 +270,7 @@ def test_converter_takes_released_and_diffusers_motion_modules(world, tmp_path):
 @pytest.mark.slow
 def test_sdxl_demo_config_runs_the_tiny_random_sdxl_pipeline(tmp_path, capsys):
     rc = _t2v().main(["--config", str(PROJECT / "configs" / "prompts" / "demo_sdxl.yaml"), "--output_dir",
-                      str(tmp_path), "--steps", "2", "--L", "4", "--no_progress"])
+                      str(tmp_path), "--steps", "2", "--L", "4", "--no_progress", "--mode", "pynative"])
     out = capsys.readouterr().out
     assert rc == 0 and "RANDOMLY INITIALISED" in out
     (d,) = list(tmp_path.iterdir())
@@ -413,7 +413,7 @@ def test_text_to_video_reads_an_sdxl_branch_prompt_file(world, tmp_path, capsys)
     cfg.write_text(yaml.safe_dump({"base_model_path": str(folder), "motion_module_path": str(mm), "seed": 3,
                                    "guidance_scale": 8.5, "steps": 2, "prompt": [PROMPT], "n_prompt": [""]}))
     rc = _t2v().main(["--config", str(cfg), "--output_dir", str(tmp_path / "out"), "--H", str(H), "--W", str(W),
-                      "--L", str(FRAMES), "--no_progress"])
+                      "--L", str(FRAMES), "--no_progress", "--mode", "pynative"])
     assert rc == 0, capsys.readouterr().err
     (d,) = list((tmp_path / "out").iterdir())
     (gif,) = list((d / "sample").glob("*.gif"))

@@ -294,7 +294,7 @@ def test_sparsectrl_cli_end_to_end(tiny_weights, controlnet_files, tmp_path, cap
                         normalize_condition_images=True)]
     (tmp_path / "sc.yaml").write_text(yaml.safe_dump(cfg))
     rc = t2v.main(["--config", str(tmp_path / "sc.yaml"), "--pretrained_model_path", str(tiny_weights["sd"]),
-                   "--output_dir", str(tmp_path / "out"), "--no_progress"])
+                   "--output_dir", str(tmp_path / "out"), "--no_progress", "--mode", "pynative"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert captured.out.count("loading controlnet checkpoint") == 2 and "load domain lora" in captured.out
@@ -306,7 +306,7 @@ def test_sparsectrl_cli_end_to_end(tiny_weights, controlnet_files, tmp_path, cap
 @pytest.mark.slow
 def test_sparsectrl_demo_config(tmp_path, capsys):
     rc = t2v.main(["--config", str(PROJECT / "configs" / "prompts" / "demo_sparsectrl.yaml"), "--output_dir",
-                   str(tmp_path), "--steps", "1", "--L", "3", "--no_progress"])
+                   str(tmp_path), "--steps", "1", "--L", "3", "--no_progress", "--mode", "pynative"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     (d,) = list(tmp_path.iterdir())

@@ -187,7 +187,7 @@ def test_sigkill_resume_is_exact_and_the_checkpoint_loads_in_text_to_video(setup
                                            guidance_scale=7.5, prompt=["a red circle"], n_prompt=[""])]))
     capsys.readouterr()
     rc = t2v.main(["--config", str(prompt), "--pretrained_model_path", str(setup["tw"]["sd"]),
-                   "--output_dir", str(tmp_path / "t2v"), "--no_progress"])
+                   "--output_dir", str(tmp_path / "t2v"), "--no_progress", "--mode", "pynative"])
     assert rc == 0, capsys.readouterr().err
     assert "load motion module" in capsys.readouterr().out
     unet = L.build_unet(setup["tw"]["sd"], InferenceConfig.load(PROJECT / "configs/inference/inference-v1.yaml")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import mindspore as ms
 import numpy as np
 
+from common.memory_plan import release_compiled_graphs
 from common.pipeline_utils import VideoOutput, check_output_type, frames_from_decoded, numpy_generator
 
 from .model import SVDModel
@@ -33,17 +34,38 @@ class SVDPipeline:
 
     Args:
         model: the loaded model.
-        mode: ``"pynative"`` (default) or ``"graph"``: the denoiser (the UNet, called 2x per step
-            at the CFG batch) is compiled with ``ms.jit``; conditioning and decoding stay PyNative.
+        mode: ``"pynative"`` (default) or ``"graph"``: the denoiser (the UNet, called once per step at the CFG
+            batch, or once per branch with ``split_cfg``) is compiled with ``ms.jit`` on first use and reused for
+            every step and branch; conditioning and decoding stay PyNative.
+        release_before_decode: (True) in graph mode, :meth:`release_graph` after the sampling and before the VAE
+            decode (the graph's buffers are not held while the VAE decodes; the next call compiles again).
     """
 
-    def __init__(self, model: SVDModel, mode: str = "pynative"):
+    def __init__(self, model: SVDModel, mode: str = "pynative", release_before_decode: bool = True):
         if mode not in ("pynative", "graph"):
             raise ValueError(f"SVDPipeline: mode must be 'pynative' or 'graph', got {mode!r}")
         self.model = model
         self.mode = mode
-        self._denoise = ms.jit(model.denoiser.construct) if mode == "graph" else model.denoiser
+        self.release_before_decode = bool(release_before_decode)
+        self._compiled = None
         model.set_train(False)
+
+    def denoise_fn(self):
+        """The denoiser call handed to the sampler: the one ``ms.jit`` compiled ``model.denoiser.construct`` of
+        this pipeline in graph mode (compiled on first use, kept until :meth:`release_graph`), else the eager
+        denoiser."""
+        if self.mode != "graph":
+            return self.model.denoiser
+        if self._compiled is None:
+            self._compiled = ms.jit(self.model.denoiser.construct)
+        return self._compiled
+
+    def release_graph(self) -> None:
+        """Drop the compiled denoiser and hand back what it holds (:func:`common.memory_plan.release_compiled_graphs`)."""
+        if self._compiled is None:
+            return
+        self._compiled = None
+        release_compiled_graphs()
 
     def check_inputs(self, image: np.ndarray, num_frames: int, num_inference_steps: int, decode_chunk_size,
                      height: int | None = None, width: int | None = None):
@@ -132,7 +154,7 @@ class SVDPipeline:
         aug = noise_aug_strength
         c, uc = self.model.conditioner.get_conditioning(img, ms.Tensor(image + aug * cond_noise), num_frames,
                                                         fps_id, motion_bucket_id, aug)
-        z, sigmas = sample_svd(self._denoise, ms.Tensor(noise), c, uc, num_frames, num_inference_steps,
+        z, sigmas = sample_svd(self.denoise_fn(), ms.Tensor(noise), c, uc, num_frames, num_inference_steps,
                                scfg.sigma_min, scfg.sigma_max, scfg.rho,
                                scfg.min_scale if min_guidance_scale is None else min_guidance_scale,
                                scfg.max_scale if max_guidance_scale is None else max_guidance_scale,
@@ -140,6 +162,8 @@ class SVDPipeline:
                                callback=callback, split_cfg=split_cfg, sampler=sampler)
         frames = None
         if output_type == "np":
+            if self.release_before_decode:
+                self.release_graph()
             x = self.model.decode_latents(z, decode_chunk_size)  # (T, 3, H, W)
             frames = frames_from_decoded(x.asnumpy()[None], 2, 1)  # (1, T, H, W, 3)
         return SVDOutput(frames=frames, latents=z.asnumpy(), seed=seed if generator is None else None,

@@ -25,14 +25,14 @@ def test_help_explains_every_flag():
     text = " ".join(r.stdout.split())
     for flag in ("--SVD.config", "--SVD.checkpoint", "--SVD.num_frames", "--SVD.fps", "--SVD.motion_bucket_id",
                  "--SVD.noise_aug_strength", "--SVD.decode_chunk_size", "--image", "--seed", "--output_dir", "--mode",
-                 "--num_steps", "--attn_chunk_size", "--ff_chunk_size", "--split_cfg", "--sampler"):
+                 "--num_steps", "--attn_chunk_size", "--ff_chunk_size", "--split_cfg", "--no_split_cfg", "--sampler"):
         assert flag in text
     assert "fps_id = fps - 1" in text and "more motion" in text and "RANDOM" in text
     assert "DPM-Solver++ 2M" in text and "EulerEDMSampler" in text
 
 
 def test_random_demo_writes_a_real_mp4_and_says_so(tmp_path):
-    r = _run("--SVD.num_frames=3", "--num_steps=2", f"--output_dir={tmp_path}")
+    r = _run("--SVD.num_frames=3", "--num_steps=2", f"--output_dir={tmp_path}", "--mode=pynative")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "weights are RANDOM" in r.stderr and "RANDOM weights" in r.stdout
     assert "SVD sampling" in r.stderr  # the progress bar
@@ -59,7 +59,8 @@ def test_checkpoint_run_resizes_the_image(tiny_model, tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (70, 140, 3), dtype=np.uint8)).save(img)
     r = _run(f"--SVD.config={TINY_CONFIG}", f"--SVD.checkpoint={ckpt}", "--SVD.num_frames=2", "--SVD.fps=8",
              "--SVD.decode_chunk_size=1", f"--image={img}", "--num_steps=1", f"--output_dir={tmp_path}", "--seed=3",
-             "--no_progress", "--split_cfg", "--ff_chunk_size=50", "--attn_chunk_size=16", "--sampler=dpmpp_2m")
+             "--no_progress", "--split_cfg", "--ff_chunk_size=50", "--attn_chunk_size=16", "--sampler=dpmpp_2m",
+             "--mode=pynative")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resizing to 128x64" in r.stderr and "loaded" in r.stderr and "RANDOM" not in r.stdout
     assert "1 dpmpp_2m steps" in r.stdout
