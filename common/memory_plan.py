@@ -109,7 +109,8 @@ def release_compiled_graphs() -> None:
     """Hand back what compiled graphs hold: ``ms.ms_memory_recycle()`` (every compiled graph of this process), a
     garbage collection, then glibc's ``malloc_trim`` (where there is one). Call it after dropping the last
     reference to an ``ms.jit`` function, before a memory-hungry eager stage (the VAE decode); the next call of
-    a new ``ms.jit`` function compiles again. (The same steps as ``DynamiCrafterPipeline.release_graph``.)"""
+    a new ``ms.jit`` function compiles again. (``DynamiCrafterPipeline.release_graph`` and the AnimateDiff and SVD
+    pipelines use it.)"""
     import mindspore as ms
 
     ms.ms_memory_recycle()

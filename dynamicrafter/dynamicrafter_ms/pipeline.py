@@ -24,15 +24,14 @@ DDIM's eta has no DPM-Solver++ 2M counterpart: the DPM path is deterministic (et
 """
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import functools
-import gc
 
 import mindspore as ms
 import numpy as np
 from mindspore import ops
 
+from common.memory_plan import release_compiled_graphs
 from common.pipeline_utils import VideoOutput, check_output_type, frames_from_decoded, numpy_generator
 from common.schedulers.ddim import DDIMSchedule, make_ddim_schedule, sample_ddim
 from common.schedulers.denoiser import Denoiser
@@ -195,20 +194,14 @@ class DynamiCrafterPipeline:
         return self._compiled
 
     def release_graph(self) -> None:
-        """Drop the compiled UNet graph and what it holds: ``ms.ms_memory_recycle`` (every compiled graph of this
-        process), then the freed heap handed back to the system (glibc ``malloc_trim``, where there is one); the
-        next sampling compiles again. Measured (``scripts/unet_graph_memory.py``, docs/performance.md): of the
+        """Drop the compiled UNet graph and what it holds (:func:`common.memory_plan.release_compiled_graphs`:
+        ``ms.ms_memory_recycle``, then the freed heap handed back to the system); the next sampling compiles again. Measured (``scripts/unet_graph_memory.py``, docs/performance.md): of the
         2.6 GiB a 96-channel UNet graph (16 x 256 x 256) holds beyond PyNative after sampling, this gives back
         0.45 GiB; the rest stays with the process."""
         if self._compiled is None:
             return
         self._compiled = None
-        ms.ms_memory_recycle()
-        gc.collect()
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):  # not glibc: the memory stays with the process's allocator
-            pass
+        release_compiled_graphs()
 
     def check_inputs(self, prompt, image, num_frames, height, width, num_inference_steps):
         """Raise ValueError naming the bad argument; returns (prompts, videos (B, 3, T, H, W))."""
